@@ -1,0 +1,90 @@
+"""Shared fixtures: tiny teachers built from a config with a tokenizer trained in the test
+(no Hub), small CoNLL files, and the path to the shared real data when it is present."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED_NER = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ner"
+
+PER = ["Anna Schmidt", "John Smith", "Marie Curie", "Ivan Petrov", "Li Wei", "Carlos Ruiz"]
+ORG = ["Siemens", "Acme Corp", "Deutsche Bank", "United Nations", "Red Cross"]
+LOC = ["Berlin", "New York", "Paris", "Moscow", "Madrid", "Lake Como"]
+TEMPLATES = [
+    ["{PER}", "works", "for", "{ORG}", "in", "{LOC}", "."],
+    ["{PER}", "visited", "{LOC}", "yesterday", "."],
+    ["The", "office", "of", "{ORG}", "is", "near", "{LOC}", "."],
+    ["Nothing", "happened", "today", "."],
+    ["{PER}", "and", "{PER}", "met", "at", "{ORG}", "."],
+]
+
+
+def make_sentences(n: int, seed: int) -> list[list[tuple[str, str]]]:
+    rng = random.Random(seed)
+    pools = {"PER": PER, "ORG": ORG, "LOC": LOC}
+    out = []
+    for _ in range(n):
+        sent: list[tuple[str, str]] = []
+        for slot in rng.choice(TEMPLATES):
+            if slot.startswith("{"):
+                kind = slot[1:-1]
+                for j, word in enumerate(rng.choice(pools[kind]).split()):
+                    sent.append((word, f"{'B' if j == 0 else 'I'}-{kind}"))
+            else:
+                sent.append((slot, "O"))
+        out.append(sent)
+    return out
+
+
+def write_conll(path: Path, sentences: list[list[tuple[str, str]]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join("".join(f"{w}\t{t}\n" for w, t in s) + "\n" for s in sentences), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """root/<lang>/{train,dev,test}.txt for two pseudo-languages (same grammar, different seeds)."""
+    root = tmp_path_factory.mktemp("tiny_data")
+    for k, lang in enumerate(("en", "de")):
+        for split, n in (("train", 120), ("dev", 30), ("test", 30)):
+            write_conll(root / lang / f"{split}.txt", make_sentences(n, seed=100 * k + len(split)))
+        (root / lang / "transfer.txt").write_text(
+            "\n".join(" ".join(w for w, _ in s) for s in make_sentences(80, seed=7 + k)) + "\n", encoding="utf-8"
+        )
+    return root
+
+
+def build_tiny_teacher(out_dir: Path, texts: list[str], hidden: int = 32, layers: int = 2) -> Path:
+    """A randomly initialised BERT with a WordPiece tokenizer trained on `texts`, saved like a
+    Hub checkpoint."""
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertConfig, BertForTokenClassification, BertTokenizerFast
+
+    wp = BertWordPieceTokenizer(lowercase=False)
+    wp.train_from_iterator(texts, vocab_size=300, min_frequency=1)
+    tokenizer = BertTokenizerFast(tokenizer_object=wp._tokenizer, unk_token="[UNK]", pad_token="[PAD]",
+                                  cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=128)
+    BertForTokenClassification(config).save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    texts = [" ".join(w for w, _ in s) for s in make_sentences(300, seed=1)]
+    return build_tiny_teacher(tmp_path_factory.mktemp("tiny_teacher"), texts)
+
+
+@pytest.fixture
+def tiny_tokenizer(tiny_teacher: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_teacher)

@@ -1,0 +1,105 @@
+"""Transfer cache: the teacher's outputs stored faithfully (fp16), shards verified by size and
+checksum, fingerprint sensitive to everything that changes the outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from accelerate import Accelerator
+from transformers import AutoModelForTokenClassification
+
+from xtremedistil_ner import cache as cache_mod
+from xtremedistil_ner.data.conll import Sentence
+from xtremedistil_ner.encoding import encode
+
+from conftest import make_sentences
+
+
+@pytest.fixture
+def annotated(tmp_path: Path, tiny_teacher: Path, tiny_tokenizer):
+    sents = [Sentence([w for w, _ in s], None, "en" if i % 3 else "de") for i, s in enumerate(make_sentences(40, seed=3))]
+    windows = encode(sents, tiny_tokenizer, max_length=12)
+    langs = [sents[w.sent].lang for w in windows]
+    model = AutoModelForTokenClassification.from_pretrained(tiny_teacher, num_labels=5, ignore_mismatched_sizes=True).eval()
+    fp = cache_mod.fingerprint("teacher", "tok", windows, langs, 1, 12)
+    out = tmp_path / "cache"
+    cache_mod.annotate(model, windows, langs, 1, out, fp, tiny_tokenizer.pad_token_id, 8, Accelerator(cpu=True), shard_size=16)
+    return model, windows, langs, fp, out
+
+
+def test_cache_holds_teacher_outputs_for_every_window(annotated) -> None:
+    model, windows, langs, fp, out = annotated
+    assert cache_mod.is_complete(out, fp)
+    cache = cache_mod.TransferCache(out)
+    assert len(cache) == len(windows) and len(cache.manifest["shards"]) == (len(windows) + 15) // 16
+    for j in (0, 7, len(windows) - 1):
+        item = cache[j]
+        ids = torch.as_tensor(windows[j].input_ids, dtype=torch.long)[None]
+        with torch.no_grad():
+            ref = model(input_ids=ids, output_hidden_states=True)
+        assert np.array_equal(item["input_ids"], windows[j].input_ids)
+        assert np.allclose(item["teacher_logits"], ref.logits[0].numpy(), atol=1e-2)
+        assert np.allclose(item["teacher_hidden"], ref.hidden_states[1][0].numpy(), atol=1e-2)
+
+
+def test_language_filter(annotated) -> None:
+    _, windows, langs, _, out = annotated
+    de = cache_mod.TransferCache(out, ["de"])
+    assert len(de) == langs.count("de")
+    assert all(np.array_equal(de[j]["input_ids"], windows[i].input_ids)
+               for j, i in enumerate(i for i, l in enumerate(langs) if l == "de"))
+    with pytest.raises(cache_mod.CacheError):
+        cache_mod.TransferCache(out, ["fr"])
+
+
+def test_fingerprint_tracks_every_input(annotated) -> None:
+    _, windows, langs, fp, _ = annotated
+    base = ("teacher", "tok", windows, langs, 1, 12)
+    variants = [
+        ("other-teacher",) + base[1:],
+        base[:1] + ("other-tok",) + base[2:],
+        base[:2] + (windows[:-1], langs[:-1]) + base[4:],
+        base[:4] + (2, 12),
+        base[:5] + (16,),
+    ]
+    assert cache_mod.fingerprint(*base) == fp
+    assert len({cache_mod.fingerprint(*v) for v in variants} | {fp}) == len(variants) + 1
+
+
+def test_truncated_or_corrupted_shard_is_detected_and_rebuilt(annotated) -> None:
+    model, windows, langs, fp, out = annotated
+    target = out / "shard-00001" / "hidden.npy"
+    original = target.read_bytes()
+    target.write_bytes(original[:-10])
+    assert not cache_mod.is_complete(out, fp, verify=False)
+    flipped = bytearray(original)
+    flipped[-3] ^= 0xFF
+    target.write_bytes(bytes(flipped))
+    assert cache_mod.is_complete(out, fp, verify=False)  # same size: only the checksum catches it
+    assert not cache_mod.is_complete(out, fp, verify=True)
+    # Rebuilding only redoes damaged shards and restores the exact bytes.
+    untouched = (out / "shard-00000" / "hidden.npy").stat().st_mtime_ns
+    (out / "shard-00001" / "shard.json").unlink()
+    cache_mod.annotate(model, windows, langs, 1, out, fp, 0, 8, Accelerator(cpu=True), shard_size=16)
+    assert cache_mod.is_complete(out, fp)
+    assert target.read_bytes() == original
+    assert (out / "shard-00000" / "hidden.npy").stat().st_mtime_ns == untouched
+
+
+def test_other_fingerprint_is_not_complete(annotated) -> None:
+    *_, out = annotated
+    assert not cache_mod.is_complete(out, "0" * 64)
+
+
+def test_not_enough_disk_is_a_clear_error(annotated, monkeypatch: pytest.MonkeyPatch) -> None:
+    model, windows, langs, fp, out = annotated
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(100, 100, 10))
+    with pytest.raises(cache_mod.CacheError, match="GiB"):
+        cache_mod.annotate(model, windows, langs, 1, out / "other", fp, 0, 8, Accelerator(cpu=True))

@@ -1,0 +1,184 @@
+"""Run configuration: YAML -> typed dataclasses, `--set` overrides, errors that name the key,
+and a saved configuration that loads back to the same thing."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from xtremedistil_ner.config import (
+    ConfigError,
+    RunConfig,
+    StageConfig,
+    load_config,
+    save_config,
+    to_dict,
+)
+
+YAML = """\
+output_dir: runs/test
+languages: [en, de]
+seed: 7
+data:
+  dataset: wikiann
+  root: /data/ner
+  train_per_lang: 100
+  files:
+    en: {train: a.txt, dev: b.txt}
+teacher:
+  model: some/model
+  lr: 3.0e-5
+  layer: 6
+students:
+  - {name: small, type: bilstm, embedding_dim: 50, hidden_dim: 100}
+distil:
+  stages:
+    - {name: rep, loss: representation, data: transfer, train: [embeddings, encoder], epochs: 1}
+    - {name: gold, loss: gold, data: labeled, train: gradual, lr: 0.0005}
+"""
+
+
+def _cfg_file(tmp_path: Path, text: str = YAML) -> Path:
+    path = tmp_path / "run.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_yaml_load_builds_typed_config(tmp_path: Path) -> None:
+    cfg = load_config(_cfg_file(tmp_path))
+    assert cfg.output_dir == "runs/test"
+    assert cfg.languages == ["en", "de"]
+    assert cfg.seed == 7
+    assert cfg.data.root == "/data/ner" and cfg.data.train_per_lang == 100
+    assert cfg.data.transfer_per_lang is None  # default kept
+    assert cfg.data.files == {"en": {"train": "a.txt", "dev": "b.txt"}}
+    assert cfg.teacher.model == "some/model" and cfg.teacher.lr == pytest.approx(3e-5)
+    assert cfg.teacher.layer == 6 and cfg.teacher.epochs == 3  # default kept
+    assert len(cfg.students) == 1 and cfg.students[0].hidden_dim == 100
+    assert cfg.distil.stages == [
+        StageConfig("rep", "representation", "transfer", ["embeddings", "encoder"], 1),
+        StageConfig("gold", "gold", "labeled", "gradual", lr=0.0005),
+    ]
+
+
+def test_no_file_gives_defaults() -> None:
+    assert load_config() == RunConfig()
+
+
+def test_empty_yaml_gives_defaults(tmp_path: Path) -> None:
+    assert load_config(_cfg_file(tmp_path, "")) == RunConfig()
+
+
+def test_overrides_nested_lists_and_numbers(tmp_path: Path) -> None:
+    cfg = load_config(
+        _cfg_file(tmp_path),
+        [
+            "teacher.lr=5e-5",  # YAML 1.1 reads this as a string; must still become a float
+            "teacher.warmup_ratio=0",  # int for a float field
+            "teacher.epochs=2",
+            "data.files.de.test=c.txt",  # creates nested mappings
+            "data.files.en.train=z.txt",  # merges into the existing mapping
+            "languages=[fr, sw]",
+            "data.transfer_per_lang=40",
+            "teacher.layer=null",
+            "distil.mode=sequential",
+        ],
+    )
+    assert isinstance(cfg.teacher.lr, float) and cfg.teacher.lr == pytest.approx(5e-5)
+    assert isinstance(cfg.teacher.warmup_ratio, float) and cfg.teacher.warmup_ratio == 0.0
+    assert cfg.teacher.epochs == 2
+    assert cfg.data.files == {"en": {"train": "z.txt", "dev": "b.txt"}, "de": {"test": "c.txt"}}
+    assert cfg.languages == ["fr", "sw"]
+    assert cfg.data.transfer_per_lang == 40
+    assert cfg.teacher.layer is None
+    assert cfg.distil.mode == "sequential"
+    # untouched values from the file survive
+    assert cfg.data.train_per_lang == 100 and cfg.teacher.model == "some/model"
+
+
+def test_override_without_file() -> None:
+    cfg = load_config(None, ["seed=3", "students=[{name: s, type: bilstm, embedding_dim: 8, hidden_dim: 16}]"])
+    assert cfg.seed == 3
+    assert [(s.name, s.embedding_dim, s.hidden_dim) for s in cfg.students] == [("s", 8, 16)]
+
+
+@pytest.mark.parametrize("bad", ["teacher.lr", "=3", "teacher.epochs"])
+def test_malformed_override(bad: str) -> None:
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        load_config(None, [bad])
+
+
+def test_override_through_a_non_mapping_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="seed is not a mapping"):
+        load_config(None, ["seed=3", "seed.x=1"])
+
+
+@pytest.mark.parametrize(
+    ("override", "where", "key"),
+    [
+        ("teacher.learning_rate=1", "config.teacher", "learning_rate"),
+        ("bogus=1", "config", "bogus"),
+        ("data.files.en=1", "config.data.files.en", None),
+        ("distil.stages=[{name: a, loss: gold, data: labeled, epochz: 1}]", "config.distil.stages[0]", "epochz"),
+    ],
+)
+def test_unknown_key_or_bad_shape_names_key_path(override: str, where: str, key: str | None) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [override])
+    msg = str(info.value)
+    assert msg.startswith(where + ":"), msg
+    if key:
+        assert key in msg
+
+
+def test_unknown_key_in_file_names_file_and_key(tmp_path: Path) -> None:
+    path = _cfg_file(tmp_path, "teacher:\n  modle: x\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{path}.teacher: unknown key(s) ['modle']")):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("override", "where"),
+    [
+        ("teacher.epochs=abc", "config.teacher.epochs"),
+        ("teacher.epochs=2.5", "config.teacher.epochs"),
+        ("teacher.epochs=true", "config.teacher.epochs"),  # a bool is not an int
+        ("teacher.lr=fast", "config.teacher.lr"),
+        ("teacher.freeze_embeddings=1", "config.teacher.freeze_embeddings"),
+        ("data.root=5", "config.data.root"),
+        ("teacher=3", "config.teacher"),
+        ("data.transfer_files.en=x.txt", "config.data.transfer_files.en"),
+    ],
+)
+def test_wrong_type_names_key_path(override: str, where: str) -> None:
+    with pytest.raises(ConfigError, match="^" + re.escape(where) + ":"):
+        load_config(None, [override])
+
+
+def test_invalid_yaml_and_non_mapping_top_level(tmp_path: Path) -> None:
+    bad = _cfg_file(tmp_path, "teacher: [unclosed\n")
+    with pytest.raises(ConfigError, match=re.escape(str(bad))):
+        load_config(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- a\n- b\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(listy)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_save_then_load_round_trips(tmp_path: Path) -> None:
+    cfg = load_config(_cfg_file(tmp_path), ["teacher.lr=5e-5", "data.transfer_files.de=[t1.txt, t2.txt]"])
+    out = tmp_path / "out" / "config.yaml"
+    save_config(cfg, out)
+    again = load_config(out)
+    assert again == cfg
+    assert to_dict(again) == to_dict(cfg)
+
+
+def test_save_then_load_round_trips_defaults(tmp_path: Path) -> None:
+    out = tmp_path / "config.yaml"
+    save_config(RunConfig(), out)
+    assert load_config(out) == RunConfig()

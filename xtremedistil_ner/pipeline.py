@@ -1,0 +1,280 @@
+"""The pipeline's steps over one output directory: teach -> annotate -> distil -> evaluate.
+Each step writes its artifacts atomically and a rerun skips what is already complete."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+from . import cache as cache_mod
+from .config import RunConfig, StudentConfig, save_config, to_dict
+from .data.corpus import Corpus, build_corpus
+from .distil import FINAL, Distiller, StageData, is_distilled
+from .encoding import Window, encode, special_ids
+from .evaluate import predict_tags, score
+from .io import read_json, sha256_file, write_json
+from .latency import make_batch, measure
+from .report import write_report
+from .students import REGISTRY, Student, pca_embeddings
+from .teacher import count_parameters, fine_tune, is_trained, load_teacher, load_tokenizer, logits_fn
+
+STEPS = ("teach", "annotate", "distil", "evaluate")
+
+
+def make_accelerator(cfg: RunConfig) -> Accelerator:
+    mp = cfg.mixed_precision
+    if mp == "auto":
+        mp = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    return Accelerator(mixed_precision=mp)
+
+
+class Run:
+    """Lazily loads what each step needs; everything lands in `cfg.output_dir`."""
+
+    def __init__(self, cfg: RunConfig, accelerator: Accelerator | None = None, command: str | None = None) -> None:
+        self.cfg = cfg
+        self.out = Path(cfg.output_dir)
+        self.acc = accelerator or make_accelerator(cfg)
+        self.command = command or " ".join(["xdner"] + sys.argv[1:])
+        set_seed(cfg.seed)
+        if self.acc.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.out / "config.yaml")
+
+    @property
+    def teacher_dir(self) -> Path:
+        return self.out / "teacher"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.out / "cache"
+
+    def student_dir(self, name: str, lang: str | None = None) -> Path:
+        return self.out / "students" / name / (lang or "joint")
+
+    @cached_property
+    def corpus(self) -> Corpus:
+        corpus = build_corpus(self.cfg.data, self.cfg.languages, self.cfg.seed)
+        if self.acc.is_main_process:
+            write_json(self.out / "data_stats.json", corpus.stats)
+        return corpus
+
+    @cached_property
+    def tokenizer(self):
+        self._require_teacher()
+        return load_tokenizer(str(self.teacher_dir), self.cfg.teacher.trust_remote_code)
+
+    @property
+    def pad_id(self) -> int:
+        return special_ids(self.tokenizer)[2]
+
+    def windows(self, split: str) -> list[Window]:
+        sentences = getattr(self.corpus, split)
+        label2id = self.corpus.labels.label2id if split == "train" else None
+        return encode(sentences, self.tokenizer, self.cfg.teacher.max_length, label2id)
+
+    def _require_teacher(self) -> None:
+        if not is_trained(self.teacher_dir):
+            raise RuntimeError(f"{self.teacher_dir}: no fine-tuned teacher yet; run `xdner teach` first")
+
+    def _time(self, step: str, seconds: float) -> None:
+        if self.acc.is_main_process:
+            path = self.out / "timings.json"
+            timings = read_json(path) if path.exists() else {}
+            timings[step] = round(seconds, 1)
+            write_json(path, timings)
+
+    # -- steps -------------------------------------------------------------------------------
+    def teach(self) -> None:
+        if is_trained(self.teacher_dir):
+            self._log(f"teach: fine-tuned teacher found in {self.teacher_dir}, skipping")
+            return
+        t0 = time.time()
+        c = self.corpus
+        fine_tune(self.cfg.teacher, c.train, c.dev, c.labels, self.teacher_dir, self.acc, self.cfg.seed)
+        self._time("teach", time.time() - t0)
+
+    def teacher_layer(self, model: torch.nn.Module) -> int:
+        n = model.config.num_hidden_layers
+        layer = self.cfg.teacher.layer if self.cfg.teacher.layer is not None else n // 2
+        if not 0 <= layer <= n:
+            raise ValueError(f"teacher.layer={layer} is outside 0..{n} for this teacher")
+        return layer
+
+    def _transfer(self) -> tuple[list[Window], list[str]]:
+        sentences = self.corpus.transfer
+        return encode(sentences, self.tokenizer, self.cfg.teacher.max_length), [s.lang for s in sentences]
+
+    def _fingerprint(self, model: torch.nn.Module, windows: list[Window], langs: list[str]) -> str:
+        teacher_id = sha256_file(self.teacher_dir / "model.safetensors")
+        tok_file = self.teacher_dir / "tokenizer.json"
+        tokenizer_id = sha256_file(tok_file) if tok_file.exists() else type(self.tokenizer).__name__
+        return cache_mod.fingerprint(teacher_id, tokenizer_id, windows, langs, self.teacher_layer(model), self.cfg.teacher.max_length)
+
+    def annotate(self) -> None:
+        self._require_teacher()
+        model, _ = load_teacher(str(self.teacher_dir), self.corpus.labels, self.cfg.teacher.trust_remote_code)
+        windows, langs = self._transfer()
+        fp = self._fingerprint(model, windows, langs)
+        if cache_mod.is_complete(self.cache_dir, fp):
+            self._log(f"annotate: transfer cache in {self.cache_dir} is complete and matches, skipping")
+            return
+        t0 = time.time()
+        model.to(self.acc.device)
+        cache_mod.annotate(model, windows, langs, self.teacher_layer(model), self.cache_dir, fp, self.pad_id, self.cfg.teacher.eval_batch_size, self.acc)
+        self._time("annotate", time.time() - t0)
+
+    def _scopes(self) -> list[str | None]:
+        if self.cfg.distil.mode == "joint":
+            return [None]
+        if self.cfg.distil.mode == "per_language":
+            return list(self.corpus.languages)
+        raise ValueError(f"distil.mode must be 'joint' or 'per_language' (got {self.cfg.distil.mode!r})")
+
+    def build_student(self, scfg: StudentConfig, kept_ids: np.ndarray, teacher: torch.nn.Module) -> Student:
+        if scfg.type not in REGISTRY:
+            raise ValueError(f"student {scfg.name!r}: unknown type {scfg.type!r}; known: {sorted(REGISTRY)}")
+        emb = teacher.get_input_embeddings().weight.detach()
+        config = {
+            "embedding_dim": scfg.embedding_dim,
+            "hidden_dim": scfg.hidden_dim,
+            "dropout": scfg.dropout,
+            "vocab_size": len(kept_ids) + 2,
+            "teacher_vocab_size": emb.shape[0],
+            "teacher_hidden_size": teacher.config.hidden_size,
+            "labels": self.corpus.labels.tags,
+            "max_length": self.cfg.teacher.max_length,
+        }
+        student = REGISTRY[scfg.type](config)
+        student.set_vocabulary(kept_ids, self.pad_id)
+        with torch.no_grad():
+            student.embeddings.weight.copy_(pca_embeddings(emb, kept_ids, scfg.embedding_dim, self.cfg.seed))
+        return student
+
+    def distil(self) -> None:
+        self._require_teacher()
+        teacher, _ = load_teacher(str(self.teacher_dir), self.corpus.labels, self.cfg.teacher.trust_remote_code)
+        labeled = self.windows("train")
+        dev_windows = self.windows("dev")
+        train_langs = [self.corpus.train[w.sent].lang for w in labeled]
+        t0 = time.time()
+        for scfg in self.cfg.students:
+            for lang in self._scopes():
+                out_dir = self.student_dir(scfg.name, lang)
+                if is_distilled(out_dir):
+                    self._log(f"distil: {scfg.name} ({lang or 'joint'}) already distilled, skipping")
+                    continue
+                scope = [lang] if lang else None
+                transfer = cache_mod.TransferCache(self.cache_dir, scope)
+                lab = [w for w, l in zip(labeled, train_langs) if lang is None or l == lang]
+                dev_idx = [i for i, s in enumerate(self.corpus.dev) if lang is None or s.lang == lang]
+                dev_set = set(dev_idx)
+                remap = {old: new for new, old in enumerate(dev_idx)}
+                dev_w = [Window(remap[w.sent], w.input_ids, w.word_pos, w.first_word) for w in dev_windows if w.sent in dev_set]
+                kept = np.union1d(transfer.token_ids(), np.unique(np.concatenate([w.input_ids for w in lab])))
+                kept = kept[kept != self.pad_id]
+                student = self.build_student(scfg, kept, teacher)
+                self._log(f"distil: {scfg.name} ({lang or 'joint'}): {student.num_parameters() / 1e6:.2f}M parameters, vocabulary {len(kept) + 2}")
+                data = StageData(transfer, transfer.lengths(), lab, [self.corpus.dev[i] for i in dev_idx], dev_w, self.pad_id)
+                st = time.time()
+                Distiller(student, self.cfg.distil, data, out_dir, self.acc, self.cfg.seed).run()
+                self._time(f"distil:{scfg.name}:{lang or 'joint'}", time.time() - st)
+        self._time("distil", time.time() - t0)
+
+    def evaluate(self) -> dict[str, Any]:
+        self._require_teacher()
+        t0 = time.time()
+        c = self.corpus
+        id2label = c.labels.id2label
+        test_windows = self.windows("test")
+        bs = self.cfg.distil.eval_batch_size
+        teacher, _ = load_teacher(str(self.teacher_dir), c.labels, self.cfg.teacher.trust_remote_code)
+        teacher.to(self.acc.device).eval()
+        models: dict[str, dict[str, Any]] = {}
+        t_pred = predict_tags(logits_fn(teacher), c.test, test_windows, id2label, self.pad_id, self.cfg.teacher.eval_batch_size, self.acc, "teacher test")
+        teacher_params = count_parameters(teacher)
+        models["teacher"] = {"test_f1": _f1(score(c.test, t_pred)), "parameters": teacher_params, "compression": 1.0, "model": self.cfg.teacher.model}
+        ecfg = self.cfg.eval
+        lat_ids, lat_mask = make_batch(test_windows, ecfg.latency_batch_size, ecfg.latency_seq_len, self.pad_id)
+        lat_ids, lat_mask = lat_ids.to(self.acc.device), lat_mask.to(self.acc.device)
+        models["teacher"]["latency"] = measure(logits_fn(teacher), lat_ids, lat_mask, ecfg.latency_repeats)
+        for scfg in self.cfg.students:
+            preds: list[list[str] | None] = [None] * len(c.test)
+            params: list[int] = []
+            for lang in self._scopes():
+                student = Student.load(self.student_dir(scfg.name, lang) / FINAL).to(self.acc.device)
+                params.append(student.num_parameters())
+                idx = [i for i, s in enumerate(c.test) if lang is None or s.lang == lang]
+                remap = {old: new for new, old in enumerate(idx)}
+                wins = [Window(remap[w.sent], w.input_ids, w.word_pos, w.first_word) for w in test_windows if w.sent in remap]
+                out = predict_tags(student.logits, [c.test[i] for i in idx], wins, id2label, self.pad_id, bs, self.acc, f"{scfg.name} test")
+                for i, p in zip(idx, out):
+                    preds[i] = p
+            entry: dict[str, Any] = {
+                "test_f1": _f1(score(c.test, preds)),  # type: ignore[arg-type]
+                "parameters": int(np.mean(params)),
+                "compression": teacher_params / float(np.mean(params)),
+                "type": scfg.type,
+                "embedding_dim": scfg.embedding_dim,
+                "hidden_dim": scfg.hidden_dim,
+            }
+            entry["latency"] = measure(student.logits, lat_ids, lat_mask, ecfg.latency_repeats)
+            entry["speedup"] = models["teacher"]["latency"]["median_ms"] / entry["latency"]["median_ms"]
+            models[scfg.name] = entry
+        self._time("evaluate", time.time() - t0)
+        timings = read_json(self.out / "timings.json")
+        report = {
+            "name": self.out.name,
+            "command": self.command,
+            "machine": machine_description(),
+            "device": str(self.acc.device),
+            "languages": c.languages,
+            "models": models,
+            "teacher_dev": read_json(self.teacher_dir / "xdner_teacher.json").get("best_dev_macro_f1"),
+            "timings": timings,
+            "data": c.stats,
+            "config": to_dict(self.cfg),
+        }
+        if self.acc.is_main_process:
+            write_report(report, self.out)
+        return report
+
+    def run_all(self, steps: tuple[str, ...] = STEPS) -> dict[str, Any] | None:
+        report = None
+        for step in steps:
+            self._log(f"== {step} ==")
+            result = getattr(self, step)()
+            if step == "evaluate":
+                report = result
+        return report
+
+    def _log(self, msg: str) -> None:
+        if self.acc.is_main_process:
+            print(msg, flush=True)
+
+
+def _f1(scores: dict[str, dict[str, float]]) -> dict[str, float]:
+    return {lang: round(v["f1"], 2) for lang, v in scores.items()}
+
+
+def machine_description() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads{gpu}"

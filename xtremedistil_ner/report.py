@@ -1,0 +1,56 @@
+"""The run's report: teacher and students side by side per language (test F1), parameter
+counts, compression, latency and speedup, stage wall times; JSON + Markdown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .io import write_json, write_text
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    models = report["models"]
+    langs = report["languages"]
+    lines = [f"# xtremedistil-ner report: {report.get('name', '')}".rstrip(), ""]
+    if report.get("command"):
+        lines += [f"Command: `{report['command']}`", ""]
+    if report.get("machine"):
+        lines += [f"Machine: {report['machine']}", ""]
+    lines += ["## Test F1 (seqeval, strict IOB2, word level)", ""]
+    header = "| model | params | compression | " + " | ".join(langs) + " | macro |"
+    lines += [header, "|" + "---|" * (len(langs) + 4)]
+    for name, m in models.items():
+        f1 = m["test_f1"]
+        cells = [f"{f1[l]:.2f}" if l in f1 else "–" for l in langs]
+        lines.append(
+            f"| {name} | {m['parameters'] / 1e6:.2f}M | {m.get('compression', 1.0):.1f}x | "
+            + " | ".join(cells) + f" | {f1.get('macro', float('nan')):.2f} |"
+        )
+    if any("latency" in m for m in models.values()):
+        lat = next(m["latency"] for m in models.values() if "latency" in m)
+        lines += ["", f"## Batch-inference latency (batch {lat['batch_size']}, length {lat['seq_len']}, {lat['threads']} threads, {report.get('device', 'cpu')})", ""]
+        lines += ["| model | median ms | sentences/s | speedup vs teacher |", "|---|---|---|---|"]
+        for name, m in models.items():
+            if "latency" in m:
+                l = m["latency"]
+                lines.append(f"| {name} | {l['median_ms']:.2f} | {l['sentences_per_s']:.0f} | {m.get('speedup', 1.0):.1f}x |")
+    if report.get("targets"):
+        lines += ["", "## Targets", "", "| target | value | goal | met |", "|---|---|---|---|"]
+        for t in report["targets"]:
+            lines.append(f"| {t['name']} | {t['value']:.1f}% | ≥ {t['goal']:.0f}% | {'yes' if t['met'] else 'no'} |")
+    if report.get("timings"):
+        lines += ["", "## Wall time per step", "", "| step | seconds |", "|---|---|"]
+        lines += [f"| {k} | {v:.0f} |" for k, v in report["timings"].items()]
+    if report.get("data"):
+        lines += ["", "## Data", "", "| lang | train | dev | test | transfer | repaired tags |", "|---|---|---|---|---|---|"]
+        for lang, d in report["data"]["languages"].items():
+            lines.append(f"| {lang} | {d['train']} | {d['dev']} | {d['test']} | {d['transfer']} | {d['repaired_tags']} |")
+        if report["data"].get("labels_not_in_train"):
+            lines += ["", f"Labels in dev/test never seen in train: {', '.join(report['data']['labels_not_in_train'])}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict[str, Any], out_dir: Path) -> None:
+    write_json(Path(out_dir) / "report.json", report)
+    write_text(Path(out_dir) / "report.md", render_markdown(report))

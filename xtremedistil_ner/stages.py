@@ -1,0 +1,85 @@
+"""Distillation stages as data. A stage names a loss, the data it reads (teacher-annotated
+transfer windows or gold-labeled windows) and what trains: a fixed list of parameter groups,
+`all`, or `gradual` (top-down unfreezing: sub-stage k trains the student's k top groups)."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .config import StageConfig
+from .encoding import IGNORE
+
+Batch = dict[str, torch.Tensor]
+LossFn = Callable[[dict[str, torch.Tensor], Batch, float], torch.Tensor]
+
+
+def _mask(batch: Batch) -> torch.Tensor:
+    return batch["attention_mask"].bool()
+
+
+def representation_loss(out: dict[str, torch.Tensor], batch: Batch, temperature: float) -> torch.Tensor:
+    m = _mask(batch)
+    return F.mse_loss(out["projection"][m], batch["teacher_hidden"][m].float())
+
+
+def logits_mse_loss(out: dict[str, torch.Tensor], batch: Batch, temperature: float) -> torch.Tensor:
+    m = _mask(batch)
+    return F.mse_loss(out["logits"][m], batch["teacher_logits"][m].float())
+
+
+def logits_kl_loss(out: dict[str, torch.Tensor], batch: Batch, temperature: float) -> torch.Tensor:
+    m = _mask(batch)
+    student = F.log_softmax(out["logits"][m] / temperature, -1)
+    teacher = F.softmax(batch["teacher_logits"][m].float() / temperature, -1)
+    return F.kl_div(student, teacher, reduction="batchmean") * temperature**2
+
+
+def hard_loss(out: dict[str, torch.Tensor], batch: Batch, temperature: float) -> torch.Tensor:
+    m = _mask(batch)
+    return F.cross_entropy(out["logits"][m], batch["teacher_logits"][m].float().argmax(-1))
+
+
+def gold_loss(out: dict[str, torch.Tensor], batch: Batch, temperature: float) -> torch.Tensor:
+    logits = out["logits"]
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1), ignore_index=IGNORE)
+
+
+LOSSES: dict[str, LossFn] = {
+    "representation": representation_loss,
+    "logits_mse": logits_mse_loss,
+    "logits_kl": logits_kl_loss,
+    "hard": hard_loss,
+    "gold": gold_loss,
+}
+NEEDS_TRANSFER = {"representation", "logits_mse", "logits_kl", "hard"}
+# Before the classifier has been trained, dev F1 says nothing; select on held-out loss instead.
+SELECT_ON_LOSS = {"representation"}
+
+
+def validate_stage(stage: StageConfig, groups: Sequence[str]) -> None:
+    if stage.loss not in LOSSES:
+        raise ValueError(f"stage {stage.name!r}: unknown loss {stage.loss!r}; choose from {sorted(LOSSES)}")
+    if stage.data not in ("transfer", "labeled"):
+        raise ValueError(f"stage {stage.name!r}: data must be 'transfer' or 'labeled' (got {stage.data!r})")
+    if stage.loss in NEEDS_TRANSFER and stage.data != "transfer":
+        raise ValueError(f"stage {stage.name!r}: loss {stage.loss!r} needs the teacher's outputs (data: transfer)")
+    if stage.loss == "gold" and stage.data != "labeled":
+        raise ValueError(f"stage {stage.name!r}: the gold loss needs labeled data")
+    if isinstance(stage.train, list):
+        unknown = sorted(set(stage.train) - set(groups))
+        if unknown:
+            raise ValueError(f"stage {stage.name!r}: unknown parameter groups {unknown}; this student has {list(groups)}")
+    elif stage.train not in ("all", "gradual"):
+        raise ValueError(f"stage {stage.name!r}: train must be 'all', 'gradual' or a list of groups")
+
+
+def sub_stages(stage: StageConfig, groups: Sequence[str]) -> list[tuple[str, ...]]:
+    """Which groups train in each sub-stage, `groups` being ordered top-down."""
+    if stage.train == "gradual":
+        return [tuple(groups[: k + 1]) for k in range(len(groups))]
+    if stage.train == "all":
+        return [tuple(groups)]
+    return [tuple(stage.train)]

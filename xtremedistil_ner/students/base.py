@@ -1,0 +1,95 @@
+"""The student contract: forward -> logits and the representation projection; parameter groups
+ordered top-down for gradual unfreezing; save/load as a directory (safetensors + JSON, no pickle)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..io import atomic_dir, write_json
+
+CONFIG = "student.json"
+WEIGHTS = "model.safetensors"
+REGISTRY: dict[str, type["Student"]] = {}
+
+
+class Student(nn.Module):
+    """Subclasses set `kind`, build from `config` (a JSON-able dict) and list `GROUPS` top-down."""
+
+    kind: ClassVar[str]
+    GROUPS: ClassVar[tuple[str, ...]]
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        REGISTRY[cls.kind] = cls
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        self.config = dict(config)
+        self.register_buffer("id_map", torch.ones(int(config["teacher_vocab_size"]), dtype=torch.long))
+
+    def set_vocabulary(self, kept_ids: np.ndarray, pad_id: int) -> None:
+        """Map teacher ids to the compact vocabulary: 0 = pad, 1 = unknown, 2.. = `kept_ids`."""
+        id_map = torch.ones_like(self.id_map)
+        id_map[torch.as_tensor(kept_ids, dtype=torch.long)] = torch.arange(2, 2 + len(kept_ids))
+        id_map[pad_id] = 0
+        self.id_map.copy_(id_map)
+
+    def group_parameters(self) -> dict[str, list[nn.Parameter]]:
+        raise NotImplementedError
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self(input_ids, attention_mask)["logits"]
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.config["labels"])
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def save(self, path: Path) -> None:
+        with atomic_dir(Path(path)) as tmp:
+            state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+            save_file(state, str(tmp / WEIGHTS))
+            write_json(tmp / CONFIG, {"kind": self.kind, **self.config, "parameters": self.num_parameters()})
+
+    @staticmethod
+    def load(path: Path, map_location: str = "cpu") -> "Student":
+        path = Path(path)
+        if not (path / CONFIG).exists():
+            raise FileNotFoundError(f"{path}: not a student checkpoint (no {CONFIG})")
+        config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+        kind = config.pop("kind")
+        config.pop("parameters", None)
+        if kind not in REGISTRY:
+            raise ValueError(f"{path / CONFIG}: unknown student kind {kind!r}; known: {sorted(REGISTRY)}")
+        model = REGISTRY[kind](config)
+        model.load_state_dict(load_file(str(path / WEIGHTS), device=map_location))
+        return model.eval()
+
+
+def pca_embeddings(teacher_emb: torch.Tensor, kept_ids: np.ndarray, dim: int, seed: int = 0) -> torch.Tensor:
+    """Rows for [pad, unk, *kept_ids]: the kept teacher embeddings projected on their top `dim`
+    principal components (the paper's SVD compression), scaled to unit average variance;
+    dimensions beyond the teacher's width are small random values."""
+    sub = teacher_emb[torch.as_tensor(kept_ids, dtype=torch.long)].float()
+    centered = sub - sub.mean(0, keepdim=True)
+    k = min(dim, centered.shape[1], max(1, centered.shape[0] - 1))
+    _, _, v = torch.linalg.svd(centered, full_matrices=False)
+    proj = centered @ v[:k].T
+    proj = proj / proj.std().clamp_min(1e-6)
+    gen = torch.Generator().manual_seed(seed)
+    out = torch.randn(len(kept_ids) + 2, dim, generator=gen) * 0.1
+    out[0] = 0.0
+    out[2:, :k] = proj
+    return out
