@@ -11,6 +11,7 @@ from .cache import CacheError
 from .config import ConfigError, RunConfig, load_config
 from .data.labels import DataError
 from .languages import LanguageConfigError
+from .validate import add_validate_parser, run_validate
 
 STEP_HELP = {
     "teach": "fine-tune the teacher jointly on every language's labeled data",
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the whole pipeline offline on synthetic multilingual data (~10 min on 2 CPUs)")
     demo.add_argument("--output-dir", type=Path, default=Path("xdner-demo"), help="where the demo's data, teacher and outputs go")
     demo.add_argument("--quick", action="store_true", help="a much smaller run (for smoke tests)")
+    add_validate_parser(sub)
     return parser
 
 
@@ -76,6 +78,8 @@ def _languages(text: str) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "validate":
+            return run_validate(args)
         if args.command == "demo":
             from .demo import run_demo
 

@@ -28,26 +28,119 @@ class ReadStats:
     repaired: int = 0
 
 
-def _read_lines(path: Path) -> list[str]:
-    raw = Path(path).read_bytes()
+@dataclass(frozen=True)
+class LineProblem:
+    """Why a file or one of its lines cannot be read (`line` is None for whole-file problems).
+    A value rather than an exception so `xdner validate` can collect every one of them."""
+
+    line: int | None
+    message: str
+
+    def error(self, path: Path) -> DataError:
+        where = str(path) if self.line is None else f"{path}:{self.line}"
+        return DataError(f"{where}: {self.message}")
+
+
+@dataclass
+class ParsedSentence:
+    """One sentence as it appears in the file: each word's line number, token and raw tag
+    (tags are empty when read without tags)."""
+
+    lines: list[int]
+    tokens: list[str]
+    tags: list[str]
+
+
+def decode_lines(raw: bytes) -> list[str] | LineProblem:
+    """Split a file's bytes into lines (BOM stripped, any line ending), or the problem that
+    stops it being read at all."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(
-            f"{path}:{line}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
-            "re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`"
-        ) from None
+        return LineProblem(
+            raw[: exc.start].count(b"\n") + 1,
+            f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+            "re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`",
+        )
     if not text.strip():
-        raise DataError(f"{path}: file is empty (no sentences)")
+        return LineProblem(None, "file is empty (no sentences)")
     # splitlines() would also split on U+2028 and friends, which may sit inside tokens.
     return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
 
+def _read_lines(path: Path) -> list[str]:
+    lines = decode_lines(Path(path).read_bytes())
+    if isinstance(lines, LineProblem):
+        raise lines.error(path)
+    return lines
+
+
+def is_tab_separated(line: str) -> bool:
+    """A line with a TAB splits on TABs only (tokens may hold spaces); otherwise on whitespace."""
+    return "\t" in line
+
+
 def _split_columns(line: str) -> list[str]:
-    if "\t" in line:
+    if is_tab_separated(line):
         return [c.strip(" ") for c in line.split("\t")]
     return line.split()
+
+
+def _line_problem(line: str, cols: list[str]) -> str | None:
+    """What is wrong with a labeled token line, if anything."""
+    if len(cols) < 2:
+        return (
+            f"no tag column in {line!r}; expected 'token<TAB>tag' "
+            "(or whitespace-separated columns with the tag last)"
+        )
+    if not cols[0]:
+        return f"empty token in {line!r}; nothing precedes the first TAB: put the word there or delete the line"
+    if not is_valid_tag(cols[-1]):
+        return f"tag {cols[-1]!r} is outside the IOB2 scheme; expected O, B-TYPE or I-TYPE"
+    return None
+
+
+def parse_conll(lines: Sequence[str], with_tags: bool = True) -> Iterator[ParsedSentence | LineProblem]:
+    """The CoNLL line rules, in one place for `read_conll` (which stops at the first problem) and
+    `xdner validate` (which reports them all). A bad line is reported and left out of its sentence;
+    a file that yields nothing at all gets a final whole-file problem."""
+    sent = ParsedSentence([], [], [])
+    produced = False
+    for lineno, line in enumerate(lines, start=1):
+        cols = _split_columns(line) if line.strip(" \t") else []
+        if not cols or cols[0] == "-DOCSTART-":  # blank line or document marker: a sentence boundary
+            if sent.tokens:
+                produced = True
+                yield sent
+                sent = ParsedSentence([], [], [])
+            continue
+        if not with_tags:
+            sent.lines.append(lineno)
+            sent.tokens.append(cols[0] if len(cols) > 1 else line.strip(" \t"))
+            continue
+        problem = _line_problem(line, cols)
+        if problem is not None:
+            produced = True
+            yield LineProblem(lineno, problem)
+            continue
+        sent.lines.append(lineno)
+        sent.tokens.append(cols[0])
+        sent.tags.append(cols[-1])
+    if sent.tokens:
+        produced = True
+        yield sent
+    if not produced:
+        yield LineProblem(None, "no sentences found (only blank or -DOCSTART- lines)")
+
+
+def repair_tags(sent: ParsedSentence) -> tuple[list[str], list[LineProblem]]:
+    """IOB2-repaired tags, and one problem per `I-X` that had to become `B-X` (an error in
+    strict mode; otherwise only counted, or reported as a warning by `xdner validate`)."""
+    tags, fixed = repair_iob2(sent.tags)
+    return tags, [
+        LineProblem(sent.lines[i], f"'{sent.tags[i]}' does not continue an entity of the same type (IOB2 needs B- first)")
+        for i in fixed
+    ]
 
 
 def read_conll(
@@ -58,60 +151,18 @@ def read_conll(
     is optional and ignored (unlabeled transfer data in CoNLL form)."""
     stats = stats if stats is not None else ReadStats()
     sentences: list[Sentence] = []
-    tokens: list[str] = []
-    tags: list[str] = []
-    start = 0
-    lines = _read_lines(path)
-
-    def flush() -> None:
-        if not tokens:
-            return
+    for item in parse_conll(_read_lines(path), with_tags):
+        if isinstance(item, LineProblem):
+            raise item.error(path)
         final_tags: list[str] | None = None
         if with_tags:
-            final_tags, fixed = repair_iob2(tags)
-            if fixed and strict:
-                bad = start + fixed[0]
-                raise DataError(
-                    f"{path}:{bad}: '{tags[fixed[0]]}' does not continue an entity of the same type "
-                    "(IOB2 needs B- first); fix the tag or run without strict mode to repair it to B-"
-                )
-            stats.repaired += len(fixed)
-        sentences.append(Sentence(list(tokens), final_tags, lang, f"{path}:{start}"))
+            final_tags, repairs = repair_tags(item)
+            if repairs and strict:
+                raise DataError(f"{repairs[0].error(path)}; fix the tag or run without strict mode to repair it to B-")
+            stats.repaired += len(repairs)
+        sentences.append(Sentence(item.tokens, final_tags, lang, f"{path}:{item.lines[0]}"))
         stats.sentences += 1
-        stats.tokens += len(tokens)
-        tokens.clear()
-        tags.clear()
-
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip(" \t"):
-            flush()
-            continue
-        cols = _split_columns(line)
-        if cols[0] == "-DOCSTART-":
-            flush()
-            continue
-        if not tokens:
-            start = lineno
-        if not with_tags:
-            tokens.append(cols[0] if len(cols) > 1 else line.strip(" \t"))
-            continue
-        if len(cols) < 2:
-            raise DataError(
-                f"{path}:{lineno}: no tag column in {line!r}; expected 'token<TAB>tag' "
-                "(or whitespace-separated columns with the tag last)"
-            )
-        token, tag = cols[0], cols[-1]
-        if not token:
-            raise DataError(f"{path}:{lineno}: empty token in {line!r}")
-        if not is_valid_tag(tag):
-            raise DataError(
-                f"{path}:{lineno}: tag {tag!r} is outside the IOB2 scheme; expected O, B-TYPE or I-TYPE"
-            )
-        tokens.append(token)
-        tags.append(tag)
-    flush()
-    if not sentences:
-        raise DataError(f"{path}: no sentences found (only blank or -DOCSTART- lines)")
+        stats.tokens += len(item.tokens)
     return sentences
 
 

@@ -31,25 +31,33 @@ class Corpus:
         return sorted({s.lang for s in self.train + self.dev + self.test})
 
 
-def _labeled_split(cfg: DataConfig, lang: str, split: str, stats: ReadStats) -> list[Sentence]:
+def split_file(cfg: DataConfig, lang: str, split: str) -> Path | None:
+    """The CoNLL file a labeled split is read from, or None when it comes from the Hub. Shared
+    with `xdner validate` so that it checks exactly the files a run would read."""
     explicit = cfg.files.get(lang, {})
     if split in explicit:
-        return read_conll(Path(explicit[split]), lang, cfg.strict, stats)
-    spec = load_language(lang)
+        return Path(explicit[split])
     if cfg.format == "hub":
-        hub = spec.hub(cfg.dataset)
-        sentences, repaired = load_hub_split(hub["path"], hub.get("name"), split, lang, cfg.strict)
-        stats.repaired += repaired
-        stats.sentences += len(sentences)
-        return sentences
+        return None
     if cfg.format != "local":
         raise DataError(f"data.format must be 'local' or 'hub' (got {cfg.format!r})")
     if not cfg.root:
         raise DataError("data.root is not set: point it at the folder holding <dataset>/<lang>/{train,dev,test}.txt")
-    path = spec.local_dir(cfg.dataset, Path(cfg.root)) / f"{split}.txt"
+    path = load_language(lang).local_dir(cfg.dataset, Path(cfg.root)) / f"{split}.txt"
     if not path.exists():
         raise DataError(f"{path}: missing {split} split for language {lang}")
-    return read_conll(path, lang, cfg.strict, stats)
+    return path
+
+
+def _labeled_split(cfg: DataConfig, lang: str, split: str, stats: ReadStats) -> list[Sentence]:
+    path = split_file(cfg, lang, split)
+    if path is not None:
+        return read_conll(path, lang, cfg.strict, stats)
+    hub = load_language(lang).hub(cfg.dataset)
+    sentences, repaired = load_hub_split(hub["path"], hub.get("name"), split, lang, cfg.strict)
+    stats.repaired += repaired
+    stats.sentences += len(sentences)
+    return sentences
 
 
 def build_corpus(cfg: DataConfig, languages: list[str], seed: int) -> Corpus:
