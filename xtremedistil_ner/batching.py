@@ -7,21 +7,34 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from accelerate import Accelerator
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .encoding import IGNORE, Window
 
 
 class LengthBatchSampler(Sampler[list[int]]):
     """Batches of similar length (little padding), in shuffled order when training.
-    `set_epoch` reshuffles deterministically so a resumed run sees the same batches."""
+    `set_epoch` reshuffles deterministically so a resumed run sees the same batches.
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool, seed: int = 0) -> None:
+    `batch_size` is global: with `num_replicas` processes every process builds the same global
+    batches and keeps every `num_replicas`-th window of each (from `rank`), so one optimizer step
+    sees the same windows however many processes share it. With `pad`, a global batch smaller
+    than `num_replicas` is repeated until every process has a window (training steps must stay
+    in lockstep); without it, a process with nothing to do in a batch skips it (evaluation)."""
+
+    def __init__(
+        self, lengths: Sequence[int], batch_size: int, shuffle: bool, seed: int = 0,
+        num_replicas: int = 1, rank: int = 0, pad: bool = False,
+    ) -> None:
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.pad = pad
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -43,9 +56,15 @@ class LengthBatchSampler(Sampler[list[int]]):
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self._batches())
+        for batch in self._batches():
+            if self.pad and len(batch) < self.num_replicas:
+                batch = (batch * self.num_replicas)[: self.num_replicas]
+            local = batch[self.rank :: self.num_replicas]
+            if local:
+                yield local
 
     def __len__(self) -> int:
+        """Global batches per epoch (= this process's steps when `pad`)."""
         return (len(self.lengths) + self.batch_size - 1) // self.batch_size
 
 
@@ -93,3 +112,35 @@ def make_collate(pad_id: int) -> Callable[[list[dict[str, Any]]], dict[str, torc
         return out
 
     return collate
+
+
+def check_global_batch(batch_size: int, num_processes: int, key: str) -> None:
+    """Training batch sizes are global; refuse one that does not split evenly over processes,
+    so every process carries the same load and per-process memory is what the config says."""
+    if batch_size % num_processes:
+        raise ValueError(
+            f"{key}={batch_size} is the global batch size and must be divisible by the "
+            f"{num_processes} processes (each takes {key} / {num_processes} windows per step)"
+        )
+
+
+def batch_loader(dataset: Dataset, sampler: LengthBatchSampler, pad_id: int) -> DataLoader:
+    """A loader over `sampler`'s batches. Its own generator keeps DataLoader from drawing from
+    the global torch RNG when an iterator starts, so dropout streams do not depend on how many
+    loaders were iterated (a resumed run would otherwise diverge)."""
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=make_collate(pad_id), generator=torch.Generator())
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def global_batch_loss(loss: torch.Tensor, units: torch.Tensor, accelerator: Accelerator) -> tuple[torch.Tensor, float]:
+    """`loss`, a mean over this process's `units` (tokens or labels), rescaled so that DDP's
+    average of the processes' gradients is the gradient of the mean over the whole global batch,
+    exactly what one process would compute; plus that global mean, for logging."""
+    if accelerator.num_processes == 1:
+        return loss, loss.item()
+    units = units.float()
+    total, loss_sum = accelerator.reduce(torch.stack([units, loss.detach().float() * units]), "sum")
+    return loss * units * accelerator.num_processes / total, (loss_sum / total).item()

@@ -18,10 +18,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from accelerate import Accelerator
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from .batching import LengthBatchSampler, WindowDataset, make_collate
+from .batching import LengthBatchSampler, WindowDataset, batch_loader
 from .encoding import Window
 from .io import atomic_dir, read_json, sha256_file, write_json
 
@@ -112,11 +112,7 @@ def _write_shard(model, part, lang_ids, layer, tmp: Path, pad_id, batch_size, ac
     hidden = open_mm(tmp / "hidden.npy", mode="w+", dtype=np.float16, shape=(total, model.config.hidden_size))
     np.save(tmp / "offsets.npy", offsets)
     np.save(tmp / "sent_lang.npy", np.asarray(lang_ids, dtype=np.int16))
-    loader = DataLoader(
-        WindowDataset(part),
-        batch_sampler=LengthBatchSampler(lengths, batch_size, shuffle=False),
-        collate_fn=make_collate(pad_id),
-    )
+    loader = batch_loader(WindowDataset(part), LengthBatchSampler(lengths, batch_size, shuffle=False), pad_id)
     device = accelerator.device
     for batch in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process, leave=False):
         with accelerator.autocast():

@@ -11,7 +11,11 @@ from .cache import CacheError
 from .config import ConfigError, RunConfig, load_config
 from .data.labels import DataError
 from .languages import LanguageConfigError
+from .export import add_export_parser, run_export
+from .predict import add_predict_parser, run_predict
 from .validate import add_validate_parser, run_validate
+
+COMMANDS = {"validate": run_validate, "predict": run_predict, "export": run_export}
 
 STEP_HELP = {
     "teach": "fine-tune the teacher jointly on every language's labeled data",
@@ -44,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output-dir", type=Path, default=Path("xdner-demo"), help="where the demo's data, teacher and outputs go")
     demo.add_argument("--quick", action="store_true", help="a much smaller run (for smoke tests)")
     add_validate_parser(sub)
+    add_predict_parser(sub)
+    add_export_parser(sub)
     return parser
 
 
@@ -78,8 +84,8 @@ def _languages(text: str) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "validate":
-            return run_validate(args)
+        if args.command in COMMANDS:
+            return COMMANDS[args.command](args)
         if args.command == "demo":
             from .demo import run_demo
 

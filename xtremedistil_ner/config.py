@@ -86,11 +86,16 @@ def default_schedule() -> list[StageConfig]:
 
 @dataclass
 class DistilConfig:
+    """Batch sizes are global: with N processes each takes batch_size / N windows per step.
+    `checkpoint_every` optimizer steps the full training state is saved for a mid-epoch
+    resume (0: only at the end of each sub-stage)."""
+
     mode: str = "joint"
     batch_size: int = 64
     eval_batch_size: int = 256
     stages: list[StageConfig] = field(default_factory=default_schedule)
     max_grad_norm: float = 5.0
+    checkpoint_every: int = 500
 
 
 @dataclass

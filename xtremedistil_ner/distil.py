@@ -1,33 +1,44 @@
 """One loop runs every distillation stage: per sub-stage, freeze all but its groups, train with
 the stage's loss, select on dev F1 (or held-out loss before a classifier exists) with patience,
-restore the best weights and checkpoint, so an interrupted run resumes at the next sub-stage."""
+restore the best weights and checkpoint, so an interrupted run resumes at the next sub-stage.
+Within a sub-stage, every `checkpoint_every` optimizer steps the full training state (model,
+optimizer, RNG states, position in the epoch, early-stopping state and best weights) is saved
+too, so a killed run resumes mid-epoch and ends with the weights an uninterrupted run gets."""
 
 from __future__ import annotations
 
-import copy
+import contextlib
+import dataclasses
 import random
+import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list, set_seed
+from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
 
-from .batching import LengthBatchSampler, WindowDataset, make_collate
+from .batching import LengthBatchSampler, WindowDataset, batch_loader, check_global_batch, global_batch_loss, to_device
 from .config import DistilConfig, StageConfig
 from .data.conll import Sentence
 from .encoding import Window
 from .evaluate import predict_tags, score
-from .io import read_json, write_json
-from .stages import LOSSES, SELECT_ON_LOSS, sub_stages, validate_stage
+from .io import atomic_dir, read_json, settled_dir, write_json
+from .stages import LOSSES, SELECT_ON_LOSS, loss_units, sub_stages, validate_stage
 from .students.base import Student
 
 PROGRESS = "progress.json"
 CHECKPOINT = "checkpoint"
+RESUME = "resume"
+POSITION = "position.json"
+BEST = "best.safetensors"
 FINAL = "model"
 
 
@@ -44,6 +55,22 @@ class StageData:
     pad_id: int
 
 
+@dataclass
+class SubStageState:
+    """Everything about a sub-stage in progress, beyond model, optimizer and RNG states, that a
+    resumed run needs to continue exactly where the killed one was."""
+
+    key: str
+    epoch: int = 0  # current epoch, 0-based
+    batches: int = 0  # batches of the current epoch already trained
+    steps: int = 0  # optimizer steps in this sub-stage
+    running: list[float] = field(default_factory=list)  # the current epoch's batch losses
+    epochs: list[dict[str, Any]] = field(default_factory=list)  # finished epochs' records
+    best: float | None = None  # best selection value so far (higher is better)
+    best_epoch: int = 0
+    bad: int = 0  # epochs without improvement since the best
+
+
 def _split_heldout(n: int, seed: int, fraction: float = 0.02) -> tuple[list[int], list[int]]:
     order = list(range(n))
     random.Random(seed).shuffle(order)
@@ -51,23 +78,28 @@ def _split_heldout(n: int, seed: int, fraction: float = 0.02) -> tuple[list[int]
     return sorted(order[k:]), sorted(order[:k])
 
 
-def _loader(dataset: Dataset, lengths: Sequence[int], batch_size: int, shuffle: bool, seed: int, pad_id: int) -> tuple[DataLoader, LengthBatchSampler]:
-    sampler = LengthBatchSampler(lengths, batch_size, shuffle, seed)
-    return DataLoader(dataset, batch_sampler=sampler, collate_fn=make_collate(pad_id)), sampler
-
-
 class Distiller:
-    def __init__(self, student: Student, cfg: DistilConfig, data: StageData, out_dir: Path, accelerator: Accelerator, seed: int) -> None:
+    """`tokenizer` (the teacher's) is saved into every checkpoint and the final model so each
+    is a self-contained tagger."""
+
+    def __init__(
+        self, student: Student, cfg: DistilConfig, data: StageData, out_dir: Path, accelerator: Accelerator, seed: int,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+    ) -> None:
         for stage in cfg.stages:
             validate_stage(stage, student.GROUPS)
             if stage.data == "transfer" and data.transfer is None:
                 raise ValueError(f"stage {stage.name!r} reads transfer data but there is no transfer cache")
+        check_global_batch(cfg.batch_size, accelerator.num_processes, "distil.batch_size")
+        if cfg.checkpoint_every < 0:
+            raise ValueError(f"distil.checkpoint_every must be >= 0 (got {cfg.checkpoint_every})")
         self.student = student
         self.cfg = cfg
         self.data = data
         self.out_dir = Path(out_dir)
         self.acc = accelerator
         self.seed = seed
+        self.tokenizer = tokenizer
         self.id2label = dict(enumerate(student.labels))
 
     # -- selection -------------------------------------------------------------------------
@@ -81,28 +113,39 @@ class Distiller:
 
     @torch.no_grad()
     def heldout_loss(self, model: Student, loader: DataLoader, stage: StageConfig) -> float:
+        """The stage's loss averaged over every held-out token of every process."""
         model.eval()
-        total, n = 0.0, 0
+        total = torch.zeros(2, device=self.acc.device)
         for batch in loader:
+            batch = to_device(batch, self.acc.device)
             loss = LOSSES[stage.loss](model(batch["input_ids"], batch["attention_mask"]), batch, stage.temperature)
-            total += float(self.acc.gather_for_metrics(loss.detach().reshape(1)).mean()) * len(batch["input_ids"])
-            n += len(batch["input_ids"])
-        return total / max(n, 1)
+            units = loss_units(stage.loss, batch).float()
+            total += torch.stack([loss.float() * units, units])
+        loss_sum, units = self.acc.reduce(total, "sum").tolist()
+        return loss_sum / max(units, 1.0)
 
     # -- training --------------------------------------------------------------------------
+    def _loader(self, dataset: Dataset, lengths: Sequence[int], batch_size: int, train: bool, seed: int) -> tuple[DataLoader, LengthBatchSampler]:
+        """Training loaders shuffle and keep processes in lockstep; `batch_size` is global."""
+        sampler = LengthBatchSampler(
+            lengths, batch_size, shuffle=train, seed=seed,
+            num_replicas=self.acc.num_processes, rank=self.acc.process_index, pad=train,
+        )
+        return batch_loader(dataset, sampler, self.data.pad_id), sampler
+
     def _stage_loaders(self, stage: StageConfig, si: int) -> tuple[DataLoader, LengthBatchSampler, DataLoader | None]:
         bs = self.cfg.batch_size
         if stage.data == "labeled":
             windows = self.data.labeled
-            loader, sampler = _loader(WindowDataset(windows), [len(w) for w in windows], bs, True, self.seed + si, self.data.pad_id)
+            loader, sampler = self._loader(WindowDataset(windows), [len(w) for w in windows], bs, True, self.seed + si)
             return loader, sampler, None
         lengths = self.data.transfer_lengths
         if stage.loss not in SELECT_ON_LOSS:
-            loader, sampler = _loader(self.data.transfer, lengths, bs, True, self.seed + si, self.data.pad_id)
+            loader, sampler = self._loader(self.data.transfer, lengths, bs, True, self.seed + si)
             return loader, sampler, None
         train_idx, held_idx = _split_heldout(len(lengths), self.seed)
-        loader, sampler = _loader(Subset(self.data.transfer, train_idx), [lengths[i] for i in train_idx], bs, True, self.seed + si, self.data.pad_id)
-        held, _ = _loader(Subset(self.data.transfer, held_idx), [lengths[i] for i in held_idx], self.cfg.eval_batch_size, False, 0, self.data.pad_id)
+        loader, sampler = self._loader(Subset(self.data.transfer, train_idx), [lengths[i] for i in train_idx], bs, True, self.seed + si)
+        held, _ = self._loader(Subset(self.data.transfer, held_idx), [lengths[i] for i in held_idx], self.cfg.eval_batch_size, False, 0)
         return loader, sampler, held
 
     def run(self) -> dict[str, Any]:
@@ -117,7 +160,10 @@ class Distiller:
                 for name, params in groups.items():
                     for p in params:
                         p.requires_grad_(name in trainable)
-                record = self._train_sub_stage(stage, si, ki, trainable)
+                # Seeded per sub-stage, so a run resumed at a sub-stage boundary draws the same
+                # dropout masks as one that never stopped.
+                set_seed(self.seed + 100 * si + ki)
+                record = self._train_sub_stage(stage, si, key, trainable)
                 record["seconds"] = round(time.time() - t0, 1)
                 progress["done"].append(key)
                 progress["history"].append(record)
@@ -127,37 +173,62 @@ class Distiller:
         final = self.dev_f1(self.student)
         progress["final_dev"] = final
         if self.acc.is_main_process:
-            self.student.save(self.out_dir / FINAL)
+            self.student.save(self.out_dir / FINAL, self.tokenizer)
             write_json(self.out_dir / PROGRESS, progress)
         self.acc.wait_for_everyone()
         return progress
 
-    def _train_sub_stage(self, stage: StageConfig, si: int, ki: int, trainable: tuple[str, ...]) -> dict[str, Any]:
+    def _freeze_unreached(self, loader: DataLoader, stage: StageConfig) -> None:
+        """Freeze trainable parameters the stage's loss never reaches (the classifier under the
+        representation loss): they would not change anyway, and DDP fails on parameters that
+        get no gradient. Probed on one batch with the RNG state put back afterwards."""
+        params = [p for p in self.student.parameters() if p.requires_grad]
+        with torch.random.fork_rng(devices=[self.acc.device] if self.acc.device.type == "cuda" else []):
+            batch = to_device(next(iter(loader)), self.acc.device)
+            loss = LOSSES[stage.loss](self.student(batch["input_ids"], batch["attention_mask"]), batch, stage.temperature)
+            if not loss.requires_grad:
+                raise ValueError(f"stage {stage.name!r}: the {stage.loss} loss reaches none of the parameters it would train")
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+        for p, g in zip(params, grads):
+            if g is None:
+                p.requires_grad_(False)
+
+    def _train_sub_stage(self, stage: StageConfig, si: int, key: str, trainable: tuple[str, ...]) -> dict[str, Any]:
         acc = self.acc
+        acc.free_memory()  # the accelerator's state is exactly this sub-stage's model and optimizer
         loader, sampler, held = self._stage_loaders(stage, si)
+        self.student.to(acc.device).train()
+        self._freeze_unreached(loader, stage)
         params = [p for p in self.student.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(params, lr=stage.lr)
-        model, optimizer, loader = acc.prepare(self.student, optimizer, loader)
-        if held is not None:
-            held = acc.prepare(held)
+        # A fresh DDP wrapper per sub-stage: DDP registers the parameters that require grad
+        # when it is built, and gradual unfreezing changes that set between sub-stages.
+        model, optimizer = acc.prepare(self.student, optimizer)
+        st, best_state = self._restore(key)
         loss_fn = LOSSES[stage.loss]
         label = f"{stage.name}[{'+'.join(trainable)}]"
-        best_metric, best_state, best_epoch, bad = -float("inf"), None, 0, 0
-        epochs: list[dict[str, Any]] = []
-        for epoch in range(stage.epochs):
-            sampler.set_epoch(epoch)
+        every = self.cfg.checkpoint_every
+        while st.epoch < stage.epochs and not (st.bad and st.bad >= stage.patience):
+            sampler.set_epoch(st.epoch)
             model.train()
-            bar = tqdm(loader, desc=f"{label} epoch {epoch + 1}/{stage.epochs}", disable=not acc.is_local_main_process, leave=False)
-            running = []
+            batches = acc.skip_first_batches(loader, st.batches) if st.batches else loader
+            bar = tqdm(batches, desc=f"{label} epoch {st.epoch + 1}/{stage.epochs}", initial=st.batches, total=len(sampler),
+                       disable=not acc.is_local_main_process, leave=False)
             for batch in bar:
+                batch = to_device(batch, acc.device)
                 loss = loss_fn(model(batch["input_ids"], batch["attention_mask"]), batch, stage.temperature)
+                loss, value = global_batch_loss(loss, loss_units(stage.loss, batch), acc)
                 acc.backward(loss)
                 if self.cfg.max_grad_norm:
                     acc.clip_grad_norm_(params, self.cfg.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad()
-                running.append(loss.item())
-                bar.set_postfix(loss=f"{np.mean(running[-50:]):.4f}")
+                st.running.append(value)
+                st.batches += 1
+                st.steps += 1
+                bar.set_postfix(loss=f"{np.mean(st.running[-50:]):.4f}")
+                if every and st.steps % every == 0:
+                    self._save_resume(st, best_state)
             unwrapped = acc.unwrap_model(model)
             if held is not None:
                 metric_name, metric = "heldout_loss", self.heldout_loss(unwrapped, held, stage)
@@ -166,37 +237,71 @@ class Distiller:
                 dev = self.dev_f1(unwrapped)
                 metric_name, metric = "dev_macro_f1", dev["macro"]["f1"]
                 better = metric
-            epochs.append({"epoch": epoch + 1, "train_loss": float(np.mean(running)), metric_name: metric})
+            train_loss = float(np.mean(st.running))
+            st.epochs.append({"epoch": st.epoch + 1, "train_loss": train_loss, metric_name: metric})
             if acc.is_main_process:
-                print(f"  {label} epoch {epoch + 1}: train loss {np.mean(running):.4f}, {metric_name} {metric:.4f}", flush=True)
-            if better > best_metric:
-                best_metric, best_epoch, bad = better, epoch + 1, 0
-                best_state = copy.deepcopy(unwrapped.state_dict())
+                print(f"  {label} epoch {st.epoch + 1}: train loss {train_loss:.4f}, {metric_name} {metric:.4f}", flush=True)
+            if st.best is None or better > st.best:
+                st.best, st.best_epoch, st.bad = better, st.epoch + 1, 0
+                best_state = {k: v.detach().cpu().clone() for k, v in unwrapped.state_dict().items()}
             else:
-                bad += 1
-                if bad >= stage.patience:
-                    break
+                st.bad += 1
+            st.epoch, st.batches, st.running = st.epoch + 1, 0, []
         if best_state is not None:
             self.student.load_state_dict(best_state)
         acc.free_memory()
-        return {"stage": stage.name, "loss": stage.loss, "trainable": list(trainable), "best_epoch": best_epoch, "epochs": epochs}
+        return {"stage": stage.name, "loss": stage.loss, "trainable": list(trainable), "best_epoch": st.best_epoch, "epochs": st.epochs}
 
     # -- resume ----------------------------------------------------------------------------
     def _load_progress(self) -> dict[str, Any]:
-        path = self.out_dir / PROGRESS
-        if path.exists() and (self.out_dir / CHECKPOINT).exists():
-            progress = read_json(path)
-            self.student.load_state_dict(Student.load(self.out_dir / CHECKPOINT).state_dict())
+        path = settled_dir(self.out_dir / CHECKPOINT)
+        if path is not None and (path / PROGRESS).exists():
+            progress = read_json(path / PROGRESS)
+            self.student.load_state_dict(Student.load(path).state_dict())
             if self.acc.is_main_process:
                 print(f"resuming distillation in {self.out_dir}: {len(progress['done'])} sub-stages already done", flush=True)
             return progress
         return {"done": [], "history": []}
 
     def _checkpoint(self, progress: dict[str, Any]) -> None:
+        """Student and progress in one atomic directory (a kill between two separate writes
+        could pair a sub-stage's weights with progress that says it still has to run); the
+        finished sub-stage's mid-run state is then obsolete."""
         if self.acc.is_main_process:
-            self.student.save(self.out_dir / CHECKPOINT)
-            write_json(self.out_dir / PROGRESS, progress)
+            with atomic_dir(self.out_dir / CHECKPOINT) as tmp:
+                self.student.save(tmp, self.tokenizer)
+                write_json(tmp / PROGRESS, progress)
+            for stale in [self.out_dir / RESUME, *self.out_dir.glob(f".{RESUME}.*")]:  # with kills' leftovers
+                shutil.rmtree(stale, ignore_errors=True)
         self.acc.wait_for_everyone()
+
+    def _save_resume(self, st: SubStageState, best_state: dict[str, torch.Tensor] | None) -> None:
+        """Replace the mid-sub-stage state atomically: every process writes its part (its RNG
+        states) into the main process's temp directory, which is swapped in once all are done,
+        so a kill at any point leaves the previous state whole."""
+        acc = self.acc
+        with atomic_dir(self.out_dir / RESUME) if acc.is_main_process else contextlib.nullcontext() as tmp:
+            tmp = Path(broadcast_object_list([str(tmp)])[0])
+            acc.save_state(str(tmp))
+            if acc.is_main_process:
+                if best_state is not None:
+                    save_file(best_state, str(tmp / BEST))
+                write_json(tmp / POSITION, dataclasses.asdict(st))
+            acc.wait_for_everyone()
+        acc.wait_for_everyone()
+
+    def _restore(self, key: str) -> tuple[SubStageState, dict[str, torch.Tensor] | None]:
+        """The saved state of sub-stage `key` loaded into the prepared model, optimizer and RNGs,
+        or a fresh start when there is none for it."""
+        path = settled_dir(self.out_dir / RESUME)
+        if path is None or not (path / POSITION).exists() or read_json(path / POSITION)["key"] != key:
+            return SubStageState(key), None
+        self.acc.load_state(str(path))
+        st = SubStageState(**read_json(path / POSITION))
+        best_state = load_file(str(path / BEST)) if (path / BEST).exists() else None
+        if self.acc.is_main_process:
+            print(f"resuming sub-stage {key} at epoch {st.epoch + 1}, batch {st.batches} ({st.steps} steps done)", flush=True)
+        return st, best_state
 
 
 def is_distilled(out_dir: Path) -> bool:

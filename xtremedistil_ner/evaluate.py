@@ -9,12 +9,12 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.utils import gather_object
 from seqeval.metrics import f1_score, precision_score, recall_score
 from seqeval.scheme import IOB2
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .batching import LengthBatchSampler, WindowDataset, make_collate
+from .batching import LengthBatchSampler, WindowDataset, batch_loader, to_device
 from .data.conll import Sentence
 from .encoding import Window, merge_predictions
 
@@ -30,21 +30,23 @@ def predict_windows(
     accelerator: Accelerator,
     desc: str = "predict",
 ) -> list[np.ndarray]:
-    """Argmax label id per position of every window, in window order. Batches are sharded over
-    processes and gathered with `gather_for_metrics`, so no sample is counted twice."""
-    loader = DataLoader(
-        WindowDataset(windows),
-        batch_sampler=LengthBatchSampler([len(w) for w in windows], batch_size, shuffle=False),
-        collate_fn=make_collate(pad_id),
+    """Argmax label id per position of every window, in window order, on every process. Each
+    process predicts its share of every batch (no padding samples, so nothing is counted twice)
+    and the shares are exchanged once at the end; `logits_fn` must be an unwrapped model, as
+    processes may run different numbers of batches."""
+    sampler = LengthBatchSampler(
+        [len(w) for w in windows], batch_size, shuffle=False,
+        num_replicas=accelerator.num_processes, rank=accelerator.process_index,
     )
-    loader = accelerator.prepare(loader)
-    out: list[np.ndarray | None] = [None] * len(windows)
+    loader = batch_loader(WindowDataset(windows), sampler, pad_id)
+    local: list[tuple[int, np.ndarray]] = []
     for batch in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process, leave=False):
-        pred = logits_fn(batch["input_ids"], batch["attention_mask"]).argmax(-1)
-        pred = accelerator.pad_across_processes(pred, dim=1, pad_index=-1)
-        pred, index = accelerator.gather_for_metrics((pred, batch["index"]))
-        for row, i in zip(pred.cpu().numpy(), index.cpu().tolist()):
-            out[i] = row[: len(windows[i])]
+        batch = to_device(batch, accelerator.device)
+        pred = logits_fn(batch["input_ids"], batch["attention_mask"]).argmax(-1).cpu().numpy()
+        local += [(i, row[: len(windows[i])]) for row, i in zip(pred, batch["index"].tolist())]
+    out: list[np.ndarray | None] = [None] * len(windows)
+    for i, row in gather_object(local):
+        out[i] = row
     missing = [i for i, o in enumerate(out) if o is None]
     if missing:
         raise RuntimeError(f"{len(missing)} windows got no prediction (first: {missing[0]})")

@@ -67,3 +67,11 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def settled_dir(path: Path) -> Path | None:
+    """`path` if it exists; else the previous version that a kill between `atomic_dir`'s two
+    renames leaves at `.NAME.old`; else None."""
+    path = Path(path)
+    old = path.with_name(f".{path.name}.old")
+    return path if path.exists() else old if old.exists() else None

@@ -37,7 +37,10 @@ def make_accelerator(cfg: RunConfig) -> Accelerator:
     mp = cfg.mixed_precision
     if mp == "auto":
         mp = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    return Accelerator(mixed_precision=mp)
+    # Several processes and no CUDA (torchrun / accelerate launch on CPU machines): Accelerate only
+    # sets up gloo when told to run on CPU; otherwise every process would act as the only one.
+    cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return Accelerator(mixed_precision=mp, cpu=cpu)
 
 
 class Run:
@@ -187,7 +190,7 @@ class Run:
                 self._log(f"distil: {scfg.name} ({lang or 'joint'}): {student.num_parameters() / 1e6:.2f}M parameters, vocabulary {len(kept) + 2}")
                 data = StageData(transfer, transfer.lengths(), lab, dev_sents, dev_w, self.pad_id)
                 st = time.time()
-                Distiller(student, self.cfg.distil, data, out_dir, self.acc, self.cfg.seed).run()
+                Distiller(student, self.cfg.distil, data, out_dir, self.acc, self.cfg.seed, self.tokenizer).run()
                 self._time(f"distil:{scfg.name}:{lang or 'joint'}", time.time() - st)
         self._time("distil", time.time() - t0)
 

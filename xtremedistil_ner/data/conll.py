@@ -100,7 +100,7 @@ def _line_problem(line: str, cols: list[str]) -> str | None:
     return None
 
 
-def parse_conll(lines: Sequence[str], with_tags: bool = True) -> Iterator[ParsedSentence | LineProblem]:
+def parse_conll(lines: Iterable[str], with_tags: bool = True) -> Iterator[ParsedSentence | LineProblem]:
     """The CoNLL line rules, in one place for `read_conll` (which stops at the first problem) and
     `xdner validate` (which reports them all). A bad line is reported and left out of its sentence;
     a file that yields nothing at all gets a final whole-file problem."""

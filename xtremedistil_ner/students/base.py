@@ -1,11 +1,12 @@
 """The student contract: forward -> logits and the representation projection; parameter groups
-ordered top-down for gradual unfreezing; save/load as a directory (safetensors + JSON, no pickle)."""
+ordered top-down for gradual unfreezing; save/load as a directory (safetensors + JSON, no pickle)
+that also holds the teacher's tokenizer, so inference needs nothing else."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -14,8 +15,12 @@ from torch import nn
 
 from ..io import atomic_dir, write_json
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
 CONFIG = "student.json"
 WEIGHTS = "model.safetensors"
+TOKENIZER = "tokenizer"
 REGISTRY: dict[str, type["Student"]] = {}
 
 
@@ -57,11 +62,15 @@ class Student(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path, tokenizer: "PreTrainedTokenizerBase | None" = None) -> None:
+        """Weights, config and (given `tokenizer`, the teacher's) tokenizer files in `TOKENIZER/`,
+        written as one directory so a reader never sees a model without its tokenizer."""
         with atomic_dir(Path(path)) as tmp:
             state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
             save_file(state, str(tmp / WEIGHTS))
             write_json(tmp / CONFIG, {"kind": self.kind, **self.config, "parameters": self.num_parameters()})
+            if tokenizer is not None:
+                tokenizer.save_pretrained(str(tmp / TOKENIZER))
 
     @staticmethod
     def load(path: Path, map_location: str = "cpu") -> "Student":

@@ -1,0 +1,92 @@
+"""The loops under several processes (CPU, gloo, launched with torchrun): evaluation, transfer
+annotation and distillation give what one process gives; plus how global batches are sharded."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from xtremedistil_ner.batching import LengthBatchSampler, check_global_batch
+from xtremedistil_ner.cache import FIELDS, MANIFEST
+
+WORKER = Path(__file__).with_name("mp_worker.py")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+F1_TOLERANCE = 1.0  # macro dev F1 points between 1 and 2 processes (dropout 0: only float summation order differs)
+
+
+def run_worker(out: Path, teacher: Path, nproc: int, *extra: str) -> dict:
+    launch = [sys.executable] if nproc == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    done = subprocess.run(launch + [str(WORKER), str(teacher), str(out), *extra], env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads((out / "results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_teacher: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, Path, dict]:
+    root = tmp_path_factory.mktemp("multiprocess")
+    one = run_worker(root / "one", tiny_teacher, 1)
+    two = run_worker(root / "two", tiny_teacher, 2, "--checkpoint-every", "3")
+    assert (one["world_size"], two["world_size"]) == (1, 2)
+    return root / "one", one, root / "two", two
+
+
+@pytest.mark.distributed
+def test_evaluation_matches_one_process(runs) -> None:
+    one_dir, one, two_dir, two = runs
+    assert one["dev_windows"] % 2 == 1 and one["dev_windows"] % 6  # uneven over processes and batches
+    a, b = np.load(one_dir / "preds.npz"), np.load(two_dir / "preds.npz")
+    assert len(a.files) == len(b.files) == one["dev_windows"]
+    assert all(np.array_equal(a[k], b[k]) for k in a.files)
+    assert one["teacher_dev"] == two["teacher_dev"]
+
+
+@pytest.mark.distributed
+def test_annotation_writes_every_window_once(runs) -> None:
+    one_dir, _, two_dir, _ = runs
+    manifest = json.loads((one_dir / "cache" / MANIFEST).read_text())
+    assert len(manifest["shards"]) % 2 == 1  # the processes get different numbers of shards
+    assert json.loads((two_dir / "cache" / MANIFEST).read_text()) == manifest
+    for shard in manifest["shards"]:
+        for field in FIELDS:
+            x, y = np.load(one_dir / "cache" / shard / f"{field}.npy"), np.load(two_dir / "cache" / shard / f"{field}.npy")
+            assert np.array_equal(x, y), (shard, field)
+
+
+@pytest.mark.distributed
+def test_distillation_matches_one_process(runs) -> None:
+    one_dir, one, two_dir, two = runs
+    diff = abs(one["final_dev"]["macro"]["f1"] - two["final_dev"]["macro"]["f1"])
+    assert diff <= F1_TOLERANCE, (one["final_dev"]["macro"], two["final_dev"]["macro"])
+    x, y = load_file(one_dir / "student" / "model" / "model.safetensors"), load_file(two_dir / "student" / "model" / "model.safetensors")
+    assert max(float((x[k].float() - y[k].float()).abs().max()) for k in x) < 1e-3
+    assert not (two_dir / "student" / "resume").exists()  # mid-sub-stage state is dropped once a sub-stage ends
+
+
+@pytest.mark.parametrize("world", [2, 3])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_sampler_shards_global_batches(world: int, shuffle: bool) -> None:
+    lengths = np.random.default_rng(0).integers(3, 30, 41)
+    full = list(LengthBatchSampler(lengths, 8, shuffle, seed=3))
+    shards = [list(LengthBatchSampler(lengths, 8, shuffle, 3, world, rank, pad=False)) for rank in range(world)]
+    assert sorted(i for s in shards for b in s for i in b) == list(range(len(lengths)))  # each window once
+    pos = [0] * world
+    for batch in full:  # every global batch is split over the processes (a process with no share skips it)
+        ranks = [r for r in range(world) if len(batch) > r]
+        assert sorted(i for r in ranks for i in shards[r][pos[r]]) == sorted(batch)
+        for r in ranks:
+            pos[r] += 1
+    padded = [list(LengthBatchSampler(lengths[:world * 8 + 1], 8, shuffle, 3, world, rank, pad=True)) for rank in range(world)]
+    assert len({len(p) for p in padded}) == 1 and all(len(b) > 0 for p in padded for b in p)  # lockstep
+
+
+def test_global_batch_must_split_evenly() -> None:
+    check_global_batch(8, 2, "distil.batch_size")
+    with pytest.raises(ValueError, match="distil.batch_size=6 .* divisible by the 4 processes"):
+        check_global_batch(6, 4, "distil.batch_size")

@@ -1,0 +1,116 @@
+"""Mid-sub-stage resume: a distillation killed with SIGKILL after a mid-epoch checkpoint, or
+crashing while it writes one, and then rerun ends with exactly the weights of a run that was
+never interrupted (same seed, dropout on, so RNG states must be restored too)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate import Accelerator
+from safetensors.torch import load_file
+
+from xtremedistil_ner.config import DistilConfig, StageConfig
+from xtremedistil_ner.distil import FINAL, POSITION, RESUME, Distiller, is_distilled
+from xtremedistil_ner.io import settled_dir
+from xtremedistil_ner.students import BiLSTMStudent
+
+from test_stages import LABELS, make_data
+
+WORKER = Path(__file__).with_name("mp_worker.py")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+
+
+def worker(teacher: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(WORKER), str(teacher), str(out), "--only-distil", "--dropout", "0.3", *extra]
+
+
+def weights(out: Path) -> dict[str, torch.Tensor]:
+    return load_file(out / FINAL / "model.safetensors")
+
+
+def assert_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def read_position(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):  # not written yet, or being swapped in
+        return None
+
+
+def test_sigkill_mid_sub_stage_then_resume_is_bit_identical(tmp_path: Path, tiny_teacher: Path) -> None:
+    ref = subprocess.run(worker(tiny_teacher, tmp_path / "ref"), env=ENV, capture_output=True, text=True, timeout=600)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    out = tmp_path / "run"
+    position = out / "student" / RESUME / POSITION
+    proc = subprocess.Popen(worker(tiny_teacher, out, "--checkpoint-every", "3"), env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while proc.poll() is None and time.time() < deadline:
+        st = read_position(position)
+        if st and st["key"] == "2.0" and st["epoch"] >= 1:  # the gold stage, past its first epoch
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    assert proc.wait() == -signal.SIGKILL, "the run ended before a mid-sub-stage checkpoint was seen"
+    assert not is_distilled(out / "student") and read_position(position)["key"] == "2.0"
+    rerun = subprocess.run(worker(tiny_teacher, out, "--checkpoint-every", "3"), env=ENV, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "resuming sub-stage 2.0" in rerun.stdout
+    assert_identical(weights(out / "student"), weights(tmp_path / "ref" / "student"))
+
+
+def make_student() -> BiLSTMStudent:
+    torch.manual_seed(0)
+    s = BiLSTMStudent({"embedding_dim": 6, "hidden_dim": 5, "dropout": 0.3, "vocab_size": 12,
+                       "teacher_vocab_size": 30, "teacher_hidden_size": 10, "labels": LABELS})
+    s.set_vocabulary(torch.arange(10, 20).numpy(), pad_id=0)
+    return s
+
+
+STAGES = [StageConfig("logits", "logits_mse", "transfer", "gradual", epochs=1, lr=0.01),
+          StageConfig("gold", "gold", "labeled", "all", epochs=3, lr=0.05, patience=3)]
+
+
+def test_crash_while_saving_keeps_previous_checkpoint_and_resumes_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = DistilConfig(batch_size=4, eval_batch_size=8, stages=STAGES, checkpoint_every=2)
+    Distiller(make_student(), cfg, make_data(), tmp_path / "ref", Accelerator(cpu=True), seed=0).run()
+    acc = Accelerator(cpu=True)
+    save_state, calls = acc.save_state, []
+
+    class Crash(Exception):
+        pass
+
+    def crash_on_the_8th(path: str) -> None:
+        calls.append(path)
+        save_state(path)
+        if len(calls) == 8:  # 3 saves per logits sub-stage: this is sub-stage 0.2's second, half written
+            raise Crash
+
+    monkeypatch.setattr(acc, "save_state", crash_on_the_8th)
+    with pytest.raises(Crash):
+        Distiller(make_student(), cfg, make_data(), tmp_path / "run", acc, seed=0).run()
+    st = json.loads((tmp_path / "run" / RESUME / POSITION).read_text())
+    assert (st["key"], st["steps"], st["batches"]) == ("0.2", 2, 2)  # the previous save, mid-epoch, intact
+    assert [p.name for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")] == []
+    Distiller(make_student(), cfg, make_data(), tmp_path / "run", Accelerator(cpu=True), seed=0).run()
+    assert_identical(weights(tmp_path / "run"), weights(tmp_path / "ref"))
+
+
+def test_settled_dir_falls_back_to_the_previous_version(tmp_path: Path) -> None:
+    assert settled_dir(tmp_path / "x") is None
+    (tmp_path / ".x.old").mkdir()  # a kill between atomic_dir's two renames
+    assert settled_dir(tmp_path / "x") == tmp_path / ".x.old"
+    (tmp_path / "x").mkdir()
+    assert settled_dir(tmp_path / "x") == tmp_path / "x"

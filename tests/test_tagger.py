@@ -1,0 +1,198 @@
+"""The standalone tagger, `xdner predict` and `xdner export` on a tiny untrained student saved
+with the tiny teacher's tokenizer: a biased classifier makes the predicted tags deterministic,
+so offsets, windowing and the file formats can be checked exactly; ONNX is checked against
+PyTorch on random batches."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from xtremedistil_ner.config import DistilConfig, StageConfig
+from xtremedistil_ner.data.conll import Sentence
+from xtremedistil_ner.distil import CHECKPOINT, FINAL, Distiller, StageData
+from xtremedistil_ner.encoding import encode, special_ids
+from xtremedistil_ner.export import add_export_parser, export_onnx, run_export
+from xtremedistil_ner.predict import add_predict_parser, run_predict
+from xtremedistil_ner.students import BiLSTMStudent, Student
+from xtremedistil_ner.students.base import TOKENIZER
+from xtremedistil_ner.tagger import Tagger, split_words
+
+LABELS = ["O", "B-PER", "I-PER"]
+
+
+def make_student(tokenizer, winner: str | None = None, max_length: int = 16) -> BiLSTMStudent:
+    """An untrained student over the tokenizer's ids; with `winner`, every word gets that tag."""
+    torch.manual_seed(0)
+    vocab = len(tokenizer)
+    pad = special_ids(tokenizer)[2]
+    kept = np.array([i for i in range(vocab) if i != pad])
+    s = BiLSTMStudent({"embedding_dim": 8, "hidden_dim": 6, "dropout": 0.0, "vocab_size": len(kept) + 2,
+                       "teacher_vocab_size": vocab, "teacher_hidden_size": 10, "labels": LABELS,
+                       "max_length": max_length})
+    s.set_vocabulary(kept, pad)
+    if winner is not None:
+        with torch.no_grad():
+            s.classifier.weight.zero_()
+            s.classifier.bias.copy_(torch.tensor([10.0 if t == winner else 0.0 for t in LABELS]))
+    return s.eval()
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path, tiny_tokenizer) -> Path:
+    path = tmp_path / "model"
+    make_student(tiny_tokenizer, winner="B-PER").save(path, tiny_tokenizer)
+    return path
+
+
+def cli(add_parser, argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="xdner")
+    add_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(argv)
+
+
+def test_checkpoint_is_self_contained(model_dir: Path, tiny_tokenizer) -> None:
+    assert (model_dir / TOKENIZER / "tokenizer.json").exists()
+    assert not list(model_dir.parent.glob(".*tmp"))
+    tagger = Tagger.load(model_dir)
+    assert tagger.tokenizer("Anna Schmidt")["input_ids"] == tiny_tokenizer("Anna Schmidt")["input_ids"]
+    assert tagger.labels == LABELS and tagger.max_length == 16
+
+
+def test_distiller_saves_the_tokenizer_with_every_model(tmp_path: Path, tiny_tokenizer) -> None:
+    from accelerate import Accelerator
+
+    sents = [Sentence(["Anna", "Schmidt", "visited", "Paris"], ["B-PER", "I-PER", "O", "O"], "en")] * 4
+    windows = encode(sents, tiny_tokenizer, 16, {t: i for i, t in enumerate(LABELS)})
+    dev = sents[:1]
+    data = StageData(None, [], windows, dev, encode(dev, tiny_tokenizer, 16), special_ids(tiny_tokenizer)[2])
+    cfg = DistilConfig(batch_size=2, stages=[StageConfig("g", "gold", "labeled", "all", epochs=1, lr=0.01)])
+    Distiller(make_student(tiny_tokenizer), cfg, data, tmp_path, Accelerator(cpu=True), 0, tiny_tokenizer).run()
+    for sub in (FINAL, CHECKPOINT):
+        assert (tmp_path / sub / TOKENIZER / "tokenizer.json").exists(), sub
+    assert len(Tagger.load(tmp_path / FINAL).tag_tokens([["Anna", "Schmidt"]])[0]) == 2
+
+
+def test_load_without_tokenizer_says_why(tmp_path: Path, tiny_tokenizer) -> None:
+    make_student(tiny_tokenizer).save(tmp_path / "bare")
+    with pytest.raises(FileNotFoundError, match="without the teacher's tokenizer"):
+        Tagger.load(tmp_path / "bare")
+
+
+def test_entities_have_exact_character_offsets(model_dir: Path) -> None:
+    text = "  Anna Schmidt,  visited\tNew-York (again)! "
+    ents = Tagger.load(model_dir)(text)
+    words = ["Anna", "Schmidt", ",", "visited", "New", "-", "York", "(", "again", ")", "!"]
+    assert [e["text"] for e in ents] == words  # B-PER everywhere: one entity per word
+    for e in ents:
+        assert text[e["start"] : e["end"]] == e["text"] and e["label"] == "PER"
+        assert e["score"] == pytest.approx(np.exp(10) / (np.exp(10) + 2), abs=1e-5)
+
+
+def test_inside_tags_join_words_into_one_entity(tmp_path: Path, tiny_tokenizer) -> None:
+    make_student(tiny_tokenizer, winner="I-PER").save(tmp_path / "m", tiny_tokenizer)
+    tagger = Tagger.load(tmp_path / "m")
+    texts = ["Li  Wei met Marie Curie.", "", "   "]
+    first, empty, blank = tagger(texts)
+    assert [(e["label"], e["start"], e["end"], e["text"]) for e in first] == [("PER", 0, 24, texts[0])]
+    assert empty == [] and blank == []
+    assert tagger.tag_tokens([["Li", "Wei"], []]) == [["I-PER", "I-PER"], []]
+
+
+def test_long_input_is_windowed_not_truncated(model_dir: Path) -> None:
+    tagger = Tagger.load(model_dir)
+    words = [f"Berlin{i % 7}" if i % 3 else "Paris" for i in range(1000)]
+    tags = tagger.tag_tokens([words, ["Anna"]])
+    assert [len(t) for t in tags] == [1000, 1]
+    assert set(tags[0]) == {"B-PER"}
+    ents = tagger(" ".join(words))
+    assert len(ents) == 1000 and ents[-1]["end"] == len(" ".join(words))
+
+
+def test_unspaced_scripts_split_into_characters() -> None:
+    text = "北京是中国的首都。東京タワーへ行く Anna's 3.5km กรุงเทพ"
+    words = [text[s:e] for s, e in split_words(text)]
+    assert words[:9] == list("北京是中国的首都。")
+    assert words[9:17] == list("東京タワーへ行く")
+    assert words[17:] == ["Anna", "'", "s", "3", ".", "5km", "ก", "รุ", "ง", "เ", "ท", "พ"]
+    assert split_words("می\u200cخواهم") == [(0, 8)]  # ZWNJ stays inside a Persian word
+
+
+def test_predict_text_file_to_jsonl(model_dir: Path, tmp_path: Path) -> None:
+    inp = tmp_path / "in.txt"
+    inp.write_text("Anna Schmidt lives in Berlin.\n\n北京\n", encoding="utf-8")
+    out = tmp_path / "out" / "pred.jsonl"
+    args = cli(add_predict_parser, ["predict", "--model", str(model_dir), str(inp), "--output", str(out), "--batch-size", "2"])
+    assert run_predict(args) == 0
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["text"] for r in records] == ["Anna Schmidt lives in Berlin.", "", "北京"]
+    assert [len(r["entities"]) for r in records] == [6, 0, 2]
+    for r in records:
+        for e in r["entities"]:
+            assert r["text"][e["start"] : e["end"]] == e["text"]
+    assert not list(out.parent.glob(".*tmp"))
+
+
+def test_predict_conll_file_to_conll(model_dir: Path, tmp_path: Path) -> None:
+    inp = tmp_path / "in.conll"
+    inp.write_text("-DOCSTART-\tO\n\nAnna\tB-PER\nSchmidt\tI-PER\n.\tO\n\nNew York\tB-LOC\nis\tO\n", encoding="utf-8")
+    out = tmp_path / "pred.conll"
+    args = cli(add_predict_parser, ["predict", "--model", str(model_dir), str(inp), "--input-format", "conll", "--output", str(out)])
+    assert run_predict(args) == 0
+    assert out.read_text(encoding="utf-8") == "Anna\tB-PER\nSchmidt\tB-PER\n.\tB-PER\n\nNew York\tB-PER\nis\tB-PER\n\n"
+    jsonl = tmp_path / "pred.jsonl"
+    args = cli(add_predict_parser, ["predict", "--model", str(model_dir), str(inp), "--input-format", "conll", "--format", "jsonl", "--output", str(jsonl)])
+    assert run_predict(args) == 0
+    second = json.loads(jsonl.read_text(encoding="utf-8").splitlines()[1])
+    assert second["text"] == "New York is"
+    assert [(e["start"], e["end"], e["text"]) for e in second["entities"]] == [(0, 8, "New York"), (9, 11, "is")]
+
+
+def random_batches(vocab: int, pad: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    gen = torch.Generator().manual_seed(0)
+    batches = []
+    for b, t in ((1, 1), (1, 9), (3, 17), (8, 40), (5, 130)):
+        lengths = torch.randint(1, t + 1, (b,), generator=gen)
+        lengths[0] = t
+        mask = (torch.arange(t).unsqueeze(0) < lengths.unsqueeze(1)).long()
+        ids = torch.randint(0, vocab, (b, t), generator=gen).masked_fill(mask == 0, pad)
+        batches.append((ids, mask))
+    return batches
+
+
+def test_onnx_matches_pytorch(tmp_path: Path, tiny_tokenizer) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    student = make_student(tiny_tokenizer)
+    path = export_onnx(student, tmp_path / "model.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask"]
+    assert [o.name for o in session.get_outputs()] == ["logits"]
+    worst = 0.0
+    for ids, mask in random_batches(len(tiny_tokenizer), special_ids(tiny_tokenizer)[2]):
+        (got,) = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
+        with torch.no_grad():
+            want = student.logits(ids, mask).numpy()
+        assert got.shape == want.shape == (*ids.shape, len(LABELS))
+        worst = max(worst, float(np.abs(got - want).max()))
+        assert np.array_equal(got.argmax(-1), want.argmax(-1))
+    print(f"max abs logit difference ONNX vs PyTorch: {worst:.3g}")
+    assert worst <= 1e-4
+
+
+def test_int8_export_runs(model_dir: Path, tmp_path: Path, tiny_tokenizer) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    out = tmp_path / "q" / "model.int8.onnx"
+    args = cli(add_export_parser, ["export", "--model", str(model_dir), "--format", "onnx", "--int8", "--output", str(out)])
+    assert run_export(args) == 0
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    student = Student.load(model_dir)
+    for ids, mask in random_batches(len(tiny_tokenizer), special_ids(tiny_tokenizer)[2]):
+        (got,) = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
+        with torch.no_grad():
+            assert got.shape == student.logits(ids, mask).shape
+        assert np.isfinite(got).all()

@@ -1,0 +1,100 @@
+"""`xdner export --model DIR --format onnx`: a student as an ONNX graph (`input_ids`,
+`attention_mask` int64 [batch, seq] -> `logits` float32 [batch, seq, labels], both axes dynamic),
+optionally int8 dynamically quantised with onnxruntime.
+
+The graph takes the teacher's subword ids (the vocabulary map is inside it), so the tokenizer
+saved with the student is all a runtime needs besides the label list in `student.json`.
+It uses torch's TorchScript exporter (`dynamo=False`): the torch.export-based default needs the
+`onnxscript` package, which is not a dependency, and the BiLSTM (a gather instead of
+pack_padded_sequence) traces without data-dependent control flow, so tracing is exact here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .io import atomic_path
+from .students import Student
+
+INPUTS = ("input_ids", "attention_mask")
+OUTPUT = "logits"
+
+
+class _Logits(nn.Module):
+    """The student's logits as the graph's single output (its forward returns a dict)."""
+
+    def __init__(self, student: Student) -> None:
+        super().__init__()
+        self.student = student
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.student.logits(input_ids, attention_mask)
+
+
+def export_onnx(student: Student, path: Path, opset: int = 17) -> Path:
+    """Write `student` (in eval mode, on the CPU) to `path` atomically."""
+    student = student.cpu().eval()
+    # A traced example with batch > 1 and a padded row: nothing is specialised to batch 1 or to
+    # full rows; the dynamic axes make every size a runtime input.
+    ids = torch.arange(16, dtype=torch.long).reshape(2, 8) % int(student.config["teacher_vocab_size"])
+    mask = torch.ones_like(ids)
+    mask[1, 5:] = 0
+    axes = {name: {0: "batch", 1: "sequence"} for name in (*INPUTS, OUTPUT)}
+    with atomic_path(Path(path)) as tmp, warnings.catch_warnings():
+        # Noise that does not apply here: the legacy exporter's deprecation notices; its LSTM
+        # batch-size caution (no initial state is passed, so the runtime builds zeros of the
+        # input's batch size; the tests check several batch sizes against PyTorch); and
+        # nn.LSTM's own input-shape checks, which the tracer reports as constant branches.
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+        warnings.filterwarnings("ignore", message=".*batch_size other than 1.*LSTM")
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"torch\.nn\.modules\.rnn")
+        torch.onnx.export(
+            _Logits(student), (ids, mask), str(tmp), input_names=list(INPUTS), output_names=[OUTPUT],
+            dynamic_axes=axes, opset_version=opset, dynamo=False,
+        )
+    return Path(path)
+
+
+def quantize_int8(src: Path, dst: Path) -> Path:
+    """Dynamic int8 quantisation (weights int8, activations quantised at run time): no
+    calibration data needed, and the LSTM and linear layers are where the time goes."""
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError as exc:
+        raise ImportError("int8 export needs onnxruntime: pip install 'xtremedistil-ner[onnx]'") from exc
+
+    with atomic_path(Path(dst)) as tmp:
+        quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8)
+    return Path(dst)
+
+
+def add_export_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    """Register `xdner export`; dispatch to `run_export`."""
+    text = "export a distilled student for inference runtimes"
+    p = subparsers.add_parser("export", help=text, description=text)
+    p.add_argument("--model", type=Path, required=True, help="a student directory (e.g. students/NAME/joint/model)")
+    p.add_argument("--format", choices=("onnx",), default="onnx")
+    p.add_argument("--output", type=Path, help="output file (default: DIR/model.onnx, or DIR/model.int8.onnx with --int8)")
+    p.add_argument("--int8", action="store_true", help="dynamic int8 quantisation with onnxruntime")
+    p.add_argument("--opset", type=int, default=17)
+    return p
+
+
+def run_export(args: argparse.Namespace) -> int:
+    student = Student.load(args.model)
+    output = args.output or args.model / ("model.int8.onnx" if args.int8 else "model.onnx")
+    if args.int8:
+        with tempfile.TemporaryDirectory() as tmp:
+            quantize_int8(export_onnx(student, Path(tmp) / "model.onnx", args.opset), output)
+    else:
+        export_onnx(student, output, args.opset)
+    print(f"wrote {output}", file=sys.stderr)
+    return 0

@@ -1,0 +1,100 @@
+"""`xdner predict --model DIR INPUT`: tag a text file (one document per line), a CoNLL file (its
+tags ignored) or stdin with a saved student, in chunks so memory stays bounded on any input size.
+
+Output is JSONL (`{"text", "entities"}` per input document; for CoNLL input the text is the
+sentence's tokens joined by single spaces and the offsets point into it) or CoNLL (`token<TAB>tag`,
+blank line between documents). Every input line of a text file is a document, empty ones
+included, so output line N always belongs to input line N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from contextlib import ExitStack
+from itertools import islice
+from pathlib import Path
+from typing import IO, Iterable, Iterator
+
+import torch
+from tqdm.auto import tqdm
+
+from .data.conll import LineProblem, format_conll, parse_conll
+from .io import atomic_path
+from .tagger import Tagger, entities, split_words
+
+CHUNK = 1024  # documents per chunk: enough for full length-sorted batches, bounded memory
+
+# One document: its text and its words' character spans in that text.
+Document = tuple[str, list[tuple[int, int]]]
+
+
+def add_predict_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    """Register `xdner predict`; dispatch to `run_predict`."""
+    text = "tag raw text or CoNLL files with a distilled student"
+    p = subparsers.add_parser("predict", help=text, description=text)
+    p.add_argument("--model", type=Path, required=True, help="a student directory saved with its tokenizer (e.g. students/NAME/joint/model)")
+    p.add_argument("input", help="a text file (one document per line), a CoNLL file, or - for stdin")
+    p.add_argument("--input-format", choices=("text", "conll"), default="text", help="default: text")
+    p.add_argument("--format", choices=("jsonl", "conll"), help="output format (default: jsonl for text input, conll for CoNLL input)")
+    p.add_argument("--output", type=Path, help="output file, written atomically (default: stdout)")
+    p.add_argument("--batch-size", type=int, default=64, help="model windows per forward pass")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    return p
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("xdner: error: --device cuda but no CUDA device is available", file=sys.stderr)
+        return 2
+    tagger = Tagger.load(args.model, device=args.device, batch_size=args.batch_size)
+    out_format = args.format or ("conll" if args.input_format == "conll" else "jsonl")
+    with ExitStack() as stack:
+        if args.input == "-":
+            source: IO[str] = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig")
+        else:
+            source = stack.enter_context(open(args.input, encoding="utf-8-sig"))
+        docs = read_documents(source, args.input_format, args.input)
+        if args.output is None:
+            write_predictions(tagger, docs, out_format, sys.stdout)
+        else:
+            tmp = stack.enter_context(atomic_path(args.output))
+            with open(tmp, "w", encoding="utf-8", newline="\n") as sink:
+                write_predictions(tagger, docs, out_format, sink)
+    return 0
+
+
+def read_documents(source: IO[str], input_format: str, name: str) -> Iterator[Document]:
+    """Documents one at a time. Universal newlines only split on \\n, \\r and \\r\\n, never on
+    U+2028 and friends, which may sit inside tokens (as in `decode_lines`)."""
+    lines = (line.rstrip("\r\n") for line in source)
+    if input_format == "text":
+        for line in lines:
+            yield line, split_words(line)
+        return
+    for item in parse_conll(lines, with_tags=False):
+        if isinstance(item, LineProblem):
+            raise item.error(Path(name))
+        text, spans, pos = [], [], 0
+        for token in item.tokens:
+            spans.append((pos, pos + len(token)))
+            text.append(token)
+            pos += len(token) + 1
+        yield " ".join(text), spans
+
+
+def write_predictions(tagger: Tagger, docs: Iterable[Document], out_format: str, sink: IO[str]) -> None:
+    docs = iter(docs)
+    with tqdm(desc="predict", unit="doc", file=sys.stderr) as bar:
+        while chunk := list(islice(docs, CHUNK)):
+            words = [[text[s:e] for s, e in spans] for text, spans in chunk]
+            predicted = tagger.predict(words)
+            if out_format == "conll":
+                sink.writelines(format_conll((w, tags) for w, (tags, _) in zip(words, predicted) if w))
+            else:
+                for (text, spans), (tags, scores) in zip(chunk, predicted):
+                    record = {"text": text, "entities": entities(text, spans, tags, scores)}
+                    sink.write(json.dumps(record, ensure_ascii=False) + "\n")
+            bar.update(len(chunk))

@@ -1,0 +1,147 @@
+"""A distilled student as a standalone tagger: raw text or pre-tokenised sentences in, entities
+or IOB2 tags out, from the student directory alone (weights, config, the teacher's tokenizer).
+
+Raw text is split into words the way the training data (WikiANN and CoNLL files) is: runs of
+letters, combining marks and digits form a word; every punctuation or symbol character is a
+word of its own; whitespace and other characters (controls, zero-width spaces) only separate.
+Scripts written without spaces (Han, Hiragana, Katakana, Thai, Lao, Khmer) are split into
+single characters (with their combining marks), as WikiANN's zh and ja are tokenised, since
+the students only ever saw such words. Zero-width (non-)joiners stay inside words: Persian and
+Indic spellings need them.
+
+Long inputs are cut into the same overlapping windows as in training (`encoding.encode`) and
+merged with `encoding.merge_predictions`, so nothing is truncated.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence, TypedDict, overload
+
+import numpy as np
+import regex
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from .batching import LengthBatchSampler, WindowDataset, make_collate
+from .data.conll import Sentence
+from .data.labels import repair_iob2
+from .encoding import encode, merge_predictions, special_ids
+from .students import Student
+from .students.base import TOKENIZER
+from .teacher import load_tokenizer
+
+_UNSPACED = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}"
+_WORD = regex.compile(
+    rf"[{_UNSPACED}]\p{{M}}*"  # one character of a script written without spaces
+    rf"|(?:(?![{_UNSPACED}])[\p{{L}}\p{{M}}\p{{N}}\u200c\u200d])+"  # a run of letters/marks/digits
+    r"|[\p{P}\p{S}]"  # one punctuation or symbol character
+)
+
+
+class Entity(TypedDict):
+    label: str
+    start: int  # character offsets into the input text: text[start:end] == entity text
+    end: int
+    text: str
+    score: float  # mean probability of the predicted tag over the entity's words
+
+
+def split_words(text: str) -> list[tuple[int, int]]:
+    """Character spans of the words of `text` (see the module docstring for the rules)."""
+    return [m.span() for m in _WORD.finditer(text)]
+
+
+def entity_spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
+    """(type, first word, last word + 1) of each entity; a stray `I-X` starts an entity, as
+    `repair_iob2` reads it."""
+    spans: list[tuple[str, int, int]] = []
+    for i, tag in enumerate(repair_iob2(tags)[0]):
+        if tag.startswith("B-"):
+            spans.append((tag[2:], i, i + 1))
+        elif tag.startswith("I-"):
+            kind, start, _ = spans[-1]
+            spans[-1] = (kind, start, i + 1)
+    return spans
+
+
+def entities(text: str, spans: Sequence[tuple[int, int]], tags: Sequence[str], scores: np.ndarray) -> list[Entity]:
+    """Entities of one document from its word `spans` and their predicted tags and scores."""
+    out: list[Entity] = []
+    for kind, first, last in entity_spans(tags):
+        start, end = spans[first][0], spans[last - 1][1]
+        out.append(Entity(label=kind, start=start, end=end, text=text[start:end],
+                          score=round(float(scores[first:last].mean()), 6)))
+    return out
+
+
+class Tagger:
+    """`tagger(text)` -> entities, `tagger([text, ...])` -> entities per text,
+    `tagger.tag_tokens([[word, ...], ...])` -> IOB2 tags per sentence."""
+
+    def __init__(
+        self, student: Student, tokenizer: PreTrainedTokenizerBase, device: str | torch.device = "cpu",
+        batch_size: int = 64, max_length: int | None = None,
+    ) -> None:
+        self.student = student.to(device).eval()
+        self.tokenizer = tokenizer
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.max_length = int(max_length or student.config["max_length"])
+        self.labels = student.labels
+        self.pad_id = special_ids(tokenizer)[2]
+
+    @classmethod
+    def load(cls, path: Path | str, device: str | torch.device = "cpu", batch_size: int = 64) -> "Tagger":
+        """From a student directory (e.g. `students/NAME/joint/model`) saved with its tokenizer."""
+        path = Path(path)
+        student = Student.load(path)
+        if not (path / TOKENIZER).is_dir():
+            raise FileNotFoundError(
+                f"{path}: no {TOKENIZER}/ folder; this student was saved without the teacher's tokenizer "
+                f"(re-save it with Student.save(path, tokenizer))"
+            )
+        return cls(student, load_tokenizer(str(path / TOKENIZER)), device, batch_size)
+
+    @overload
+    def __call__(self, text: str) -> list[Entity]: ...
+    @overload
+    def __call__(self, text: Sequence[str]) -> list[list[Entity]]: ...
+
+    def __call__(self, text: str | Sequence[str]) -> list[Entity] | list[list[Entity]]:
+        texts = [text] if isinstance(text, str) else list(text)
+        spans = [split_words(t) for t in texts]
+        words = [[t[s:e] for s, e in sp] for t, sp in zip(texts, spans)]
+        out = [entities(t, sp, tags, scores) for t, sp, (tags, scores) in zip(texts, spans, self.predict(words))]
+        return out[0] if isinstance(text, str) else out
+
+    def tag_tokens(self, sentences: Sequence[Sequence[str]]) -> list[list[str]]:
+        return [tags for tags, _ in self.predict(sentences)]
+
+    @torch.inference_mode()
+    def predict(self, sentences: Sequence[Sequence[str]]) -> list[tuple[list[str], np.ndarray]]:
+        """Per sentence, each word's tag and that tag's probability. Windows run in batches of
+        similar length; `merge_predictions` then picks, per word, a row of the flattened window
+        outputs (it is given row numbers instead of tag ids), so probabilities and tags come
+        from the same window the training-time merge would use."""
+        sents = [Sentence(list(s), None, "") for s in sentences]
+        windows = encode([s for s in sents if s.tokens], self.tokenizer, self.max_length)
+        nonempty = [i for i, s in enumerate(sents) if s.tokens]
+        collate = make_collate(self.pad_id)
+        dataset = WindowDataset(windows)
+        probs: list[np.ndarray] = [np.empty(0)] * len(windows)
+        for batch in LengthBatchSampler([len(w) for w in windows], self.batch_size, shuffle=False):
+            inputs = collate([dataset[i] for i in batch])
+            logits = self.student.logits(inputs["input_ids"].to(self.device), inputs["attention_mask"].to(self.device))
+            p = logits.float().softmax(-1).cpu().numpy()
+            for row, i in enumerate(batch):
+                probs[i] = p[row, : len(windows[i])]
+        offsets = np.cumsum([0] + [len(w) for w in windows])
+        rows = merge_predictions(windows, [o + np.arange(len(w)) for o, w in zip(offsets, windows)],
+                                 [len(sents[i].tokens) for i in nonempty])
+        flat = np.concatenate(probs) if probs else np.empty((0, len(self.labels)))
+        out: list[tuple[list[str], np.ndarray]] = [([], np.empty(0)) for _ in sents]
+        for i, r in zip(nonempty, rows):
+            best = flat[r].argmax(-1)
+            out[i] = ([self.labels[k] for k in best], flat[r, best])
+        return out
