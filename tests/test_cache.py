@@ -51,6 +51,10 @@ def test_language_filter(annotated) -> None:
     assert len(de) == langs.count("de")
     assert all(np.array_equal(de[j]["input_ids"], windows[i].input_ids)
                for j, i in enumerate(i for i, l in enumerate(langs) if l == "de"))
+    de_ids = np.unique(np.concatenate([w.input_ids for w, l in zip(windows, langs) if l == "de"]))
+    assert np.array_equal(de.token_ids(), de_ids)
+    all_ids = np.unique(np.concatenate([w.input_ids for w in windows]))
+    assert np.array_equal(cache_mod.TransferCache(out).token_ids(), all_ids)
     with pytest.raises(cache_mod.CacheError):
         cache_mod.TransferCache(out, ["fr"])
 

@@ -207,4 +207,7 @@ class TransferCache(Dataset):
         }
 
     def token_ids(self) -> np.ndarray:
-        return np.unique(np.concatenate([np.unique(sh.input_ids) for sh in self.shards]))
+        """The distinct subword ids of the windows in this view (only its languages' windows,
+        so a per-language student's vocabulary holds only its own language's pieces)."""
+        parts = [self.shards[k].input_ids[self.shards[k].offsets[i] : self.shards[k].offsets[i + 1]] for k, i in self.index]
+        return np.unique(np.concatenate(parts))
