@@ -24,9 +24,9 @@ def annotated(tmp_path: Path, tiny_teacher: Path, tiny_tokenizer):
     windows = encode(sents, tiny_tokenizer, max_length=12)
     langs = [sents[w.sent].lang for w in windows]
     model = AutoModelForTokenClassification.from_pretrained(tiny_teacher, num_labels=5, ignore_mismatched_sizes=True).eval()
-    fp = cache_mod.fingerprint("teacher", "tok", windows, langs, 1, 12)
+    fp = cache_mod.fingerprint("teacher", "tok", windows, langs, [1, 2], 12)
     out = tmp_path / "cache"
-    cache_mod.annotate(model, windows, langs, 1, out, fp, tiny_tokenizer.pad_token_id, 8, Accelerator(cpu=True), shard_size=16)
+    cache_mod.annotate(model, windows, langs, [1, 2], out, fp, tiny_tokenizer.pad_token_id, 8, Accelerator(cpu=True), shard_size=16)
     return model, windows, langs, fp, out
 
 
@@ -42,7 +42,10 @@ def test_cache_holds_teacher_outputs_for_every_window(annotated) -> None:
             ref = model(input_ids=ids, output_hidden_states=True)
         assert np.array_equal(item["input_ids"], windows[j].input_ids)
         assert np.allclose(item["teacher_logits"], ref.logits[0].numpy(), atol=1e-2)
-        assert np.allclose(item["teacher_hidden"], ref.hidden_states[1][0].numpy(), atol=1e-2)
+        for k, layer in enumerate((1, 2)):
+            assert np.allclose(item["teacher_hidden"][:, k], ref.hidden_states[layer][0].numpy(), atol=1e-2)
+        # A view asks for its student's layers in the student's order.
+        assert np.array_equal(cache_mod.TransferCache(out, layers=[2])[j]["teacher_hidden"][:, 0], item["teacher_hidden"][:, 1])
 
 
 def test_language_filter(annotated) -> None:
@@ -57,16 +60,18 @@ def test_language_filter(annotated) -> None:
     assert np.array_equal(cache_mod.TransferCache(out).token_ids(), all_ids)
     with pytest.raises(cache_mod.CacheError):
         cache_mod.TransferCache(out, ["fr"])
+    with pytest.raises(cache_mod.CacheError, match=r"teacher layers \[3\] are not in this cache"):
+        cache_mod.TransferCache(out, layers=[1, 3])
 
 
 def test_fingerprint_tracks_every_input(annotated) -> None:
     _, windows, langs, fp, _ = annotated
-    base = ("teacher", "tok", windows, langs, 1, 12)
+    base = ("teacher", "tok", windows, langs, [1, 2], 12)
     variants = [
         ("other-teacher",) + base[1:],
         base[:1] + ("other-tok",) + base[2:],
         base[:2] + (windows[:-1], langs[:-1]) + base[4:],
-        base[:4] + (2, 12),
+        base[:4] + ([1], 12),
         base[:5] + (16,),
     ]
     assert cache_mod.fingerprint(*base) == fp
@@ -84,10 +89,9 @@ def test_truncated_or_corrupted_shard_is_detected_and_rebuilt(annotated) -> None
     target.write_bytes(bytes(flipped))
     assert cache_mod.is_complete(out, fp, verify=False)  # same size: only the checksum catches it
     assert not cache_mod.is_complete(out, fp, verify=True)
-    # Rebuilding only redoes damaged shards and restores the exact bytes.
+    # Rebuilding only redoes damaged shards (the checksum decides) and restores the exact bytes.
     untouched = (out / "shard-00000" / "hidden.npy").stat().st_mtime_ns
-    (out / "shard-00001" / "shard.json").unlink()
-    cache_mod.annotate(model, windows, langs, 1, out, fp, 0, 8, Accelerator(cpu=True), shard_size=16)
+    cache_mod.annotate(model, windows, langs, [1, 2], out, fp, 0, 8, Accelerator(cpu=True), shard_size=16)
     assert cache_mod.is_complete(out, fp)
     assert target.read_bytes() == original
     assert (out / "shard-00000" / "hidden.npy").stat().st_mtime_ns == untouched
@@ -106,4 +110,12 @@ def test_not_enough_disk_is_a_clear_error(annotated, monkeypatch: pytest.MonkeyP
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(100, 100, 10))
     with pytest.raises(cache_mod.CacheError, match="GiB"):
-        cache_mod.annotate(model, windows, langs, 1, out / "other", fp, 0, 8, Accelerator(cpu=True))
+        cache_mod.annotate(model, windows, langs, [1, 2], out / "other", fp, 0, 8, Accelerator(cpu=True))
+
+
+def test_reading_a_truncated_cache_is_a_clear_error(annotated) -> None:
+    *_, out = annotated
+    target = out / "shard-00001" / "logits.npy"
+    target.write_bytes(target.read_bytes()[:-10])
+    with pytest.raises(cache_mod.CacheError, match=r"shard-00001.*rerun `xdner annotate`"):
+        cache_mod.TransferCache(out)

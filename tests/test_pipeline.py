@@ -19,10 +19,15 @@ STAGES = (
 )
 
 
+# A BiLSTM (matches the teacher's middle layer) and a transformer (matches layers 1 and 2).
+STUDENTS = ("students=[{name: s, embedding_dim: 16, hidden_dim: 16},"
+            " {name: t, type: transformer, num_layers: 2, hidden_dim: 16, num_heads: 2, ff_dim: 32, lr_scale: 0.5}]")
+
+
 def make_run(tmp: Path, data: Path, teacher: Path, mode: str) -> Run:
     cfg = load_config(None, [
         f"output_dir={tmp / mode}", f"teacher.model={teacher}", "languages=[en,de]", "teacher.epochs=1",
-        "teacher.max_length=16", "students=[{name: s, embedding_dim: 16, hidden_dim: 16}]", STAGES,
+        "teacher.max_length=16", STUDENTS, STAGES,
         f"distil.mode={mode}", "eval.latency_repeats=1",
     ])
     cfg.data.files = {l: {s: str(data / l / f"{s}.txt") for s in ("train", "dev", "test")} for l in ("en", "de")}
@@ -39,8 +44,11 @@ def test_pipeline_end_to_end(tmp_path: Path, tiny_data: Path, tiny_teacher: Path
     out = run.out
     scopes = ["joint"] if mode == "joint" else ["de", "en"]
     assert sorted(p.name for p in (out / "students" / "s").iterdir()) == scopes
-    for model in ("teacher", "s"):
+    assert sorted(p.name for p in (out / "students" / "t").iterdir()) == scopes
+    for model in ("teacher", "s", "t"):
         assert set(report["models"][model]["test_f1"]) == {"en", "de", "macro"}
+    assert report["models"]["t"]["type"] == "transformer" and report["models"]["t"]["num_layers"] == 2
+    assert json.loads((out / "cache" / "manifest.json").read_text())["layers"] == [1, 2]
     s = report["models"]["s"]
     assert s["compression"] == pytest.approx(report["models"]["teacher"]["parameters"] / s["parameters"])
     assert s["speedup"] > 0 and s["latency"]["batch_size"] == 32
@@ -54,9 +62,11 @@ def test_pipeline_end_to_end(tmp_path: Path, tiny_data: Path, tiny_teacher: Path
         assert en.config["labels"] == de.config["labels"] == run.corpus.labels.tags
     # A second run over the same directory skips every finished step.
     capsys.readouterr()
-    make_run(tmp_path, tiny_data, tiny_teacher, mode).run_all(("teach", "annotate", "distil"))
+    again = make_run(tmp_path, tiny_data, tiny_teacher, mode).run_all()
     log = capsys.readouterr().out
-    assert "skipping" in log and log.count("already distilled") == len(scopes)
+    assert "skipping" in log and log.count("already distilled") == 2 * len(scopes)
+    # Evaluation reuses every model's scores: same weights, same test data.
+    assert log.count("reusing") == 3 and again["models"]["t"]["test_f1"] == report["models"]["t"]["test_f1"]
 
 
 def test_restrict_renumbers_windows(tiny_data: Path, tiny_teacher: Path, tmp_path: Path) -> None:

@@ -19,7 +19,6 @@ from xtremedistil_ner.stages import sub_stages, validate_stage
 from xtremedistil_ner.students import BiLSTMStudent
 
 LABELS = ["O", "B-PER", "I-PER"]
-GROUPS = BiLSTMStudent.GROUPS
 
 
 class FakeTransfer(Dataset):
@@ -31,7 +30,7 @@ class FakeTransfer(Dataset):
             self.items.append({
                 "input_ids": rng.integers(10, 20, t).astype(np.int32),
                 "teacher_logits": rng.normal(size=(t, 3)).astype(np.float16),
-                "teacher_hidden": rng.normal(size=(t, 10)).astype(np.float16),
+                "teacher_hidden": rng.normal(size=(t, 1, 10)).astype(np.float16),
                 "index": i,
             })
 
@@ -63,12 +62,14 @@ def make_student() -> BiLSTMStudent:
 
 
 def test_sub_stages_gradual_is_top_down() -> None:
+    student = make_student()
+    groups = student.groups
     stage = StageConfig("s", "gold", "labeled", "gradual")
-    assert sub_stages(stage, GROUPS) == [
-        ("classifier",), ("classifier", "projection"), ("classifier", "projection", "encoder"), GROUPS,
+    assert sub_stages(stage, student) == [
+        ("classifier",), ("classifier", "projection"), ("classifier", "projection", "encoder"), groups,
     ]
-    assert sub_stages(StageConfig("s", "gold", "labeled", "all"), GROUPS) == [GROUPS]
-    assert sub_stages(StageConfig("s", "gold", "labeled", ["encoder"]), GROUPS) == [("encoder",)]
+    assert sub_stages(StageConfig("s", "gold", "labeled", "all"), student) == [groups]
+    assert sub_stages(StageConfig("s", "gold", "labeled", ["encoder"]), student) == [("encoder",)]
 
 
 @pytest.mark.parametrize("stage, message", [
@@ -81,7 +82,7 @@ def test_sub_stages_gradual_is_top_down() -> None:
 ])
 def test_invalid_stages_are_rejected(stage: StageConfig, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        validate_stage(stage, GROUPS)
+        validate_stage(stage, make_student())
 
 
 @pytest.mark.parametrize("loss, data, trained", [

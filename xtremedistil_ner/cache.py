@@ -1,9 +1,10 @@
 """The teacher's outputs over the transfer set, computed once and kept on disk.
 
-Per window: its subword ids, the teacher's logits and one layer's hidden states (fp16), in
-shards of `.npy` files that training memory-maps. Each shard is written to a temp dir and
-renamed into place with the sizes and sha256 of its files; the manifest carries a fingerprint
-of (teacher, tokenizer, data, layer, max length) so a rerun reuses the cache only if all match.
+Per window: its subword ids, the teacher's logits and the hidden states of the layers the
+students match (fp16, [tokens, layers, hidden]), in shards of `.npy` files that training
+memory-maps. Each shard is written to a temp dir and renamed into place with the sizes and
+sha256 of its files; the manifest carries a fingerprint of (teacher, tokenizer, data, layers,
+max length) so a rerun reuses the cache only if all match.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ class CacheError(RuntimeError):
     """A cache that is missing, incomplete, corrupted or built for other inputs."""
 
 
-def fingerprint(teacher_id: str, tokenizer_id: str, windows: Sequence[Window], langs: Sequence[str], layer: int, max_length: int) -> str:
+def fingerprint(teacher_id: str, tokenizer_id: str, windows: Sequence[Window], langs: Sequence[str], layers: Sequence[int], max_length: int) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps([teacher_id, tokenizer_id, layer, max_length]).encode())
+    h.update(json.dumps([teacher_id, tokenizer_id, list(layers), max_length]).encode())
     for w, lang in zip(windows, langs, strict=True):
         h.update(lang.encode())
         h.update(w.input_ids.tobytes())
@@ -43,8 +44,8 @@ def fingerprint(teacher_id: str, tokenizer_id: str, windows: Sequence[Window], l
     return h.hexdigest()
 
 
-def estimate_bytes(n_tokens: int, num_labels: int, hidden: int) -> int:
-    return n_tokens * (4 + 2 * num_labels + 2 * hidden)
+def estimate_bytes(n_tokens: int, num_labels: int, hidden: int, num_layers: int = 1) -> int:
+    return n_tokens * (4 + 2 * num_labels + 2 * hidden * num_layers)
 
 
 @torch.inference_mode()
@@ -52,7 +53,7 @@ def annotate(
     model: torch.nn.Module,
     windows: Sequence[Window],
     langs: Sequence[str],
-    layer: int,
+    layers: Sequence[int],
     out_dir: Path,
     fp: str,
     pad_id: int,
@@ -66,7 +67,8 @@ def annotate(
     lang_names = sorted(set(langs))
     hidden = model.config.hidden_size
     num_labels = model.config.num_labels
-    need = estimate_bytes(sum(len(w) for w in windows), num_labels, hidden)
+    layers = list(layers)
+    need = estimate_bytes(sum(len(w) for w in windows), num_labels, hidden, len(layers))
     out_dir.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(out_dir).free
     if need > free:
@@ -78,12 +80,12 @@ def annotate(
     model.eval()
     for k in range(accelerator.process_index, n_shards, accelerator.num_processes):
         shard_dir = out_dir / f"shard-{k:05d}"
-        if _shard_ok(shard_dir, fp):
+        if _shard_ok(shard_dir, fp, verify=True):  # a shard with a flipped byte is rebuilt too
             continue
         lo, hi = k * shard_size, min(len(windows), (k + 1) * shard_size)
         part = windows[lo:hi]
         with atomic_dir(shard_dir) as tmp:
-            _write_shard(model, part, [lang_names.index(l) for l in langs[lo:hi]], layer, tmp, pad_id, batch_size, accelerator, f"annotate shard {k + 1}/{n_shards}")
+            _write_shard(model, part, [lang_names.index(l) for l in langs[lo:hi]], layers, tmp, pad_id, batch_size, accelerator, f"annotate shard {k + 1}/{n_shards}")
             files = {f: {"bytes": (tmp / f"{f}.npy").stat().st_size, "sha256": sha256_file(tmp / f"{f}.npy")} for f in FIELDS}
             write_json(tmp / "shard.json", {"fingerprint": fp, "windows": hi - lo, "files": files})
     accelerator.wait_for_everyone()
@@ -94,7 +96,7 @@ def annotate(
         "languages": lang_names,
         "hidden_size": hidden,
         "num_labels": num_labels,
-        "layer": layer,
+        "layers": layers,
     }
     if accelerator.is_main_process:
         write_json(out_dir / MANIFEST, manifest)
@@ -102,14 +104,14 @@ def annotate(
     return manifest
 
 
-def _write_shard(model, part, lang_ids, layer, tmp: Path, pad_id, batch_size, accelerator: Accelerator, desc: str) -> None:
+def _write_shard(model, part, lang_ids, layers, tmp: Path, pad_id, batch_size, accelerator: Accelerator, desc: str) -> None:
     lengths = np.array([len(w) for w in part], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     total = int(offsets[-1])
     open_mm = np.lib.format.open_memmap
     ids = open_mm(tmp / "input_ids.npy", mode="w+", dtype=np.int32, shape=(total,))
     logits = open_mm(tmp / "logits.npy", mode="w+", dtype=np.float16, shape=(total, model.config.num_labels))
-    hidden = open_mm(tmp / "hidden.npy", mode="w+", dtype=np.float16, shape=(total, model.config.hidden_size))
+    hidden = open_mm(tmp / "hidden.npy", mode="w+", dtype=np.float16, shape=(total, len(layers), model.config.hidden_size))
     np.save(tmp / "offsets.npy", offsets)
     np.save(tmp / "sent_lang.npy", np.asarray(lang_ids, dtype=np.int16))
     loader = batch_loader(WindowDataset(part), LengthBatchSampler(lengths, batch_size, shuffle=False), pad_id)
@@ -122,7 +124,7 @@ def _write_shard(model, part, lang_ids, layer, tmp: Path, pad_id, batch_size, ac
                 output_hidden_states=True,
             )
         lg = out.logits.float().cpu().numpy()
-        hs = out.hidden_states[layer].float().cpu().numpy()
+        hs = torch.stack([out.hidden_states[k] for k in layers], dim=2).float().cpu().numpy()
         for r, i in enumerate(batch["index"].tolist()):
             a, b = offsets[i], offsets[i + 1]
             ids[a:b] = part[i].input_ids
@@ -171,14 +173,23 @@ class _Shard:
 
 
 class TransferCache(Dataset):
-    """Memory-mapped view of a finished cache, optionally restricted to some languages.
+    """Memory-mapped view of a finished cache, optionally restricted to some languages and to
+    some of its teacher layers (in the order given: a student's stage-1 targets).
     Items carry the window's ids with the teacher's logits and hidden states."""
 
-    def __init__(self, out_dir: Path, languages: Sequence[str] | None = None) -> None:
+    def __init__(self, out_dir: Path, languages: Sequence[str] | None = None, layers: Sequence[int] | None = None) -> None:
         out_dir = Path(out_dir)
         if not (out_dir / MANIFEST).exists():
             raise CacheError(f"{out_dir}: no transfer cache here (run `xdner annotate` first)")
         self.manifest = read_json(out_dir / MANIFEST)
+        damaged = [s for s in self.manifest["shards"] if not _shard_ok(out_dir / s, self.manifest["fingerprint"])]
+        if damaged:
+            raise CacheError(f"{out_dir}: shards {damaged} are missing or truncated; rerun `xdner annotate` to rebuild them")
+        cached = self.manifest.get("layers", [])
+        missing = sorted(set(layers or []) - set(cached))
+        if missing:
+            raise CacheError(f"{out_dir}: teacher layers {missing} are not in this cache (it holds {cached}); rerun `xdner annotate`")
+        self.layer_index = [cached.index(g) for g in layers] if layers is not None else list(range(len(cached)))
         self.shards = [
             _Shard(**{f: np.load(out_dir / s / f"{f}.npy", mmap_mode="r") for f in FIELDS}) for s in self.manifest["shards"]
         ]
@@ -202,7 +213,7 @@ class TransferCache(Dataset):
         return {
             "input_ids": np.asarray(sh.input_ids[a:b]),
             "teacher_logits": np.asarray(sh.logits[a:b]),
-            "teacher_hidden": np.asarray(sh.hidden[a:b]),
+            "teacher_hidden": np.asarray(sh.hidden[a:b][:, self.layer_index]),
             "index": j,
         }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -10,6 +11,7 @@ from typing import Sequence
 from .cache import CacheError
 from .config import ConfigError, RunConfig, load_config
 from .data.labels import DataError
+from .io import ArtifactError
 from .languages import LanguageConfigError
 from .export import add_export_parser, run_export
 from .predict import add_predict_parser, run_predict
@@ -81,8 +83,27 @@ def _languages(text: str) -> list[str]:
     return load_language_set(text)
 
 
+def resume_command(argv: Sequence[str] | None = None) -> str:
+    """This invocation as a shell command line: rerunning it is how every step resumes. Run as
+    `python -m xtremedistil_ner.cli`, the interpreter's own argv (`sys.orig_argv`) is the exact
+    command; run as the `xdner` script or called with `argv`, it is `xdner` plus the arguments."""
+    if argv is None and Path(sys.argv[0]).stem != "xdner":
+        return shlex.join(sys.orig_argv)
+    return shlex.join(["xdner", *(sys.argv[1:] if argv is None else argv)])
+
+
+def interrupted_message(command: str, argv: Sequence[str] | None, output_dir: str | None) -> str:
+    """What Ctrl-C leaves behind and, for the pipeline's steps, the command that resumes."""
+    if command not in (*STEP_HELP, "run"):
+        return "\nxdner: interrupted"
+    where = f" in {output_dir}" if output_dir else ""
+    return (f"\nxdner: interrupted; finished steps, finished transfer-cache shards and the last distillation "
+            f"checkpoint are kept{where}. To resume, run the same command again:\n  {resume_command(argv)}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    output_dir: str | None = None
     try:
         if args.command in COMMANDS:
             return COMMANDS[args.command](args)
@@ -93,17 +114,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         from .pipeline import STEPS, Run
 
-        run = Run(resolve_config(args))
+        cfg = resolve_config(args)
+        output_dir = cfg.output_dir
+        run = Run(cfg, command=resume_command(argv))
         steps = STEPS if args.command == "run" else (args.command,)
         report = run.run_all(steps)
         if report is not None and run.acc.is_main_process:
             print((run.out / "report.md").read_text(encoding="utf-8"))
         return 0
-    except (ConfigError, DataError, LanguageConfigError, CacheError, FileNotFoundError) as exc:
+    except (ConfigError, DataError, LanguageConfigError, CacheError, ArtifactError, FileNotFoundError) as exc:
         print(f"xdner: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\nxdner: interrupted; finished steps and sub-stage checkpoints are kept; rerun the same command to resume", file=sys.stderr)
+        print(interrupted_message(args.command, argv, output_dir), file=sys.stderr)
         return 130
 
 

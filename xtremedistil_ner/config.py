@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any, Sequence, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -54,11 +54,23 @@ class TeacherConfig:
 
 @dataclass
 class StudentConfig:
+    """`type: bilstm` uses `embedding_dim` (E) and `hidden_dim` (H per direction).
+    `type: transformer` uses `num_layers`, `hidden_dim` (width h), `num_heads` (default ~h/64),
+    `ff_dim` (default 4h), `layer_map` (teacher layer per student layer for stage 1; default
+    uniform) and `init` (auto | teacher | random). `lr_scale` multiplies every stage's learning
+    rate for this student (transformers usually want a smaller one than BiLSTMs)."""
+
     name: str = "bilstm-300-600"
     type: str = "bilstm"
     embedding_dim: int = 300
     hidden_dim: int = 600
     dropout: float = 0.1
+    num_layers: int | None = None
+    num_heads: int | None = None
+    ff_dim: int | None = None
+    layer_map: list[int] | None = None
+    init: str = "auto"
+    lr_scale: float = 1.0
 
 
 @dataclass
@@ -188,21 +200,35 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
     node[parts[-1]] = _parse_scalar(value)
 
 
-def load_config(path: Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """`top` over `base`, mappings merged key by key (lists and scalars replaced)."""
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    if not isinstance(loaded or {}, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return loaded or {}
+
+
+def load_config(path: Path | Sequence[Path] | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """One YAML file, or several layered in order (a later file's keys win, mappings merge)."""
+    paths = [] if path is None else [path] if isinstance(path, (str, Path)) else list(path)
     raw: dict[str, Any] = {}
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
-        raw = loaded or {}
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping")
+    for p in paths:
+        raw = _merge(raw, _read_yaml(p))
     for assignment in overrides or []:
         apply_override(raw, assignment)
-    cfg = _build(RunConfig, raw, str(path) if path else "config")
+    cfg = _build(RunConfig, raw, " + ".join(map(str, paths)) if paths else "config")
     if isinstance(cfg.languages, str):
         cfg.languages = [cfg.languages]
     return cfg

@@ -87,7 +87,7 @@ class Distiller:
         tokenizer: PreTrainedTokenizerBase | None = None,
     ) -> None:
         for stage in cfg.stages:
-            validate_stage(stage, student.GROUPS)
+            validate_stage(stage, student)
             if stage.data == "transfer" and data.transfer is None:
                 raise ValueError(f"stage {stage.name!r} reads transfer data but there is no transfer cache")
         check_global_batch(cfg.batch_size, accelerator.num_processes, "distil.batch_size")
@@ -152,7 +152,7 @@ class Distiller:
         progress = self._load_progress()
         groups = self.student.group_parameters()
         for si, stage in enumerate(self.cfg.stages):
-            for ki, trainable in enumerate(sub_stages(stage, self.student.GROUPS)):
+            for ki, trainable in enumerate(sub_stages(stage, self.student)):
                 key = f"{si}.{ki}"
                 if key in progress["done"]:
                     continue

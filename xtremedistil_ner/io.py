@@ -1,4 +1,5 @@
-"""Atomic file writes: every artifact appears whole or not at all."""
+"""Atomic file writes: every artifact appears whole or not at all; manifests (each file's size and
+sha256) let a reader tell a complete artifact from one damaged after it was written."""
 
 from __future__ import annotations
 
@@ -7,9 +8,17 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
+
+MANIFEST = "manifest.json"
+
+
+class ArtifactError(ValueError):
+    """A file written by a run that is now missing, truncated or corrupted; the message names it."""
 
 
 @contextlib.contextmanager
@@ -29,6 +38,24 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
+def _deferred_interrupt() -> Iterator[None]:
+    """Hold back Ctrl-C (SIGINT) until the block ends, so an interrupted run never stops between
+    the two renames that swap a directory (which would leave only `.NAME.old`). Only the main
+    thread can set handlers, and a handler other than Python's default is left alone."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    received: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if received:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
 def atomic_dir(path: Path) -> Iterator[Path]:
     """Yield a temp directory beside `path`; swap it into place only if the block succeeds."""
     path = Path(path)
@@ -36,14 +63,15 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        with _deferred_interrupt():
+            if path.exists():
+                old = path.with_name(f".{path.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(path, old)
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -67,6 +95,57 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def _file_entries(directory: Path, names: Iterable[str] | None = None, exclude: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
+    """Size and sha256 of `names` (relative paths), or of every file under `directory` but `exclude`."""
+    directory = Path(directory)
+    if names is None:
+        skip = set(exclude)
+        names = sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file())
+        names = [n for n in names if n not in skip]
+    return {n: {"bytes": (directory / n).stat().st_size, "sha256": sha256_file(directory / n)} for n in names}
+
+
+def write_manifest(directory: Path, name: str = MANIFEST, /, *, files: Iterable[str] | None = None, **info: Any) -> dict[str, Any]:
+    """Write `name` in `directory`: `info` plus the size and sha256 of `files` (default: every
+    other file there), so a reader can tell a complete artifact from a truncated or altered one.
+    (`directory` and `name` are positional-only, so `info` may hold a `name` of its own.)"""
+    manifest = {**info, "files": _file_entries(directory, files, exclude=[name])}
+    write_json(Path(directory) / name, manifest)
+    return manifest
+
+
+def verify_manifest(directory: Path, name: str = MANIFEST, checksums: bool = True) -> list[str]:
+    """What is wrong with the files `name` lists in `directory` (missing, other size, and with
+    `checksums` other sha256), one message per file naming it; empty if all match. Sizes alone
+    catch truncation at the cost of a stat; checksums also catch altered bytes."""
+    directory = Path(directory)
+    try:
+        files = read_json(directory / name).get("files", {})  # none listed: written before listings existed
+    except (OSError, ValueError, AttributeError) as exc:
+        return [f"{directory / name}: unreadable manifest ({exc})"]
+    problems = []
+    for rel, info in files.items():
+        path = directory / rel
+        if not path.is_file():
+            problems.append(f"{path}: missing (listed in {name})")
+        elif (size := path.stat().st_size) != info["bytes"]:
+            problems.append(f"{path}: {size:,} bytes, {name} says {info['bytes']:,} (truncated or overwritten)")
+        elif checksums and sha256_file(path) != info["sha256"]:
+            problems.append(f"{path}: sha256 differs from {name} (corrupted)")
+    return problems
+
+
+def check_manifest(directory: Path, name: str = MANIFEST, checksums: bool = True, what: str = "artifact") -> None:
+    """Raise `ArtifactError` listing every damaged file, if `directory` has a manifest `name`;
+    artifacts written before manifests existed (no manifest, or one without `files`) load unchecked."""
+    if not (Path(directory) / name).exists():
+        return
+    problems = verify_manifest(directory, name, checksums)
+    if problems:
+        raise ArtifactError(f"{directory}: damaged {what}, it cannot be loaded:\n  " + "\n  ".join(problems)
+                            + "\n  delete it and rerun the step that writes it")
 
 
 def settled_dir(path: Path) -> Path | None:

@@ -1,15 +1,17 @@
 """Batch-inference latency: the same real inputs for every model, eval mode, inference mode,
-warm-up first, median and spread over repeats; CUDA timings synchronised."""
+warm-up first, median and spread over repeats; CUDA timings synchronised. With a time budget
+the repeat count adapts, so a grid can hold both sub-millisecond and minute-long cells."""
 
 from __future__ import annotations
 
-import statistics
 import time
-from typing import Callable, Sequence
+from typing import Any, Iterator, Sequence
 
+import numpy as np
 import torch
 
 from .encoding import Window
+from .evaluate import LogitsFn
 
 
 def make_batch(windows: Sequence[Window], batch_size: int, seq_len: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -25,34 +27,77 @@ def make_batch(windows: Sequence[Window], batch_size: int, seq_len: int, pad_id:
     return ids, mask
 
 
+Grid = dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]]
+
+
 @torch.inference_mode()
 def measure(
-    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    fn: LogitsFn,
     ids: torch.Tensor,
     mask: torch.Tensor,
     repeats: int = 10,
     warmup: int = 2,
+    budget_s: float | None = None,
+    min_repeats: int = 3,
 ) -> dict[str, float]:
-    cuda = ids.is_cuda
-    for _ in range(warmup):
-        fn(ids, mask)
-    times = []
-    for _ in range(repeats):
-        if cuda:
-            torch.cuda.synchronize()
+    """Time `fn(ids, mask)`. With `budget_s`, `repeats` is an upper bound: timing stops once
+    `min_repeats` runs are done and together took `budget_s`, and warm-up stops after its first
+    call once it has used a tenth of the budget, so a cell that takes minutes per call stays
+    bounded while fast cells still get many repeats."""
+    sync = torch.cuda.synchronize if ids.is_cuda else (lambda: None)
+
+    def once() -> float:
+        sync()
         t0 = time.perf_counter()
         fn(ids, mask)
-        if cuda:
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    median = statistics.median(times)
+        sync()
+        return time.perf_counter() - t0
+
+    spent = 0.0
+    for _ in range(warmup):
+        spent += once()
+        if budget_s is not None and spent >= budget_s / 10:
+            break
+    times: list[float] = []
+    while len(times) < repeats:
+        times.append(once())
+        if budget_s is not None and len(times) >= min_repeats and sum(times) >= budget_s:
+            break
+    ms = 1000 * np.asarray(times)
+    median = float(np.median(ms))
     return {
-        "median_ms": 1000 * median,
-        "min_ms": 1000 * min(times),
-        "max_ms": 1000 * max(times),
-        "sentences_per_s": ids.shape[0] / median,
-        "repeats": repeats,
+        "median_ms": median,
+        "min_ms": float(ms.min()),
+        "max_ms": float(ms.max()),
+        "p25_ms": float(np.percentile(ms, 25)),
+        "p75_ms": float(np.percentile(ms, 75)),
+        "sentences_per_s": 1000 * ids.shape[0] / median,
+        "repeats": len(times),
         "batch_size": int(ids.shape[0]),
         "seq_len": int(ids.shape[1]),
         "threads": torch.get_num_threads(),
     }
+
+
+def make_grid(windows: Sequence[Window], batch_sizes: Sequence[int], seq_lens: Sequence[int], pad_id: int) -> Grid:
+    """One `make_batch` per (batch size, length) cell, built once so every model times the
+    very same inputs."""
+    return {(b, t): make_batch(windows, b, t, pad_id) for t in seq_lens for b in batch_sizes}
+
+
+def fit_vocab(ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """`ids` folded into a smaller vocabulary (id mod `vocab_size`) for a model with another
+    tokenizer (an architecture reference): same shapes and masks, and an embedding lookup
+    costs the same whichever row it reads."""
+    return ids if int(ids.max()) < vocab_size else ids % vocab_size
+
+
+def time_grid(
+    fn: LogitsFn, grid: Grid, device: str | torch.device = "cpu", vocab_size: int | None = None, **timing: Any
+) -> Iterator[dict[str, float]]:
+    """`measure` on every cell of `grid` (inputs moved to `device`, folded into `vocab_size`
+    when given), yielded cell by cell so long grids can report progress."""
+    for ids, mask in grid.values():
+        if vocab_size is not None:
+            ids = fit_vocab(ids, vocab_size)
+        yield measure(fn, ids.to(device), mask.to(device), **timing)

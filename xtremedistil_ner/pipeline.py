@@ -4,13 +4,16 @@ Each step writes its artifacts atomically and a rerun skips what is already comp
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 import platform
+import shlex
 import sys
 import time
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -18,7 +21,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from . import cache as cache_mod
-from .config import RunConfig, StudentConfig, save_config, to_dict
+from .config import ConfigError, RunConfig, StudentConfig, save_config, to_dict
 from .data.conll import Sentence
 from .data.corpus import Corpus, build_corpus
 from .distil import FINAL, Distiller, StageData, is_distilled
@@ -27,10 +30,11 @@ from .evaluate import predict_tags, score
 from .io import read_json, sha256_file, write_json
 from .latency import make_batch, measure
 from .report import write_report
-from .students import REGISTRY, Student, pca_embeddings
+from .students import REGISTRY, Student
 from .teacher import count_parameters, fine_tune, is_trained, load_teacher, load_tokenizer, logits_fn
 
 STEPS = ("teach", "annotate", "distil", "evaluate")
+ARCHITECTURE = ("embedding_dim", "hidden_dim", "num_layers", "num_heads", "ff_dim", "init")  # reported per student
 
 
 def make_accelerator(cfg: RunConfig) -> Accelerator:
@@ -50,8 +54,10 @@ class Run:
         self.cfg = cfg
         self.out = Path(cfg.output_dir)
         self.acc = accelerator or make_accelerator(cfg)
-        self.command = command or " ".join(["xdner"] + sys.argv[1:])
+        self.command = command or shlex.join(sys.orig_argv)  # the interpreter's own command line
         set_seed(cfg.seed)
+        for scfg in cfg.students:
+            self.student_class(scfg).check_spec(scfg)
         if self.acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.out / "config.yaml")
@@ -110,11 +116,24 @@ class Run:
         self._time("teach", time.time() - t0)
 
     def teacher_layer(self, model: torch.nn.Module) -> int:
+        """The layer a single-projection student (the BiLSTM) matches: the middle by default."""
         n = model.config.num_hidden_layers
         layer = self.cfg.teacher.layer if self.cfg.teacher.layer is not None else n // 2
         if not 0 <= layer <= n:
             raise ValueError(f"teacher.layer={layer} is outside 0..{n} for this teacher")
         return layer
+
+    def student_class(self, scfg: StudentConfig) -> type[Student]:
+        if scfg.type not in REGISTRY:
+            raise ConfigError(f"student {scfg.name!r}: unknown type {scfg.type!r}; known: {sorted(REGISTRY)}")
+        return REGISTRY[scfg.type]
+
+    def student_layers(self, scfg: StudentConfig, model: torch.nn.Module) -> list[int]:
+        return self.student_class(scfg).teacher_layers(scfg, model.config.num_hidden_layers, self.teacher_layer(model))
+
+    def cache_layers(self, model: torch.nn.Module) -> list[int]:
+        """Every teacher layer some configured student matches, so one annotation serves all."""
+        return sorted({g for scfg in self.cfg.students for g in self.student_layers(scfg, model)})
 
     def _transfer(self) -> tuple[list[Window], list[str]]:
         sentences = self.corpus.transfer
@@ -125,7 +144,7 @@ class Run:
         teacher_id = sha256_file(self.teacher_dir / "model.safetensors")
         tok_file = self.teacher_dir / "tokenizer.json"
         tokenizer_id = sha256_file(tok_file) if tok_file.exists() else type(self.tokenizer).__name__
-        return cache_mod.fingerprint(teacher_id, tokenizer_id, windows, langs, self.teacher_layer(model), self.cfg.teacher.max_length)
+        return cache_mod.fingerprint(teacher_id, tokenizer_id, windows, langs, self.cache_layers(model), self.cfg.teacher.max_length)
 
     def annotate(self) -> None:
         self._require_teacher()
@@ -137,7 +156,7 @@ class Run:
             return
         t0 = time.time()
         model.to(self.acc.device)
-        cache_mod.annotate(model, windows, langs, self.teacher_layer(model), self.cache_dir, fp, self.pad_id, self.cfg.teacher.eval_batch_size, self.acc)
+        cache_mod.annotate(model, windows, langs, self.cache_layers(model), self.cache_dir, fp, self.pad_id, self.cfg.teacher.eval_batch_size, self.acc)
         self._time("annotate", time.time() - t0)
 
     def _scopes(self) -> list[str | None]:
@@ -148,24 +167,15 @@ class Run:
         raise ValueError(f"distil.mode must be 'joint' or 'per_language' (got {self.cfg.distil.mode!r})")
 
     def build_student(self, scfg: StudentConfig, kept_ids: np.ndarray, teacher: torch.nn.Module) -> Student:
-        if scfg.type not in REGISTRY:
-            raise ValueError(f"student {scfg.name!r}: unknown type {scfg.type!r}; known: {sorted(REGISTRY)}")
-        emb = teacher.get_input_embeddings().weight.detach()
-        config = {
-            "embedding_dim": scfg.embedding_dim,
-            "hidden_dim": scfg.hidden_dim,
-            "dropout": scfg.dropout,
+        base = {
             "vocab_size": len(kept_ids) + 2,
-            "teacher_vocab_size": emb.shape[0],
+            "teacher_vocab_size": teacher.get_input_embeddings().weight.shape[0],
             "teacher_hidden_size": teacher.config.hidden_size,
+            "teacher_layers": self.student_layers(scfg, teacher),
             "labels": self.corpus.labels.tags,
             "max_length": self.cfg.teacher.max_length,
         }
-        student = REGISTRY[scfg.type](config)
-        student.set_vocabulary(kept_ids, self.pad_id)
-        with torch.no_grad():
-            student.embeddings.weight.copy_(pca_embeddings(emb, kept_ids, scfg.embedding_dim, self.cfg.seed))
-        return student
+        return self.student_class(scfg).from_teacher(scfg, teacher, base, kept_ids, self.pad_id, self.cfg.seed)
 
     def distil(self) -> None:
         self._require_teacher()
@@ -173,7 +183,7 @@ class Run:
         labeled = self.windows("train")
         dev_windows = self.windows("dev")
         train_langs = [self.corpus.train[w.sent].lang for w in labeled]
-        t0 = time.time()
+        t0, trained = time.time(), False
         for scfg in self.cfg.students:
             for lang in self._scopes():
                 out_dir = self.student_dir(scfg.name, lang)
@@ -181,7 +191,7 @@ class Run:
                     self._log(f"distil: {scfg.name} ({lang or 'joint'}) already distilled, skipping")
                     continue
                 scope = [lang] if lang else None
-                transfer = cache_mod.TransferCache(self.cache_dir, scope)
+                transfer = cache_mod.TransferCache(self.cache_dir, scope, self.student_layers(scfg, teacher))
                 lab = [w for w, l in zip(labeled, train_langs) if lang is None or l == lang]
                 _, dev_sents, dev_w = restrict(self.corpus.dev, dev_windows, lang)
                 kept = np.union1d(transfer.token_ids(), np.unique(np.concatenate([w.input_ids for w in lab])))
@@ -190,46 +200,45 @@ class Run:
                 self._log(f"distil: {scfg.name} ({lang or 'joint'}): {student.num_parameters() / 1e6:.2f}M parameters, vocabulary {len(kept) + 2}")
                 data = StageData(transfer, transfer.lengths(), lab, dev_sents, dev_w, self.pad_id)
                 st = time.time()
-                Distiller(student, self.cfg.distil, data, out_dir, self.acc, self.cfg.seed, self.tokenizer).run()
+                stages = [dataclasses.replace(st, lr=st.lr * scfg.lr_scale) for st in self.cfg.distil.stages]
+                distil_cfg = dataclasses.replace(self.cfg.distil, stages=stages)
+                Distiller(student, distil_cfg, data, out_dir, self.acc, self.cfg.seed, self.tokenizer).run()
                 self._time(f"distil:{scfg.name}:{lang or 'joint'}", time.time() - st)
-        self._time("distil", time.time() - t0)
+                trained = True
+        if trained:  # a rerun that only skipped keeps the time of the run that trained
+            self._time("distil", time.time() - t0)
 
     def evaluate(self) -> dict[str, Any]:
+        """Test F1 per language, size and latency of the teacher and every student. A model's
+        result is kept in `eval/NAME.json` keyed by its weights and the test data, so adding a
+        student to a finished run (the size sweep) scores only what is new."""
         self._require_teacher()
         t0 = time.time()
         c = self.corpus
-        id2label = c.labels.id2label
         test_windows = self.windows("test")
-        bs = self.cfg.distil.eval_batch_size
-        teacher, _ = load_teacher(str(self.teacher_dir), c.labels, self.cfg.teacher.trust_remote_code)
-        teacher.to(self.acc.device).eval()
-        models: dict[str, dict[str, Any]] = {}
-        t_pred = predict_tags(logits_fn(teacher), c.test, test_windows, id2label, self.pad_id, self.cfg.teacher.eval_batch_size, self.acc, "teacher test")
-        teacher_params = count_parameters(teacher)
-        models["teacher"] = {"test_f1": _f1(score(c.test, t_pred)), "parameters": teacher_params, "compression": 1.0, "model": self.cfg.teacher.model}
         ecfg = self.cfg.eval
-        lat_ids, lat_mask = make_batch(test_windows, ecfg.latency_batch_size, ecfg.latency_seq_len, self.pad_id)
+        # No model here ever sees a window longer than max_length (transformer students have no
+        # positions beyond it), so latency is timed at most at that length.
+        seq_len = min(ecfg.latency_seq_len, self.cfg.teacher.max_length)
+        lat_ids, lat_mask = make_batch(test_windows, ecfg.latency_batch_size, seq_len, self.pad_id)
         lat_ids, lat_mask = lat_ids.to(self.acc.device), lat_mask.to(self.acc.device)
-        models["teacher"]["latency"] = measure(logits_fn(teacher), lat_ids, lat_mask, ecfg.latency_repeats)
+        test_key = _test_key(c.test, to_dict(self.cfg)["eval"], self.cfg.teacher.max_length)
+
+        def teacher_result() -> dict[str, Any]:
+            teacher, _ = load_teacher(str(self.teacher_dir), c.labels, self.cfg.teacher.trust_remote_code)
+            teacher.to(self.acc.device).eval()
+            pred = predict_tags(logits_fn(teacher), c.test, test_windows, c.labels.id2label, self.pad_id,
+                                self.cfg.teacher.eval_batch_size, self.acc, "teacher test")
+            return {"test_f1": _f1(score(c.test, pred)), "parameters": count_parameters(teacher), "model": self.cfg.teacher.model,
+                    "latency": measure(logits_fn(teacher), lat_ids, lat_mask, ecfg.latency_repeats)}
+
+        models = {"teacher": self._cached_eval("teacher", [self.teacher_dir / "model.safetensors"], test_key, teacher_result)}
+        models["teacher"]["compression"] = 1.0
         for scfg in self.cfg.students:
-            preds: list[list[str] | None] = [None] * len(c.test)
-            params: list[int] = []
-            for lang in self._scopes():
-                student = Student.load(self.student_dir(scfg.name, lang) / FINAL).to(self.acc.device)
-                params.append(student.num_parameters())
-                idx, sents, wins = restrict(c.test, test_windows, lang)
-                out = predict_tags(student.logits, sents, wins, id2label, self.pad_id, bs, self.acc, f"{scfg.name} test")
-                for i, p in zip(idx, out):
-                    preds[i] = p
-            entry: dict[str, Any] = {
-                "test_f1": _f1(score(c.test, preds)),  # type: ignore[arg-type]
-                "parameters": int(np.mean(params)),
-                "compression": teacher_params / float(np.mean(params)),
-                "type": scfg.type,
-                "embedding_dim": scfg.embedding_dim,
-                "hidden_dim": scfg.hidden_dim,
-            }
-            entry["latency"] = measure(student.logits, lat_ids, lat_mask, ecfg.latency_repeats)
+            dirs = [self.student_dir(scfg.name, lang) / FINAL for lang in self._scopes()]
+            entry = self._cached_eval(scfg.name, [d / "model.safetensors" for d in dirs], test_key,
+                                      lambda scfg=scfg, dirs=dirs: self._student_result(scfg, dirs, test_windows, lat_ids, lat_mask))
+            entry["compression"] = models["teacher"]["parameters"] / entry["parameters"]
             entry["speedup"] = models["teacher"]["latency"]["median_ms"] / entry["latency"]["median_ms"]
             models[scfg.name] = entry
         self._time("evaluate", time.time() - t0)
@@ -249,6 +258,36 @@ class Run:
         if self.acc.is_main_process:
             write_report(report, self.out)
         return report
+
+    def _student_result(self, scfg: StudentConfig, dirs: list[Path], test_windows: list[Window], lat_ids: torch.Tensor, lat_mask: torch.Tensor) -> dict[str, Any]:
+        c = self.corpus
+        preds: list[list[str] | None] = [None] * len(c.test)
+        params: list[int] = []
+        for lang, path in zip(self._scopes(), dirs):
+            student = Student.load(path).to(self.acc.device)
+            params.append(student.num_parameters())
+            idx, sents, wins = restrict(c.test, test_windows, lang)
+            out = predict_tags(student.logits, sents, wins, c.labels.id2label, self.pad_id, self.cfg.distil.eval_batch_size, self.acc, f"{scfg.name} test")
+            for i, p in zip(idx, out):
+                preds[i] = p
+        return {
+            "test_f1": _f1(score(c.test, preds)),  # type: ignore[arg-type]
+            "parameters": int(np.mean(params)),
+            "type": student.kind,
+            **{k: student.config[k] for k in ARCHITECTURE if k in student.config},
+            "latency": measure(student.logits, lat_ids, lat_mask, self.cfg.eval.latency_repeats),
+        }
+
+    def _cached_eval(self, name: str, weights: list[Path], test_key: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        key = hashlib.sha256(json.dumps([test_key, [sha256_file(w) for w in weights]]).encode()).hexdigest()
+        path = self.out / "eval" / f"{name}.json"
+        if path.exists() and read_json(path).get("key") == key:
+            self._log(f"evaluate: {name}: weights and test data unchanged, reusing {path}")
+            return dict(read_json(path)["result"])
+        result = compute()
+        if self.acc.is_main_process:
+            write_json(path, {"key": key, "result": result})
+        return dict(result)
 
     def run_all(self, steps: tuple[str, ...] = STEPS) -> dict[str, Any] | None:
         report = None
@@ -270,6 +309,13 @@ def restrict(sentences: list[Sentence], windows: list[Window], lang: str | None)
     remap = {old: new for new, old in enumerate(idx)}
     wins = [dataclasses.replace(w, sent=remap[w.sent]) for w in windows if w.sent in remap]
     return idx, [sentences[i] for i in idx], wins
+
+
+def _test_key(test: list[Sentence], eval_cfg: dict[str, Any], max_length: int) -> str:
+    h = hashlib.sha256(json.dumps([eval_cfg, max_length]).encode())
+    for sent in test:
+        h.update(json.dumps([sent.lang, sent.tokens, sent.tags]).encode())
+    return h.hexdigest()
 
 
 def _f1(scores: dict[str, dict[str, float]]) -> dict[str, float]:

@@ -1,12 +1,16 @@
 """The run's report: teacher and students side by side per language (test F1), parameter
-counts, compression, latency and speedup, stage wall times; JSON + Markdown."""
+counts, compression, latency and speedup, stage wall times; JSON + Markdown, with a manifest of
+both files' sizes and sha256 (the report is what gets copied around and quoted)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from .io import write_json, write_text
+from .io import write_json, write_manifest, write_text
+
+REPORT_FILES = ("report.json", "report.md")
+MANIFEST = "report.manifest.json"
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -52,5 +56,7 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 def write_report(report: dict[str, Any], out_dir: Path) -> None:
+    """`verify_manifest(out_dir, MANIFEST)` later tells whether both files are as written."""
     write_json(Path(out_dir) / "report.json", report)
     write_text(Path(out_dir) / "report.md", render_markdown(report))
+    write_manifest(Path(out_dir), MANIFEST, files=REPORT_FILES, name=report.get("name", ""))

@@ -4,13 +4,16 @@ transfer windows or gold-labeled windows) and what trains: a fixed list of param
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
 
 from .config import StageConfig
 from .encoding import IGNORE
+
+if TYPE_CHECKING:
+    from .students import Student
 
 Batch = dict[str, torch.Tensor]
 LossFn = Callable[[dict[str, torch.Tensor], Batch, float], torch.Tensor]
@@ -21,8 +24,12 @@ def _mask(batch: Batch) -> torch.Tensor:
 
 
 def representation_loss(out: dict[str, torch.Tensor], batch: Batch, temperature: float) -> torch.Tensor:
+    """Mean over matched layers: `projections[k]` [B, T, H] against `teacher_hidden[:, :, k]`
+    [B, T, K, H] (the cache view returns the student's teacher layers in its order)."""
     m = _mask(batch)
-    return F.mse_loss(out["projection"][m], batch["teacher_hidden"][m].float())
+    target = batch["teacher_hidden"][m].float()
+    losses = [F.mse_loss(p[m], target[:, k]) for k, p in enumerate(out["projections"])]
+    return torch.stack(losses).mean()
 
 
 def logits_mse_loss(out: dict[str, torch.Tensor], batch: Batch, temperature: float) -> torch.Tensor:
@@ -69,7 +76,7 @@ NEEDS_TRANSFER = {"representation", "logits_mse", "logits_kl", "hard"}
 SELECT_ON_LOSS = {"representation"}
 
 
-def validate_stage(stage: StageConfig, groups: Sequence[str]) -> None:
+def validate_stage(stage: StageConfig, student: "Student") -> None:
     if stage.loss not in LOSSES:
         raise ValueError(f"stage {stage.name!r}: unknown loss {stage.loss!r}; choose from {sorted(LOSSES)}")
     if stage.data not in ("transfer", "labeled"):
@@ -79,17 +86,21 @@ def validate_stage(stage: StageConfig, groups: Sequence[str]) -> None:
     if stage.loss == "gold" and stage.data != "labeled":
         raise ValueError(f"stage {stage.name!r}: the gold loss needs labeled data")
     if isinstance(stage.train, list):
-        unknown = sorted(set(stage.train) - set(groups))
+        known = [*student.groups, *student.aliases()]
+        unknown = sorted(set(stage.train) - set(known))
         if unknown:
-            raise ValueError(f"stage {stage.name!r}: unknown parameter groups {unknown}; this student has {list(groups)}")
+            raise ValueError(f"stage {stage.name!r}: unknown parameter groups {unknown}; this student has {known}")
     elif stage.train not in ("all", "gradual"):
         raise ValueError(f"stage {stage.name!r}: train must be 'all', 'gradual' or a list of groups")
 
 
-def sub_stages(stage: StageConfig, groups: Sequence[str]) -> list[tuple[str, ...]]:
-    """Which groups train in each sub-stage, `groups` being ordered top-down."""
+def sub_stages(stage: StageConfig, student: "Student") -> list[tuple[str, ...]]:
+    """Which groups train in each sub-stage. Gradual unfreezing walks the student's groups
+    top-down, leaving out groups this stage's loss cannot reach."""
     if stage.train == "gradual":
-        return [tuple(groups[: k + 1]) for k in range(len(groups))]
+        skip = () if stage.loss == "representation" else student.representation_only()
+        order = [g for g in student.groups if g not in skip]
+        return [tuple(order[: k + 1]) for k in range(len(order))]
     if stage.train == "all":
-        return [tuple(groups)]
-    return [tuple(stage.train)]
+        return [tuple(student.groups)]
+    return [student.expand(stage.train)]

@@ -88,6 +88,9 @@ class Tagger:
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.max_length = int(max_length or student.config["max_length"])
+        limit = student.max_positions()
+        if limit is not None and self.max_length > limit:
+            raise ValueError(f"max_length {self.max_length} is longer than the {limit} positions this {student.kind} student has")
         self.labels = student.labels
         self.pad_id = special_ids(tokenizer)[2]
 

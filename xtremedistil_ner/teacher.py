@@ -26,7 +26,7 @@ from .data.conll import Sentence
 from .data.labels import LabelSet
 from .encoding import encode, special_ids
 from .evaluate import predict_tags, score
-from .io import atomic_dir, write_json
+from .io import atomic_dir, check_manifest, write_json, write_manifest
 from .stages import loss_units
 
 MANIFEST = "xdner_teacher.json"
@@ -43,8 +43,11 @@ def load_teacher(
     name_or_path: str, labels: LabelSet, trust_remote_code: bool = False
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Model with a token-classification head for `labels` (new head unless the checkpoint already
-    has exactly these labels), and its tokenizer. Remote code runs only when asked for."""
+    has exactly these labels), and its tokenizer. Remote code runs only when asked for. A teacher
+    fine-tuned here is first checked against the file sizes in its manifest (a stat per file,
+    where hashing would reread hundreds of MB each load), so a truncated file is named."""
     path = resolve_backbone(name_or_path)
+    check_manifest(Path(path), MANIFEST, checksums=False, what="teacher checkpoint")
     model = AutoModelForTokenClassification.from_pretrained(
         path,
         num_labels=len(labels),
@@ -151,7 +154,7 @@ def _save(
         with atomic_dir(out_dir) as tmp:
             model.save_pretrained(tmp, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
-            write_json(tmp / MANIFEST, {**info, "parameters": count_parameters(model)})
+            write_manifest(tmp, MANIFEST, **info, parameters=count_parameters(model))
     accelerator.wait_for_everyone()
 
 

@@ -2,5 +2,6 @@
 
 from .base import REGISTRY, Student, pca_embeddings
 from .bilstm import BiLSTMStudent
+from .transformer import TransformerStudent
 
-__all__ = ["REGISTRY", "Student", "BiLSTMStudent", "pca_embeddings"]
+__all__ = ["REGISTRY", "Student", "BiLSTMStudent", "TransformerStudent", "pca_embeddings"]

@@ -10,13 +10,18 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..io import atomic_dir, write_json
+from ..io import ArtifactError, atomic_dir, check_manifest, write_json, write_manifest
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
+    from collections.abc import Sequence
+
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from ..config import StudentConfig
 
 CONFIG = "student.json"
 WEIGHTS = "model.safetensors"
@@ -25,10 +30,10 @@ REGISTRY: dict[str, type["Student"]] = {}
 
 
 class Student(nn.Module):
-    """Subclasses set `kind`, build from `config` (a JSON-able dict) and list `GROUPS` top-down."""
+    """Subclasses set `kind`, build from `config` (a JSON-able dict), name their parameter
+    groups top-down in `groups` and build themselves from a teacher in `from_teacher`."""
 
     kind: ClassVar[str]
-    GROUPS: ClassVar[tuple[str, ...]]
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -45,6 +50,49 @@ class Student(nn.Module):
         id_map[torch.as_tensor(kept_ids, dtype=torch.long)] = torch.arange(2, 2 + len(kept_ids))
         id_map[pad_id] = 0
         self.id_map.copy_(id_map)
+
+    @classmethod
+    def check_spec(cls, spec: "StudentConfig") -> None:
+        """Raise ValueError for a config this student type cannot be built from; run before
+        any long step, so a typo does not surface after the teacher has trained."""
+
+    @classmethod
+    def teacher_layers(cls, spec: "StudentConfig", num_teacher_layers: int, default_layer: int) -> list[int]:
+        """The teacher layers (0 = embeddings .. N = last) whose hidden states stage 1 matches,
+        one per entry of the forward's `projections`."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_teacher(cls, spec: "StudentConfig", teacher: "PreTrainedModel", base: dict[str, Any], kept_ids: np.ndarray, pad_id: int, seed: int) -> "Student":
+        """A new student for `spec` whose config extends `base` (vocabulary, labels, teacher
+        sizes and layers), initialised from `teacher` as far as the architecture allows."""
+        raise NotImplementedError
+
+    def max_positions(self) -> int | None:
+        """The longest window this student can read (None: any length)."""
+        return None
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """Parameter-group names, top-down: the order of gradual unfreezing."""
+        raise NotImplementedError
+
+    def aliases(self) -> dict[str, tuple[str, ...]]:
+        """Names that stand for several groups in a stage's `train` list (e.g. `encoder` for
+        every transformer layer), so one schedule fits every student type."""
+        return {}
+
+    def representation_only(self) -> tuple[str, ...]:
+        """Groups only the representation loss reaches; gradual unfreezing under any other loss
+        skips them (a sub-stage that adds only them would train nothing new)."""
+        return ()
+
+    def expand(self, names: "Sequence[str]") -> tuple[str, ...]:
+        aliases = self.aliases()
+        out: list[str] = []
+        for name in names:
+            out += [g for g in aliases.get(name, (name,)) if g not in out]
+        return tuple(out)
 
     def group_parameters(self) -> dict[str, list[nn.Parameter]]:
         raise NotImplementedError
@@ -64,26 +112,36 @@ class Student(nn.Module):
 
     def save(self, path: Path, tokenizer: "PreTrainedTokenizerBase | None" = None) -> None:
         """Weights, config and (given `tokenizer`, the teacher's) tokenizer files in `TOKENIZER/`,
-        written as one directory so a reader never sees a model without its tokenizer."""
+        written as one directory so a reader never sees a model without its tokenizer, with a
+        manifest of every file's size and sha256 so `load` can tell a damaged copy."""
         with atomic_dir(Path(path)) as tmp:
             state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
             save_file(state, str(tmp / WEIGHTS))
             write_json(tmp / CONFIG, {"kind": self.kind, **self.config, "parameters": self.num_parameters()})
             if tokenizer is not None:
                 tokenizer.save_pretrained(str(tmp / TOKENIZER))
+            write_manifest(tmp, kind=self.kind)
 
     @staticmethod
     def load(path: Path, map_location: str = "cpu") -> "Student":
+        """Checked against its manifest first (sizes and sha256: students are small), so a
+        truncated or altered file is an `ArtifactError` naming it, not a cryptic parse error."""
         path = Path(path)
         if not (path / CONFIG).exists():
             raise FileNotFoundError(f"{path}: not a student checkpoint (no {CONFIG})")
+        check_manifest(path, what="student checkpoint")
         config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
         kind = config.pop("kind")
         config.pop("parameters", None)
         if kind not in REGISTRY:
             raise ValueError(f"{path / CONFIG}: unknown student kind {kind!r}; known: {sorted(REGISTRY)}")
         model = REGISTRY[kind](config)
-        model.load_state_dict(load_file(str(path / WEIGHTS), device=map_location))
+        try:
+            state = load_file(str(path / WEIGHTS), device=map_location)
+        except SafetensorError as exc:  # a damaged file in a checkpoint written without a manifest
+            raise ArtifactError(f"{path / WEIGHTS}: unreadable student weights ({exc}); the file is damaged: "
+                                "delete the checkpoint and rerun the step that writes it") from exc
+        model.load_state_dict(state)
         return model.eval()
 
 

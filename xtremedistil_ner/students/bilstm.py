@@ -3,12 +3,18 @@ teacher's hidden size (the representation-loss head) -> linear classifier."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from .base import Student
+from .base import Student, pca_embeddings
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from ..config import StudentConfig
 
 
 def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -20,6 +26,8 @@ def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
 
 
 class BiLSTMStudent(Student):
+    """Config: `embedding_dim` (E), `hidden_dim` (H per direction), `dropout`."""
+
     kind = "bilstm"
     GROUPS = ("classifier", "projection", "encoder", "embeddings")
 
@@ -32,6 +40,24 @@ class BiLSTMStudent(Student):
         self.backward_lstm = nn.LSTM(e, h, batch_first=True)
         self.projection = nn.Sequential(nn.Linear(2 * h, int(config["teacher_hidden_size"])), nn.GELU())
         self.classifier = nn.Linear(int(config["teacher_hidden_size"]), len(config["labels"]))
+
+    @classmethod
+    def teacher_layers(cls, spec: "StudentConfig", num_teacher_layers: int, default_layer: int) -> list[int]:
+        return [default_layer]
+
+    @classmethod
+    def from_teacher(cls, spec: "StudentConfig", teacher: "PreTrainedModel", base: dict[str, Any], kept_ids: np.ndarray, pad_id: int, seed: int) -> "BiLSTMStudent":
+        """Embeddings from a PCA of the teacher's rows for the kept pieces (the paper's SVD)."""
+        student = cls({**base, "embedding_dim": spec.embedding_dim, "hidden_dim": spec.hidden_dim, "dropout": spec.dropout})
+        student.set_vocabulary(kept_ids, pad_id)
+        with torch.no_grad():
+            emb = teacher.get_input_embeddings().weight.detach()
+            student.embeddings.weight.copy_(pca_embeddings(emb, kept_ids, spec.embedding_dim, seed))
+        return student
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        return self.GROUPS
 
     def group_parameters(self) -> dict[str, list[nn.Parameter]]:
         return {
@@ -48,4 +74,4 @@ class BiLSTMStudent(Student):
         bwd, _ = self.backward_lstm(reverse_padded(x, lengths))
         h = self.dropout(torch.cat([fwd, reverse_padded(bwd, lengths)], dim=-1))
         projection = self.projection(h)
-        return {"logits": self.classifier(projection), "projection": projection}
+        return {"logits": self.classifier(projection), "projections": [projection]}

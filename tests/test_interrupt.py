@@ -1,0 +1,82 @@
+"""Ctrl-C during `xdner run`: the process stops with status 130, says which command resumes,
+leaves the last distillation checkpoint whole (no temp directories), and rerunning that
+command finishes the run from the checkpoint. The interrupted run is a real process; the rerun
+calls the same entry point in-process with the same arguments (a second interpreter start with
+torch and transformers would double the test's time)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from xtremedistil_ner.cli import main, resume_command
+from xtremedistil_ner.distil import CHECKPOINT, PROGRESS
+from xtremedistil_ner.io import verify_manifest
+from xtremedistil_ner.students import Student
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+STAGES = [  # three sub-stages: the signal lands after the first, two remain for the rerun
+    {"name": "rep", "loss": "representation", "data": "transfer", "train": ["embeddings", "encoder", "projection"], "epochs": 1},
+    {"name": "logits", "loss": "logits_mse", "data": "transfer", "train": "all", "epochs": 1},
+    {"name": "gold", "loss": "gold", "data": "labeled", "train": "all", "epochs": 1, "lr": 0.01},
+]
+
+
+def write_config(tmp: Path, data: Path, teacher: Path) -> Path:
+    """The tiny pipeline of tests/test_pipeline.py as a config file, one language to keep it short."""
+    cfg = {
+        "output_dir": str(tmp / "run"), "languages": ["en"], "mixed_precision": "no",
+        "data": {"files": {"en": {s: str(data / "en" / f"{s}.txt") for s in ("train", "dev", "test")}},
+                 "transfer_files": {"en": [str(data / "en" / "transfer.txt")]}, "include_labeled_in_transfer": False,
+                 "train_per_lang": 40, "dev_limit": 10, "test_limit": 10},
+        "teacher": {"model": str(teacher), "epochs": 1, "max_length": 16},
+        "students": [{"name": "s", "embedding_dim": 8, "hidden_dim": 8}],
+        "distil": {"stages": STAGES, "batch_size": 32},
+        "eval": {"latency_repeats": 1},
+    }
+    path = tmp / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
+
+
+def test_sigint_during_distil_keeps_the_checkpoint_and_names_the_resume_command(
+    tmp_path: Path, tiny_data: Path, tiny_teacher: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    command = [sys.executable, "-m", "xtremedistil_ner.cli", "run", str(write_config(tmp_path, tiny_data, tiny_teacher))]
+    checkpoint = tmp_path / "run" / "students" / "s" / "joint" / CHECKPOINT
+    proc = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while proc.poll() is None and time.time() < deadline:
+        if (checkpoint / PROGRESS).exists():  # the first finished sub-stage: distillation is under way
+            proc.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.01)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "xdner: interrupted" in stderr and "Traceback" not in stderr
+    assert f"To resume, run the same command again:\n  {shlex.join(command)}" in stderr
+    assert verify_manifest(checkpoint) == [] and Student.load(checkpoint).labels
+    assert [p.name for p in checkpoint.parent.iterdir() if p.name.endswith((".tmp", ".old"))] == []
+    capsys.readouterr()
+    assert main(command[3:]) == 0
+    log = capsys.readouterr().out
+    assert "teach: fine-tuned teacher found" in log and "resuming distillation" in log and "1 sub-stages already done" in log
+    assert (tmp_path / "run" / "report.json").exists()
+
+
+def test_resume_command_is_the_command_line_as_typed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["/usr/local/bin/xdner", "run", "my config.yaml"])
+    assert resume_command() == "xdner run 'my config.yaml'"
+    assert resume_command(["distil", "--config", "c.yaml"]) == "xdner distil --config c.yaml"
+    monkeypatch.setattr(sys, "argv", [str(ROOT / "xtremedistil_ner" / "cli.py"), "run", "c.yaml"])
+    monkeypatch.setattr(sys, "orig_argv", ["python3", "-m", "xtremedistil_ner.cli", "run", "c.yaml"])
+    assert resume_command() == "python3 -m xtremedistil_ner.cli run c.yaml"

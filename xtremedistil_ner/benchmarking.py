@@ -1,0 +1,111 @@
+"""What the benchmark scripts share: a finished run directory read back (config, teacher,
+tokenizer, students, test sentences), names and sizes of checkpoints, Markdown tables.
+
+A run is read here rather than through `pipeline.Run`, which (re)writes `config.yaml` into the
+directory it is given: a benchmark must leave the run it measures untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from .config import RunConfig, load_config
+from .data.conll import Sentence, read_conll
+from .data.corpus import split_file
+from .data.labels import LabelSet
+from .distil import FINAL
+from .io import read_json
+from .students.base import TOKENIZER
+from .teacher import load_teacher, load_tokenizer
+
+
+@dataclass
+class FinishedRun:
+    """An output directory of `xdner run`, opened read-only."""
+
+    path: Path
+    cfg: RunConfig
+
+    @classmethod
+    def open(cls, path: Path | str, data_root: str | None = None) -> "FinishedRun":
+        """`data_root` replaces the config's `data.root` (the data may have moved since)."""
+        path = Path(path)
+        return cls(path, load_config(path / "config.yaml", [f"data.root={data_root}"] if data_root else []))
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def teacher_dir(self) -> Path:
+        return self.path / "teacher"
+
+    @cached_property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        return load_tokenizer(str(self.teacher_dir), self.cfg.teacher.trust_remote_code)
+
+    @cached_property
+    def labels(self) -> LabelSet:
+        id2label = read_json(self.teacher_dir / "config.json")["id2label"]
+        return LabelSet.from_list([id2label[str(i)] for i in range(len(id2label))])
+
+    def load_teacher(self) -> PreTrainedModel:
+        return load_teacher(str(self.teacher_dir), self.labels, self.cfg.teacher.trust_remote_code)[0].eval()
+
+    def students(self) -> dict[str, Path]:
+        """Every final student checkpoint, by `student_name`."""
+        found = sorted(self.path.glob(f"students/*/*/{FINAL}"))
+        return {student_name(p): p for p in found if p.is_dir()}
+
+    def test_sentences(self, limit: int | None = None, languages: Sequence[str] | None = None) -> list[Sentence]:
+        """The first `limit` test sentences per language (default: the run's own `test_limit`),
+        read from local CoNLL files with the package's reader, tags repaired as the run did."""
+        limit = limit if limit is not None else self.cfg.data.test_limit
+        out: list[Sentence] = []
+        for lang in languages or self.cfg.languages:
+            path = split_file(self.cfg.data, lang, "test")
+            if path is None:
+                raise ValueError(f"{self.path}: test data for {lang} comes from the Hub; benchmarks read local files (pass --data-root)")
+            out += read_conll(path, lang, self.cfg.data.strict)[:limit]
+        return out
+
+
+def student_parts(path: Path | str) -> tuple[Path | None, str]:
+    """(run directory, name) of a student checkpoint `RUN/students/NAME/SCOPE/model`: the name
+    is NAME for a joint student, NAME/SCOPE for a per-language one; (None, folder name) for a
+    checkpoint anywhere else."""
+    path = Path(path).resolve()
+    if path.name == FINAL and len(path.parents) >= 4 and path.parents[2].name == "students":
+        scope, name = path.parent.name, path.parents[1].name
+        return path.parents[3], name if scope == "joint" else f"{name}/{scope}"
+    return None, path.name
+
+
+def student_name(path: Path | str) -> str:
+    return student_parts(path)[1]
+
+
+def student_tokenizer(path: Path | str, run: FinishedRun | None) -> PreTrainedTokenizerBase:
+    """The tokenizer saved with the student, else its run's teacher tokenizer (students
+    distilled before checkpoints carried their own)."""
+    own = Path(path) / TOKENIZER
+    if own.is_dir():
+        return load_tokenizer(str(own))
+    if run is None:
+        raise FileNotFoundError(f"{path}: no {TOKENIZER}/ folder and no run directory to take the teacher's tokenizer from")
+    return run.tokenizer
+
+
+def file_mb(path: Path) -> float:
+    return Path(path).stat().st_size / 2**20
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
+    """Lines of a Markdown table; cells are written with `str`."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
