@@ -64,7 +64,7 @@ def test_clean_file_has_no_problems_and_exits_0(tmp_path: Path, capsys: pytest.C
     assert validate_paths([path]) == []
     status, out = _exit_status([path], capsys)
     assert status == 0
-    assert out.strip() == "0 errors, 0 warnings in 0 files"
+    assert out.strip() == "0 errors, 0 warnings"
 
 
 def test_warnings_alone_exit_0_and_errors_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -73,7 +73,9 @@ def format_problems(problems: Sequence[Problem]) -> str:
     """One `path:line: severity: message` line per problem, then a count."""
     errors = sum(p.severity == "error" for p in problems)
     files = len({p.path for p in problems})
-    summary = f"{_count(errors, 'error')}, {_count(len(problems) - errors, 'warning')} in {_count(files, 'file')}"
+    summary = f"{_count(errors, 'error')}, {_count(len(problems) - errors, 'warning')}"
+    if files:  # how many of the checked files (or directories) they are in
+        summary += f" in {_count(files, 'file')}"
     return "\n".join([*map(str, problems), summary])
 
 
