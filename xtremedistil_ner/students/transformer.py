@@ -39,6 +39,10 @@ def default_heads(width: int) -> int:
     return next(h for h in range(max(1, width // 64), 0, -1) if width % h == 0)
 
 
+def _heads(spec: "StudentConfig") -> int:
+    return spec.num_heads or default_heads(spec.hidden_dim)
+
+
 def _backbone(teacher: "PreTrainedModel") -> nn.Module:
     base = teacher.base_model
     if not (hasattr(base, "encoder") and hasattr(base.encoder, "layer") and hasattr(base, "embeddings")):
@@ -75,7 +79,7 @@ class TransformerStudent(Student):
             raise ConfigError(f"student {spec.name!r}: a transformer needs num_layers >= 1")
         if spec.init not in INITS:
             raise ConfigError(f"student {spec.name!r}: init must be one of {INITS} (got {spec.init!r})")
-        heads = spec.num_heads or default_heads(spec.hidden_dim)
+        heads = _heads(spec)
         if spec.hidden_dim % heads:
             raise ConfigError(f"student {spec.name!r}: hidden_dim {spec.hidden_dim} is not divisible by num_heads {heads}")
 
@@ -94,7 +98,7 @@ class TransformerStudent(Student):
     def from_teacher(cls, spec: "StudentConfig", teacher: "PreTrainedModel", base: dict[str, Any], kept_ids: np.ndarray, pad_id: int, seed: int) -> "TransformerStudent":
         cls.check_spec(spec)
         tc = teacher.config
-        heads = spec.num_heads or default_heads(spec.hidden_dim)
+        heads = _heads(spec)
         ff = spec.ff_dim or 4 * spec.hidden_dim
         same_shape = (spec.hidden_dim, heads, ff) == (tc.hidden_size, tc.num_attention_heads, tc.intermediate_size)
         if spec.init == "teacher" and not same_shape:
@@ -138,13 +142,16 @@ class TransformerStudent(Student):
     def max_positions(self) -> int | None:
         return int(self.config["max_length"])
 
+    def _layer_groups(self) -> tuple[str, ...]:
+        """`layerL-1` … `layer0`: top-down, as gradual unfreezing walks them."""
+        return tuple(f"layer{i}" for i in reversed(range(int(self.config["num_layers"]))))
+
     @property
     def groups(self) -> tuple[str, ...]:
-        layers = tuple(f"layer{i}" for i in reversed(range(int(self.config["num_layers"]))))
-        return ("classifier", *layers, "projection", "embeddings")
+        return ("classifier", *self._layer_groups(), "projection", "embeddings")
 
     def aliases(self) -> dict[str, tuple[str, ...]]:
-        return {"encoder": tuple(f"layer{i}" for i in reversed(range(int(self.config["num_layers"]))))}
+        return {"encoder": self._layer_groups()}
 
     def representation_only(self) -> tuple[str, ...]:
         return ("projection",)
