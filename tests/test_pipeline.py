@@ -19,8 +19,11 @@ STAGES = (
 )
 
 
-# A BiLSTM (matches the teacher's middle layer) and a transformer (matches layers 1 and 2).
-STUDENTS = ("students=[{name: s, embedding_dim: 16, hidden_dim: 16},"
+# A BiLSTM (matches the teacher's middle layer) with a schedule of its own, and a transformer
+# (matches layers 1 and 2) on `distil.stages`.
+STUDENTS = ("students=[{name: s, embedding_dim: 16, hidden_dim: 16, stages: ["
+            "{name: rep, loss: representation, data: transfer, train: [embeddings, encoder, projection], epochs: 1},"
+            " {name: logits, loss: logits_mse, data: transfer, train: gradual, epochs: [1, 2], patience: 5}]},"
             " {name: t, type: transformer, num_layers: 2, hidden_dim: 16, num_heads: 2, ff_dim: 32, lr_scale: 0.5}]")
 
 
@@ -55,6 +58,11 @@ def test_pipeline_end_to_end(tmp_path: Path, tiny_data: Path, tiny_teacher: Path
     assert report["data"]["languages"]["en"]["transfer"] == 80 + 120
     assert {"teach", "annotate", "distil", "evaluate"} <= set(report["timings"])
     assert json.loads((out / "report.json").read_text())["models"].keys() == report["models"].keys()
+    for scope in scopes:  # each student ran its own schedule
+        s_runs = json.loads((out / "students" / "s" / scope / "progress.json").read_text())["history"]
+        t_runs = json.loads((out / "students" / "t" / scope / "progress.json").read_text())["history"]
+        assert [(h["stage"], len(h["epochs"])) for h in s_runs] == [("rep", 1), ("logits", 1)] + [("logits", 2)] * 3
+        assert [h["stage"] for h in t_runs][-1] == "gold"
     # Per-language students only know their own language's transfer windows.
     if mode == "per_language":
         en = Student.load(out / "students" / "s" / "en" / "model")

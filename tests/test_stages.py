@@ -16,7 +16,7 @@ from xtremedistil_ner.data.conll import Sentence
 from xtremedistil_ner.distil import Distiller, StageData, is_distilled
 from xtremedistil_ner.encoding import Window
 from xtremedistil_ner.stages import sub_stages, validate_stage
-from xtremedistil_ner.students import BiLSTMStudent
+from xtremedistil_ner.students import BiLSTMStudent, Student
 
 LABELS = ["O", "B-PER", "I-PER"]
 
@@ -79,6 +79,9 @@ def test_sub_stages_gradual_is_top_down() -> None:
     (StageConfig("s", "gold", "labeled", ["lstm"]), "unknown parameter groups"),
     (StageConfig("s", "gold", "labeled", "sometimes"), "train must be"),
     (StageConfig("s", "gold", "elsewhere"), "data must be"),
+    (StageConfig("s", "gold", "labeled", epochs=0), "epochs must be"),
+    (StageConfig("s", "gold", "labeled", "gradual", epochs=[]), "epochs must be"),
+    (StageConfig("s", "gold", "labeled", "all", epochs=[1, 2]), "needs train: gradual"),
 ])
 def test_invalid_stages_are_rejected(stage: StageConfig, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -115,8 +118,19 @@ def test_rerun_resumes_from_checkpoint(tmp_path: Path) -> None:
     resumed_student = make_student()
     second = Distiller(resumed_student, cfg, make_data(), tmp_path, Accelerator(cpu=True), seed=0).run()
     assert second["done"] == first["done"] and len(second["history"]) == 4
-    from xtremedistil_ner.students import Student
-
     saved = Student.load(tmp_path / "checkpoint")
     for k, v in saved.state_dict().items():
         assert torch.equal(v, resumed_student.state_dict()[k]), k
+
+
+def test_epoch_list_sets_each_gradual_sub_stage(tmp_path: Path) -> None:
+    """[1, 3]: the first sub-stage trains one epoch, every later one up to three (patience
+    permitting). Only sub-stages with a choice to make pay for dev passes."""
+    stages = [StageConfig("a", "logits_mse", "transfer", "gradual", epochs=[1, 3], lr=0.01, patience=5)]
+    distiller = Distiller(make_student(), DistilConfig(batch_size=4, stages=stages), make_data(), tmp_path, Accelerator(cpu=True), seed=0)
+    progress = distiller.run()
+    assert [len(h["epochs"]) for h in progress["history"]] == [1, 3, 3, 3]
+    assert [sorted(e) for e in progress["history"][0]["epochs"]] == [["epoch", "train_loss"]]
+    assert all("dev_macro_f1" in e for h in progress["history"][1:] for e in h["epochs"])
+    # The final dev scores are the last sub-stage's best epoch's, which are the saved model's.
+    assert progress["final_dev"] == progress["history"][-1]["best_dev"] == distiller.dev_f1(Student.load(tmp_path / "model"))

@@ -58,7 +58,8 @@ class StudentConfig:
     `type: transformer` uses `num_layers`, `hidden_dim` (width h), `num_heads` (default ~h/64),
     `ff_dim` (default 4h), `layer_map` (teacher layer per student layer for stage 1; default
     uniform) and `init` (auto | teacher | random). `lr_scale` multiplies every stage's learning
-    rate for this student (transformers usually want a smaller one than BiLSTMs)."""
+    rate for this student (transformers usually want a smaller one than BiLSTMs). `stages`, when
+    set, replaces `distil.stages` for this student (a small student can afford more epochs)."""
 
     name: str = "bilstm-300-600"
     type: str = "bilstm"
@@ -71,20 +72,29 @@ class StudentConfig:
     layer_map: list[int] | None = None
     init: str = "auto"
     lr_scale: float = 1.0
+    stages: list[StageConfig] | None = None
 
 
 @dataclass
 class StageConfig:
-    """One distillation stage as data: which loss, on which data, training which groups."""
+    """One distillation stage as data: which loss, on which data, training which groups.
+    `epochs` may be a list for a gradual stage: sub-stage k trains for up to `epochs[k]`, the
+    last value holding for any further sub-stages (e.g. [1, 1, 1, 3]: the sub-stage that trains
+    everything gets the extra epochs, where they pay)."""
 
     name: str
     loss: str
     data: str
     train: str | list[str] = "all"
-    epochs: int = 3
+    epochs: int | list[int] = 3
     lr: float = 1e-3
     patience: int = 2
     temperature: float = 1.0
+
+    def epochs_at(self, sub_stage: int) -> int:
+        if isinstance(self.epochs, int):
+            return self.epochs
+        return self.epochs[min(sub_stage, len(self.epochs) - 1)]
 
 
 def default_schedule() -> list[StageConfig]:

@@ -69,6 +69,7 @@ class SubStageState:
     best: float | None = None  # best selection value so far (higher is better)
     best_epoch: int = 0
     bad: int = 0  # epochs without improvement since the best
+    best_dev: dict[str, Any] | None = None  # dev scores of the best epoch, when selected on dev F1
 
 
 def _split_heldout(n: int, seed: int, fraction: float = 0.02) -> tuple[list[int], list[int]]:
@@ -163,15 +164,17 @@ class Distiller:
                 # Seeded per sub-stage, so a run resumed at a sub-stage boundary draws the same
                 # dropout masks as one that never stopped.
                 set_seed(self.seed + 100 * si + ki)
-                record = self._train_sub_stage(stage, si, key, trainable)
+                record = self._train_sub_stage(stage, si, key, trainable, stage.epochs_at(ki))
                 record["seconds"] = round(time.time() - t0, 1)
                 progress["done"].append(key)
                 progress["history"].append(record)
                 self._checkpoint(progress)
         for p in self.student.parameters():
             p.requires_grad_(True)
-        final = self.dev_f1(self.student)
-        progress["final_dev"] = final
+        # The last sub-stage's best weights are the final ones: its dev scores, when it selected
+        # on dev F1, need no second pass.
+        last = progress["history"][-1] if progress["history"] else {}
+        progress["final_dev"] = last.get("best_dev") or self.dev_f1(self.student)
         if self.acc.is_main_process:
             self.student.save(self.out_dir / FINAL, self.tokenizer)
             write_json(self.out_dir / PROGRESS, progress)
@@ -193,7 +196,7 @@ class Distiller:
             if g is None:
                 p.requires_grad_(False)
 
-    def _train_sub_stage(self, stage: StageConfig, si: int, key: str, trainable: tuple[str, ...]) -> dict[str, Any]:
+    def _train_sub_stage(self, stage: StageConfig, si: int, key: str, trainable: tuple[str, ...], epochs: int) -> dict[str, Any]:
         acc = self.acc
         acc.free_memory()  # the accelerator's state is exactly this sub-stage's model and optimizer
         loader, sampler, held = self._stage_loaders(stage, si)
@@ -208,11 +211,11 @@ class Distiller:
         loss_fn = LOSSES[stage.loss]
         label = f"{stage.name}[{'+'.join(trainable)}]"
         every = self.cfg.checkpoint_every
-        while st.epoch < stage.epochs and not (st.bad and st.bad >= stage.patience):
+        while st.epoch < epochs and not (st.bad and st.bad >= stage.patience):
             sampler.set_epoch(st.epoch)
             model.train()
             batches = acc.skip_first_batches(loader, st.batches) if st.batches else loader
-            bar = tqdm(batches, desc=f"{label} epoch {st.epoch + 1}/{stage.epochs}", initial=st.batches, total=len(sampler),
+            bar = tqdm(batches, desc=f"{label} epoch {st.epoch + 1}/{epochs}", initial=st.batches, total=len(sampler),
                        disable=not acc.is_local_main_process, leave=False)
             for batch in bar:
                 batch = to_device(batch, acc.device)
@@ -230,27 +233,32 @@ class Distiller:
                 if every and st.steps % every == 0:
                     self._save_resume(st, best_state)
             unwrapped = acc.unwrap_model(model)
-            if held is not None:
-                metric_name, metric = "heldout_loss", self.heldout_loss(unwrapped, held, stage)
-                better = -metric
+            record: dict[str, Any] = {"epoch": st.epoch + 1, "train_loss": float(np.mean(st.running))}
+            if epochs == 1:  # a one-epoch sub-stage has nothing to select from: no dev pass
+                st.best_epoch = 1
             else:
-                dev = self.dev_f1(unwrapped)
-                metric_name, metric = "dev_macro_f1", dev["macro"]["f1"]
-                better = metric
-            train_loss = float(np.mean(st.running))
-            st.epochs.append({"epoch": st.epoch + 1, "train_loss": train_loss, metric_name: metric})
+                dev = None
+                if held is not None:
+                    record["heldout_loss"] = self.heldout_loss(unwrapped, held, stage)
+                    better = -record["heldout_loss"]
+                else:
+                    dev = self.dev_f1(unwrapped)
+                    record["dev_macro_f1"] = better = dev["macro"]["f1"]
+                if st.best is None or better > st.best:
+                    st.best, st.best_epoch, st.bad = better, st.epoch + 1, 0
+                    st.best_dev = dev
+                    best_state = {k: v.detach().cpu().clone() for k, v in unwrapped.state_dict().items()}
+                else:
+                    st.bad += 1
+            st.epochs.append(record)
             if acc.is_main_process:
-                print(f"  {label} epoch {st.epoch + 1}: train loss {train_loss:.4f}, {metric_name} {metric:.4f}", flush=True)
-            if st.best is None or better > st.best:
-                st.best, st.best_epoch, st.bad = better, st.epoch + 1, 0
-                best_state = {k: v.detach().cpu().clone() for k, v in unwrapped.state_dict().items()}
-            else:
-                st.bad += 1
+                print(f"  {label} epoch " + ", ".join(f"{k.replace('_', ' ')} {v:.4f}" if k != "epoch" else str(v) for k, v in record.items()), flush=True)
             st.epoch, st.batches, st.running = st.epoch + 1, 0, []
         if best_state is not None:
             self.student.load_state_dict(best_state)
         acc.free_memory()
-        return {"stage": stage.name, "loss": stage.loss, "trainable": list(trainable), "best_epoch": st.best_epoch, "epochs": st.epochs}
+        return {"stage": stage.name, "loss": stage.loss, "trainable": list(trainable), "best_epoch": st.best_epoch, "epochs": st.epochs,
+                "best_dev": st.best_dev}
 
     # -- resume ----------------------------------------------------------------------------
     def _load_progress(self) -> dict[str, Any]:

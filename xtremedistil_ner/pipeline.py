@@ -200,7 +200,7 @@ class Run:
                 self._log(f"distil: {scfg.name} ({lang or 'joint'}): {student.num_parameters() / 1e6:.2f}M parameters, vocabulary {len(kept) + 2}")
                 data = StageData(transfer, transfer.lengths(), lab, dev_sents, dev_w, self.pad_id)
                 st = time.time()
-                stages = [dataclasses.replace(st, lr=st.lr * scfg.lr_scale) for st in self.cfg.distil.stages]
+                stages = [dataclasses.replace(st, lr=st.lr * scfg.lr_scale) for st in scfg.stages or self.cfg.distil.stages]
                 distil_cfg = dataclasses.replace(self.cfg.distil, stages=stages)
                 Distiller(student, distil_cfg, data, out_dir, self.acc, self.cfg.seed, self.tokenizer).run()
                 self._time(f"distil:{scfg.name}:{lang or 'joint'}", time.time() - st)

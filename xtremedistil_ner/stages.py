@@ -85,6 +85,11 @@ def validate_stage(stage: StageConfig, student: "Student") -> None:
         raise ValueError(f"stage {stage.name!r}: loss {stage.loss!r} needs the teacher's outputs (data: transfer)")
     if stage.loss == "gold" and stage.data != "labeled":
         raise ValueError(f"stage {stage.name!r}: the gold loss needs labeled data")
+    epochs = stage.epochs if isinstance(stage.epochs, list) else [stage.epochs]
+    if not epochs or any(e < 1 for e in epochs):
+        raise ValueError(f"stage {stage.name!r}: epochs must be a positive number or a non-empty list of them (got {stage.epochs!r})")
+    if isinstance(stage.epochs, list) and stage.train != "gradual":
+        raise ValueError(f"stage {stage.name!r}: a list of epochs needs train: gradual (one entry per sub-stage)")
     if isinstance(stage.train, list):
         known = [*student.groups, *student.aliases()]
         unknown = sorted(set(stage.train) - set(known))
