@@ -104,8 +104,12 @@ def test_crash_while_saving_keeps_previous_checkpoint_and_resumes_exactly(tmp_pa
     st = json.loads((tmp_path / "run" / RESUME / POSITION).read_text())
     assert (st["key"], st["steps"], st["batches"]) == ("0.2", 2, 2)  # the previous save, mid-epoch, intact
     assert [p.name for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")] == []
-    Distiller(make_student(), cfg, make_data(), tmp_path / "run", Accelerator(cpu=True), seed=0).run()
+    st["seconds"] = 1000.0  # as if the crashed run had spent that long in sub-stage 0.2
+    (tmp_path / "run" / RESUME / POSITION).write_text(json.dumps(st))
+    progress = Distiller(make_student(), cfg, make_data(), tmp_path / "run", Accelerator(cpu=True), seed=0).run()
     assert_identical(weights(tmp_path / "run"), weights(tmp_path / "ref"))
+    # A resumed sub-stage's wall time includes the interrupted run's; a fresh one starts at zero.
+    assert progress["history"][2]["seconds"] >= 1000 > progress["history"][3]["seconds"]
 
 
 def test_settled_dir_falls_back_to_the_previous_version(tmp_path: Path) -> None:

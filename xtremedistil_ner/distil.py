@@ -70,6 +70,7 @@ class SubStageState:
     best_epoch: int = 0
     bad: int = 0  # epochs without improvement since the best
     best_dev: dict[str, Any] | None = None  # dev scores of the best epoch, when selected on dev F1
+    seconds: float = 0.0  # wall time spent in this sub-stage up to the last save, over all runs
 
 
 def _split_heldout(n: int, seed: int, fraction: float = 0.02) -> tuple[list[int], list[int]]:
@@ -157,7 +158,6 @@ class Distiller:
                 key = f"{si}.{ki}"
                 if key in progress["done"]:
                     continue
-                t0 = time.time()
                 for name, params in groups.items():
                     for p in params:
                         p.requires_grad_(name in trainable)
@@ -165,7 +165,6 @@ class Distiller:
                 # dropout masks as one that never stopped.
                 set_seed(self.seed + 100 * si + ki)
                 record = self._train_sub_stage(stage, si, key, trainable, stage.epochs_at(ki))
-                record["seconds"] = round(time.time() - t0, 1)
                 progress["done"].append(key)
                 progress["history"].append(record)
                 self._checkpoint(progress)
@@ -208,6 +207,7 @@ class Distiller:
         # when it is built, and gradual unfreezing changes that set between sub-stages.
         model, optimizer = acc.prepare(self.student, optimizer)
         st, best_state = self._restore(key)
+        started = time.time() - st.seconds  # a resumed sub-stage counts its earlier runs' time
         loss_fn = LOSSES[stage.loss]
         label = f"{stage.name}[{'+'.join(trainable)}]"
         every = self.cfg.checkpoint_every
@@ -231,6 +231,7 @@ class Distiller:
                 st.steps += 1
                 bar.set_postfix(loss=f"{np.mean(st.running[-50:]):.4f}")
                 if every and st.steps % every == 0:
+                    st.seconds = time.time() - started
                     self._save_resume(st, best_state)
             unwrapped = acc.unwrap_model(model)
             record: dict[str, Any] = {"epoch": st.epoch + 1, "train_loss": float(np.mean(st.running))}
@@ -258,7 +259,7 @@ class Distiller:
             self.student.load_state_dict(best_state)
         acc.free_memory()
         return {"stage": stage.name, "loss": stage.loss, "trainable": list(trainable), "best_epoch": st.best_epoch, "epochs": st.epochs,
-                "best_dev": st.best_dev}
+                "best_dev": st.best_dev, "seconds": round(time.time() - started, 1)}
 
     # -- resume ----------------------------------------------------------------------------
     def _load_progress(self) -> dict[str, Any]:

@@ -183,7 +183,7 @@ class Run:
         labeled = self.windows("train")
         dev_windows = self.windows("dev")
         train_langs = [self.corpus.train[w.sent].lang for w in labeled]
-        t0, trained = time.time(), False
+        trained = False
         for scfg in self.cfg.students:
             for lang in self._scopes():
                 out_dir = self.student_dir(scfg.name, lang)
@@ -199,14 +199,15 @@ class Run:
                 student = self.build_student(scfg, kept, teacher)
                 self._log(f"distil: {scfg.name} ({lang or 'joint'}): {student.num_parameters() / 1e6:.2f}M parameters, vocabulary {len(kept) + 2}")
                 data = StageData(transfer, transfer.lengths(), lab, dev_sents, dev_w, self.pad_id)
-                st = time.time()
                 stages = [dataclasses.replace(st, lr=st.lr * scfg.lr_scale) for st in scfg.stages or self.cfg.distil.stages]
                 distil_cfg = dataclasses.replace(self.cfg.distil, stages=stages)
-                Distiller(student, distil_cfg, data, out_dir, self.acc, self.cfg.seed, self.tokenizer).run()
-                self._time(f"distil:{scfg.name}:{lang or 'joint'}", time.time() - st)
+                progress = Distiller(student, distil_cfg, data, out_dir, self.acc, self.cfg.seed, self.tokenizer).run()
+                # The sub-stages' own times: right also when the distillation was resumed.
+                self._time(f"distil:{scfg.name}:{lang or 'joint'}", sum(h["seconds"] for h in progress["history"]))
                 trained = True
-        if trained:  # a rerun that only skipped keeps the time of the run that trained
-            self._time("distil", time.time() - t0)
+        if trained and self.acc.is_main_process:  # every student's time, also those of earlier runs
+            timings = read_json(self.out / "timings.json")
+            self._time("distil", sum(v for k, v in timings.items() if k.startswith("distil:")))
 
     def evaluate(self) -> dict[str, Any]:
         """Test F1 per language, size and latency of the teacher and every student. A model's
