@@ -20,7 +20,8 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
-from xtremedistil_ner.benchmarking import FinishedRun, file_mb, markdown_table, student_parts, student_tokenizer
+from xtremedistil_ner.benchmarking import FinishedRun, file_mb, markdown_table, student_tokenizer
+from xtremedistil_ner.layout import student_parts
 from xtremedistil_ner.encoding import encode, special_ids
 from xtremedistil_ner.evaluate import LogitsFn, predict_tags, score
 from xtremedistil_ner.export import compare_logits, export_onnx, onnx_logits, onnx_session, quantize_int8
@@ -113,7 +114,7 @@ def main() -> None:
         "load_average_1min": {"start": load_start[0], "end": os.getloadavg()[0]},
         "student": {"name": name, "path": str(args.student), "parameters": student.num_parameters(),
                     **{k: student.config[k] for k in ("embedding_dim", "hidden_dim", "num_layers") if k in student.config}},
-        "run": str(run.path),
+        "run": str(run.root),
         "languages": sorted({s.lang for s in sentences}),
         "test_sentences": len(sentences),
         "test_limit": args.test_limit if args.test_limit is not None else run.cfg.data.test_limit,

@@ -32,7 +32,8 @@ from transformers import (
     XLMRobertaForTokenClassification,
 )
 
-from xtremedistil_ner.benchmarking import FinishedRun, file_mb, markdown_table, student_parts
+from xtremedistil_ner.benchmarking import FinishedRun, file_mb, markdown_table
+from xtremedistil_ner.layout import student_parts
 from xtremedistil_ner.data.conll import Sentence
 from xtremedistil_ner.encoding import Window, encode, special_ids
 from xtremedistil_ner.evaluate import LogitsFn
@@ -133,7 +134,7 @@ def build_models(args: argparse.Namespace, runs: list[FinishedRun], device: torc
     models = [Model("teacher" if len(runs) == 1 else f"teacher ({r.name})", "teacher", teacher_loader(r, device)) for r in runs]
     found: dict[Path, tuple[str, str]] = {}  # checkpoint -> (run name, student name)
     for run in runs:
-        found |= {p.resolve(): (run.name, name) for name, p in run.students().items()}
+        found |= {p.resolve(): (run.name, name) for name, p in run.final_students().items()}
     for p in args.student:
         run_dir, name = student_parts(p)
         found.setdefault(Path(p).resolve(), (run_dir.name if run_dir else "", name))
@@ -296,6 +297,10 @@ def main() -> None:
 
     runs = [FinishedRun.open(r, args.data_root) for r in args.run]
     base = runs[0]
+    too_long = [n for n in args.seq_lens if n > min(r.cfg.teacher.max_length for r in runs)]
+    if too_long:  # transformer students have no positions beyond it, and no model is ever fed more
+        parser.error(f"--seq-lens {too_long} exceed the runs' teacher.max_length "
+                     f"({min(r.cfg.teacher.max_length for r in runs)}): inputs are cut into windows no longer than that")
     pad_id = special_ids(base.tokenizer)[2]
     sentences = base.test_sentences(args.sentences_per_lang)
     windows = interleave(encode(sentences, base.tokenizer, base.cfg.teacher.max_length), sentences)
@@ -345,7 +350,7 @@ def main() -> None:
                 f"{len(windows)} windows of the teacher's tokenizer taken round-robin over languages, cut or padded to each "
                 f"length (`latency.make_batch`); 'real' is the share of unpadded positions. Models with a smaller vocabulary "
                 f"(the references) get the same ids folded into it (id mod V): same shapes and masks."),
-            "run": str(base.path), "languages": langs, "windows": len(windows),
+            "run": str(base.root), "languages": langs, "windows": len(windows),
             "cells": [{"batch_size": b, "seq_len": s, "real": round(float(mask.float().mean()), 3)} for (b, s), (_, mask) in grid.items()],
         },
         "teacher": teacher,

@@ -3,6 +3,7 @@ checksum, fingerprint sensitive to everything that changes the outputs."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +96,21 @@ def test_truncated_or_corrupted_shard_is_detected_and_rebuilt(annotated) -> None
     assert cache_mod.is_complete(out, fp)
     assert target.read_bytes() == original
     assert (out / "shard-00000" / "hidden.npy").stat().st_mtime_ns == untouched
+
+
+def test_shard_manifest_lists_its_files_and_old_listings_are_rebuilt(annotated) -> None:
+    model, windows, langs, fp, out = annotated
+    meta_path = out / "shard-00000" / cache_mod.SHARD_MANIFEST
+    meta = json.loads(meta_path.read_text())
+    assert sorted(meta["files"]) == sorted(f"{f}.npy" for f in cache_mod.FIELDS) and meta["fingerprint"] == fp
+    # Listings by field name (written before shard manifests named their files) count as damaged.
+    meta["files"] = {name.removesuffix(".npy"): info for name, info in meta["files"].items()}
+    meta_path.write_text(json.dumps(meta))
+    assert not cache_mod.is_complete(out, fp, verify=False)
+    with pytest.raises(cache_mod.CacheError, match=r"shard-00000/input_ids: missing"):
+        cache_mod.TransferCache(out)
+    cache_mod.annotate(model, windows, langs, [1, 2], out, fp, 0, 8, Accelerator(cpu=True), shard_size=16)
+    assert cache_mod.is_complete(out, fp)
 
 
 def test_other_fingerprint_is_not_complete(annotated) -> None:

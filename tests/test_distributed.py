@@ -63,16 +63,16 @@ def test_annotation_writes_every_window_once(runs) -> None:
 @pytest.mark.distributed
 def test_distillation_matches_one_process(runs) -> None:
     one_dir, one, two_dir, two = runs
-    diff = abs(one["final_dev"]["macro"]["f1"] - two["final_dev"]["macro"]["f1"])
-    assert diff <= F1_TOLERANCE, (one["final_dev"]["macro"], two["final_dev"]["macro"])
+    f1_gap = abs(one["final_dev"]["macro"]["f1"] - two["final_dev"]["macro"]["f1"])
+    assert f1_gap <= F1_TOLERANCE, (one["final_dev"]["macro"], two["final_dev"]["macro"])
     x, y = load_file(one_dir / "student" / "model" / "model.safetensors"), load_file(two_dir / "student" / "model" / "model.safetensors")
     # Whole-model relative distance, not the largest element: Adam turns float noise in a near-zero
     # gradient into a full lr-sized step, so one element may drift (1.6e-3 seen in CI) while the
     # model as a whole agrees to ~2e-8. (Skipping DDP's gradient sync moves dev F1 by 22 points.)
     assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x if not x[k].is_floating_point())
     weights = [k for k in x if x[k].is_floating_point()]
-    diff = torch.cat([(x[k] - y[k]).flatten() for k in weights]).norm()
-    assert float(diff / torch.cat([x[k].flatten() for k in weights]).norm()) < 1e-3
+    distance = torch.cat([(x[k] - y[k]).flatten() for k in weights]).norm()
+    assert float(distance / torch.cat([x[k].flatten() for k in weights]).norm()) < 1e-3
     assert not (two_dir / "student" / "resume").exists()  # mid-sub-stage state is dropped once a sub-stage ends
 
 

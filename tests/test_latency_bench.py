@@ -4,6 +4,9 @@ folding, the ONNX session as a logits function (tags identical to PyTorch throug
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -11,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from xtremedistil_ner.benchmarking import FinishedRun, markdown_table, student_parts, student_tokenizer
+from xtremedistil_ner.benchmarking import FinishedRun, markdown_table, student_tokenizer
+from xtremedistil_ner.layout import student_parts
 from xtremedistil_ner.config import load_config, save_config
 from xtremedistil_ner.data.conll import read_conll
 from xtremedistil_ner.data.labels import LabelSet
@@ -111,7 +115,10 @@ def test_onnx_logits_give_pytorchs_tags(tmp_path: Path, tiny_data: Path, tiny_to
     assert diff["positions"] == sum(len(w) for w in windows)
 
 
-def test_finished_run_read_back(tmp_path: Path, tiny_data: Path, tiny_teacher: Path, tiny_tokenizer) -> None:
+@pytest.fixture
+def run_dir(tmp_path: Path, tiny_data: Path, tiny_teacher: Path, tiny_tokenizer) -> Path:
+    """A finished run: config, teacher, a joint student saved without its tokenizer (as older
+    checkpoints are) and a per-language one with it."""
     run_dir = tmp_path / "run"
     cfg = load_config(None, [f"output_dir={run_dir}", "languages=[en,de]"])
     cfg.data.files = {l: {"test": str(tiny_data / l / "test.txt")} for l in ("en", "de")}
@@ -119,13 +126,16 @@ def test_finished_run_read_back(tmp_path: Path, tiny_data: Path, tiny_teacher: P
     teacher, _ = load_teacher(str(tiny_teacher), LabelSet.from_list(LABELS))
     teacher.save_pretrained(run_dir / "teacher")
     tiny_tokenizer.save_pretrained(run_dir / "teacher")
-    joint = run_dir / "students" / "s" / "joint" / "model"
-    dropout_student(tiny_tokenizer).save(joint)  # without its tokenizer, as older checkpoints are
+    dropout_student(tiny_tokenizer).save(run_dir / "students" / "s" / "joint" / "model")
     dropout_student(tiny_tokenizer).save(run_dir / "students" / "s" / "de" / "model", tiny_tokenizer)
+    return run_dir
 
+
+def test_finished_run_read_back(tmp_path: Path, run_dir: Path, tiny_tokenizer) -> None:
+    joint = run_dir / "students" / "s" / "joint" / "model"
     run = FinishedRun.open(run_dir)
     assert run.labels.tags == LABELS and run.load_teacher().config.num_labels == len(LABELS)
-    assert run.students() == {"s": joint, "s/de": run_dir / "students" / "s" / "de" / "model"}
+    assert run.final_students() == {"s": joint, "s/de": run_dir / "students" / "s" / "de" / "model"}
     assert student_parts(joint) == (run_dir.resolve(), "s") and student_parts(tmp_path) == (None, tmp_path.name)
     sents = run.test_sentences(limit=5)
     assert [s.lang for s in sents] == ["en"] * 5 + ["de"] * 5
@@ -134,6 +144,13 @@ def test_finished_run_read_back(tmp_path: Path, tiny_data: Path, tiny_teacher: P
     assert student_tokenizer(run_dir / "students" / "s" / "de" / "model", None).vocab == tiny_tokenizer.vocab
     with pytest.raises(FileNotFoundError, match="no tokenizer"):
         student_tokenizer(joint, None)
+
+
+def test_latency_refuses_lengths_beyond_the_runs_windows(run_dir: Path) -> None:
+    root = Path(__file__).resolve().parents[1]  # the script and the package beside it
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "latency.py"), "--run", str(run_dir), "--seq-lens", "32,256"],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(root)})
+    assert proc.returncode == 2 and "--seq-lens [256] exceed the runs' teacher.max_length (128)" in proc.stderr
 
 
 def test_markdown_table() -> None:

@@ -44,7 +44,7 @@ def test_pipeline_end_to_end(tmp_path: Path, tiny_data: Path, tiny_teacher: Path
     run = make_run(tmp_path, tiny_data, tiny_teacher, mode)
     report = run.run_all()
     assert report is not None
-    out = run.out
+    out = run.root
     scopes = ["joint"] if mode == "joint" else ["de", "en"]
     assert sorted(p.name for p in (out / "students" / "s").iterdir()) == scopes
     assert sorted(p.name for p in (out / "students" / "t").iterdir()) == scopes
@@ -57,6 +57,14 @@ def test_pipeline_end_to_end(tmp_path: Path, tiny_data: Path, tiny_teacher: Path
     assert s["speedup"] > 0 and s["latency"]["batch_size"] == 32
     assert report["data"]["languages"]["en"]["transfer"] == 80 + 120
     assert {"teach", "annotate", "distil", "evaluate"} <= set(report["timings"])
+    # Per-stage distillation times add up to the students' distil timings, which add up to "distil".
+    timings = report["timings"]
+    for name in ("s", "t"):
+        per_stage = report["models"][name]["stage_seconds"]
+        assert list(per_stage) == ["rep", "logits"] + (["gold"] if name == "t" else [])
+        assert sum(per_stage.values()) == pytest.approx(sum(timings[f"distil:{name}:{sc}"] for sc in scopes), abs=0.1 * len(per_stage))
+    assert timings["distil"] == pytest.approx(sum(v for k, v in timings.items() if k.startswith("distil:")))
+    assert "## Distillation wall time per stage" in (out / "report.md").read_text()
     assert json.loads((out / "report.json").read_text())["models"].keys() == report["models"].keys()
     for scope in scopes:  # each student ran its own schedule
         s_runs = json.loads((out / "students" / "s" / scope / "progress.json").read_text())["history"]

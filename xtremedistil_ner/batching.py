@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -129,6 +129,28 @@ def batch_loader(dataset: Dataset, sampler: LengthBatchSampler, pad_id: int) -> 
     the global torch RNG when an iterator starts, so dropout streams do not depend on how many
     loaders were iterated (a resumed run would otherwise diverge)."""
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=make_collate(pad_id), generator=torch.Generator())
+
+
+def map_windows(
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    windows: Sequence[Window],
+    pad_id: int,
+    batch_size: int,
+    device: torch.device,
+    num_replicas: int = 1,
+    rank: int = 0,
+    progress: Callable[[DataLoader], Iterable[dict[str, torch.Tensor]]] | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(window index, `fn(input_ids, attention_mask)` cut to the window's length) for this
+    process's share of `windows`, run in batches of similar length (the least padding) with no
+    gradient; `progress` wraps the batches (e.g. in a progress bar)."""
+    sampler = LengthBatchSampler([len(w) for w in windows], batch_size, shuffle=False, num_replicas=num_replicas, rank=rank)
+    loader = batch_loader(WindowDataset(windows), sampler, pad_id)
+    for batch in progress(loader) if progress else loader:
+        with torch.inference_mode():  # not around the yield: the caller's code runs outside it
+            out = fn(batch["input_ids"].to(device), batch["attention_mask"].to(device)).cpu().numpy()
+        for row, i in zip(out, batch["index"].tolist()):
+            yield i, row[: len(windows[i])]
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:

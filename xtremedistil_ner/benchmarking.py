@@ -18,17 +18,17 @@ from .config import RunConfig, load_config
 from .data.conll import Sentence, read_conll
 from .data.corpus import split_file
 from .data.labels import LabelSet
-from .distil import FINAL
 from .io import read_json
+from .layout import RunLayout
 from .students.base import TOKENIZER
 from .teacher import load_teacher, load_tokenizer
 
 
 @dataclass
-class FinishedRun:
+class FinishedRun(RunLayout):
     """An output directory of `xdner run`, opened read-only."""
 
-    path: Path
+    root: Path
     cfg: RunConfig
 
     @classmethod
@@ -39,11 +39,7 @@ class FinishedRun:
 
     @property
     def name(self) -> str:
-        return self.path.name
-
-    @property
-    def teacher_dir(self) -> Path:
-        return self.path / "teacher"
+        return self.root.name
 
     @cached_property
     def tokenizer(self) -> PreTrainedTokenizerBase:
@@ -57,11 +53,6 @@ class FinishedRun:
     def load_teacher(self) -> PreTrainedModel:
         return load_teacher(str(self.teacher_dir), self.labels, self.cfg.teacher.trust_remote_code)[0].eval()
 
-    def students(self) -> dict[str, Path]:
-        """Every final student checkpoint, by `student_name`."""
-        found = sorted(self.path.glob(f"students/*/*/{FINAL}"))
-        return {student_name(p): p for p in found if p.is_dir()}
-
     def test_sentences(self, limit: int | None = None, languages: Sequence[str] | None = None) -> list[Sentence]:
         """The first `limit` test sentences per language (default: the run's own `test_limit`),
         read from local CoNLL files with the package's reader, tags repaired as the run did."""
@@ -70,24 +61,9 @@ class FinishedRun:
         for lang in languages or self.cfg.languages:
             path = split_file(self.cfg.data, lang, "test")
             if path is None:
-                raise ValueError(f"{self.path}: test data for {lang} comes from the Hub; benchmarks read local files (pass --data-root)")
+                raise ValueError(f"{self.root}: test data for {lang} comes from the Hub; benchmarks read local files (pass --data-root)")
             out += read_conll(path, lang, self.cfg.data.strict)[:limit]
         return out
-
-
-def student_parts(path: Path | str) -> tuple[Path | None, str]:
-    """(run directory, name) of a student checkpoint `RUN/students/NAME/SCOPE/model`: the name
-    is NAME for a joint student, NAME/SCOPE for a per-language one; (None, folder name) for a
-    checkpoint anywhere else."""
-    path = Path(path).resolve()
-    if path.name == FINAL and len(path.parents) >= 4 and path.parents[2].name == "students":
-        scope, name = path.parent.name, path.parents[1].name
-        return path.parents[3], name if scope == "joint" else f"{name}/{scope}"
-    return None, path.name
-
-
-def student_name(path: Path | str) -> str:
-    return student_parts(path)[1]
 
 
 def student_tokenizer(path: Path | str, run: FinishedRun | None) -> PreTrainedTokenizerBase:

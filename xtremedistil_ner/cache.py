@@ -24,9 +24,10 @@ from tqdm.auto import tqdm
 
 from .batching import LengthBatchSampler, WindowDataset, batch_loader
 from .encoding import Window
-from .io import atomic_dir, read_json, sha256_file, write_json
+from .io import atomic_dir, read_json, verify_manifest, write_json, write_manifest
 
 MANIFEST = "manifest.json"
+SHARD_MANIFEST = "shard.json"
 FIELDS = ("input_ids", "offsets", "sent_lang", "logits", "hidden")
 
 
@@ -80,14 +81,13 @@ def annotate(
     model.eval()
     for k in range(accelerator.process_index, n_shards, accelerator.num_processes):
         shard_dir = out_dir / f"shard-{k:05d}"
-        if _shard_ok(shard_dir, fp, verify=True):  # a shard with a flipped byte is rebuilt too
+        if not shard_problems(shard_dir, fp, checksums=True):  # a shard with a flipped byte is rebuilt too
             continue
         lo, hi = k * shard_size, min(len(windows), (k + 1) * shard_size)
         part = windows[lo:hi]
         with atomic_dir(shard_dir) as tmp:
             _write_shard(model, part, [lang_names.index(l) for l in langs[lo:hi]], layers, tmp, pad_id, batch_size, accelerator, f"annotate shard {k + 1}/{n_shards}")
-            files = {f: {"bytes": (tmp / f"{f}.npy").stat().st_size, "sha256": sha256_file(tmp / f"{f}.npy")} for f in FIELDS}
-            write_json(tmp / "shard.json", {"fingerprint": fp, "windows": hi - lo, "files": files})
+            write_manifest(tmp, SHARD_MANIFEST, files=[f"{f}.npy" for f in FIELDS], fingerprint=fp, windows=hi - lo)
     accelerator.wait_for_everyone()
     manifest = {
         "fingerprint": fp,
@@ -135,20 +135,16 @@ def _write_shard(model, part, lang_ids, layers, tmp: Path, pad_id, batch_size, a
     del ids, logits, hidden
 
 
-def _shard_ok(shard_dir: Path, fp: str, verify: bool = False) -> bool:
-    meta_path = shard_dir / "shard.json"
-    if not meta_path.exists():
-        return False
-    meta = read_json(meta_path)
-    if meta.get("fingerprint") != fp:
-        return False
-    for name, info in meta["files"].items():
-        path = shard_dir / f"{name}.npy"
-        if not path.exists() or path.stat().st_size != info["bytes"]:
-            return False
-        if verify and sha256_file(path) != info["sha256"]:
-            return False
-    return True
+def shard_problems(shard_dir: Path, fp: str, checksums: bool = False) -> list[str]:
+    """What is wrong with one shard, empty if it was built for `fp` and its files match its
+    manifest (sizes; with `checksums` also sha256). Shards written before shard manifests listed
+    file names (`input_ids` rather than `input_ids.npy`) read as missing files and are rebuilt."""
+    meta = Path(shard_dir) / SHARD_MANIFEST
+    if not meta.exists():
+        return [f"{shard_dir}: unfinished (no {SHARD_MANIFEST})"]
+    if read_json(meta).get("fingerprint") != fp:
+        return [f"{shard_dir}: built for another teacher, data or layer set"]
+    return verify_manifest(shard_dir, SHARD_MANIFEST, checksums)
 
 
 def is_complete(out_dir: Path, fp: str, verify: bool = True) -> bool:
@@ -158,8 +154,8 @@ def is_complete(out_dir: Path, fp: str, verify: bool = True) -> bool:
     if not path.exists():
         return False
     manifest = read_json(path)
-    return manifest.get("fingerprint") == fp and all(
-        _shard_ok(Path(out_dir) / s, fp, verify) for s in manifest["shards"]
+    return manifest.get("fingerprint") == fp and not any(
+        shard_problems(Path(out_dir) / s, fp, verify) for s in manifest["shards"]
     )
 
 
@@ -182,9 +178,9 @@ class TransferCache(Dataset):
         if not (out_dir / MANIFEST).exists():
             raise CacheError(f"{out_dir}: no transfer cache here (run `xdner annotate` first)")
         self.manifest = read_json(out_dir / MANIFEST)
-        damaged = [s for s in self.manifest["shards"] if not _shard_ok(out_dir / s, self.manifest["fingerprint"])]
-        if damaged:
-            raise CacheError(f"{out_dir}: shards {damaged} are missing or truncated; rerun `xdner annotate` to rebuild them")
+        problems = [p for s in self.manifest["shards"] for p in shard_problems(out_dir / s, self.manifest["fingerprint"])]
+        if problems:
+            raise CacheError(f"{out_dir}: damaged transfer cache: {'; '.join(problems)}; rerun `xdner annotate` to rebuild it")
         cached = self.manifest.get("layers", [])
         missing = sorted(set(layers or []) - set(cached))
         if missing:

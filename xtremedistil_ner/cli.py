@@ -120,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         steps = STEPS if args.command == "run" else (args.command,)
         report = run.run_all(steps)
         if report is not None and run.acc.is_main_process:
-            print((run.out / "report.md").read_text(encoding="utf-8"))
+            print((run.root / "report.md").read_text(encoding="utf-8"))
         return 0
     except (ConfigError, DataError, LanguageConfigError, CacheError, ArtifactError, FileNotFoundError) as exc:
         print(f"xdner: error: {exc}", file=sys.stderr)

@@ -54,6 +54,6 @@ def run_demo(out_dir: Path, quick: bool = False) -> dict:
     run = Run(cfg, command=f"xdner demo --output-dir {out_dir}" + (" --quick" if quick else ""))
     report = run.run_all()
     assert report is not None
-    print((run.out / "report.md").read_text(encoding="utf-8"))
-    print(f"demo finished in {time.time() - t0:.0f} s; report: {run.out / 'report.md'}", flush=True)
+    print((run.root / "report.md").read_text(encoding="utf-8"))
+    print(f"demo finished in {time.time() - t0:.0f} s; report: {run.root / 'report.md'}", flush=True)
     return report

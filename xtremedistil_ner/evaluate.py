@@ -4,6 +4,7 @@ per language plus the macro average."""
 from __future__ import annotations
 
 from collections import defaultdict
+from functools import partial
 from typing import Callable, Sequence
 
 import numpy as np
@@ -14,14 +15,13 @@ from seqeval.metrics import f1_score, precision_score, recall_score
 from seqeval.scheme import IOB2
 from tqdm.auto import tqdm
 
-from .batching import LengthBatchSampler, WindowDataset, batch_loader, to_device
+from .batching import map_windows
 from .data.conll import Sentence
 from .encoding import Window, merge_predictions
 
 LogitsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-@torch.inference_mode()
 def predict_windows(
     logits_fn: LogitsFn,
     windows: Sequence[Window],
@@ -34,16 +34,9 @@ def predict_windows(
     process predicts its share of every batch (no padding samples, so nothing is counted twice)
     and the shares are exchanged once at the end; `logits_fn` must be an unwrapped model, as
     processes may run different numbers of batches."""
-    sampler = LengthBatchSampler(
-        [len(w) for w in windows], batch_size, shuffle=False,
-        num_replicas=accelerator.num_processes, rank=accelerator.process_index,
-    )
-    loader = batch_loader(WindowDataset(windows), sampler, pad_id)
-    local: list[tuple[int, np.ndarray]] = []
-    for batch in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process, leave=False):
-        batch = to_device(batch, accelerator.device)
-        pred = logits_fn(batch["input_ids"], batch["attention_mask"]).argmax(-1).cpu().numpy()
-        local += [(i, row[: len(windows[i])]) for row, i in zip(pred, batch["index"].tolist())]
+    bar = partial(tqdm, desc=desc, disable=not accelerator.is_local_main_process, leave=False)
+    local = list(map_windows(lambda ids, mask: logits_fn(ids, mask).argmax(-1), windows, pad_id, batch_size,
+                             accelerator.device, accelerator.num_processes, accelerator.process_index, bar))
     out: list[np.ndarray | None] = [None] * len(windows)
     for i, row in gather_object(local):
         out[i] = row

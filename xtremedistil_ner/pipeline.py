@@ -24,10 +24,11 @@ from . import cache as cache_mod
 from .config import ConfigError, RunConfig, StudentConfig, save_config, to_dict
 from .data.conll import Sentence
 from .data.corpus import Corpus, build_corpus
-from .distil import FINAL, Distiller, StageData, is_distilled
+from .distil import FINAL, PROGRESS, Distiller, StageData, is_distilled
 from .encoding import Window, encode, special_ids
 from .evaluate import predict_tags, score
 from .io import read_json, sha256_file, write_json
+from .layout import RunLayout
 from .latency import make_batch, measure
 from .report import write_report
 from .students import REGISTRY, Student
@@ -47,37 +48,26 @@ def make_accelerator(cfg: RunConfig) -> Accelerator:
     return Accelerator(mixed_precision=mp, cpu=cpu)
 
 
-class Run:
+class Run(RunLayout):
     """Lazily loads what each step needs; everything lands in `cfg.output_dir`."""
 
     def __init__(self, cfg: RunConfig, accelerator: Accelerator | None = None, command: str | None = None) -> None:
         self.cfg = cfg
-        self.out = Path(cfg.output_dir)
+        self.root = Path(cfg.output_dir)
         self.acc = accelerator or make_accelerator(cfg)
         self.command = command or shlex.join(sys.orig_argv)  # the interpreter's own command line
         set_seed(cfg.seed)
         for scfg in cfg.students:
             self.student_class(scfg).check_spec(scfg)
         if self.acc.is_main_process:
-            self.out.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.out / "config.yaml")
-
-    @property
-    def teacher_dir(self) -> Path:
-        return self.out / "teacher"
-
-    @property
-    def cache_dir(self) -> Path:
-        return self.out / "cache"
-
-    def student_dir(self, name: str, lang: str | None = None) -> Path:
-        return self.out / "students" / name / (lang or "joint")
+            self.root.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.root / "config.yaml")
 
     @cached_property
     def corpus(self) -> Corpus:
         corpus = build_corpus(self.cfg.data, self.cfg.languages, self.cfg.seed)
         if self.acc.is_main_process:
-            write_json(self.out / "data_stats.json", corpus.stats)
+            write_json(self.root / "data_stats.json", corpus.stats)
         return corpus
 
     @cached_property
@@ -98,12 +88,13 @@ class Run:
         if not is_trained(self.teacher_dir):
             raise RuntimeError(f"{self.teacher_dir}: no fine-tuned teacher yet; run `xdner teach` first")
 
-    def _time(self, step: str, seconds: float) -> None:
+    def _time(self, step: str, seconds: float) -> dict[str, float]:
+        """Record a step's wall time in `timings.json`; returns every time recorded so far."""
+        timings = read_json(self.timings_path) if self.timings_path.exists() else {}
+        timings[step] = round(seconds, 1)
         if self.acc.is_main_process:
-            path = self.out / "timings.json"
-            timings = read_json(path) if path.exists() else {}
-            timings[step] = round(seconds, 1)
-            write_json(path, timings)
+            write_json(self.timings_path, timings)
+        return timings
 
     # -- steps -------------------------------------------------------------------------------
     def teach(self) -> None:
@@ -183,7 +174,6 @@ class Run:
         labeled = self.windows("train")
         dev_windows = self.windows("dev")
         train_langs = [self.corpus.train[w.sent].lang for w in labeled]
-        trained = False
         for scfg in self.cfg.students:
             for lang in self._scopes():
                 out_dir = self.student_dir(scfg.name, lang)
@@ -203,11 +193,9 @@ class Run:
                 distil_cfg = dataclasses.replace(self.cfg.distil, stages=stages)
                 progress = Distiller(student, distil_cfg, data, out_dir, self.acc, self.cfg.seed, self.tokenizer).run()
                 # The sub-stages' own times: right also when the distillation was resumed.
-                self._time(f"distil:{scfg.name}:{lang or 'joint'}", sum(h["seconds"] for h in progress["history"]))
-                trained = True
-        if trained and self.acc.is_main_process:  # every student's time, also those of earlier runs
-            timings = read_json(self.out / "timings.json")
-            self._time("distil", sum(v for k, v in timings.items() if k.startswith("distil:")))
+                timings = self._time(f"distil:{scfg.name}:{lang or 'joint'}", sum(h["seconds"] for h in progress["history"]))
+                # Every student's time, also those distilled by earlier runs.
+                self._time("distil", sum(v for k, v in timings.items() if k.startswith("distil:")))
 
     def evaluate(self) -> dict[str, Any]:
         """Test F1 per language, size and latency of the teacher and every student. A model's
@@ -239,13 +227,13 @@ class Run:
             dirs = [self.student_dir(scfg.name, lang) / FINAL for lang in self._scopes()]
             entry = self._cached_eval(scfg.name, [d / "model.safetensors" for d in dirs], test_key,
                                       lambda scfg=scfg, dirs=dirs: self._student_result(scfg, dirs, test_windows, lat_ids, lat_mask))
+            entry["stage_seconds"] = self.stage_seconds(scfg)
             entry["compression"] = models["teacher"]["parameters"] / entry["parameters"]
             entry["speedup"] = models["teacher"]["latency"]["median_ms"] / entry["latency"]["median_ms"]
             models[scfg.name] = entry
-        self._time("evaluate", time.time() - t0)
-        timings = read_json(self.out / "timings.json")
+        timings = self._time("evaluate", time.time() - t0)
         report = {
-            "name": self.out.name,
+            "name": self.root.name,
             "command": self.command,
             "machine": machine_description(),
             "device": str(self.acc.device),
@@ -257,7 +245,7 @@ class Run:
             "config": to_dict(self.cfg),
         }
         if self.acc.is_main_process:
-            write_report(report, self.out)
+            write_report(report, self.root)
         return report
 
     def _student_result(self, scfg: StudentConfig, dirs: list[Path], test_windows: list[Window], lat_ids: torch.Tensor, lat_mask: torch.Tensor) -> dict[str, Any]:
@@ -279,9 +267,18 @@ class Run:
             "latency": measure(student.logits, lat_ids, lat_mask, self.cfg.eval.latency_repeats),
         }
 
+    def stage_seconds(self, scfg: StudentConfig) -> dict[str, float]:
+        """Distillation wall time per stage (representation, logits, gold, ...), summed over its
+        sub-stages and, for per-language students, over languages."""
+        out: dict[str, float] = {}
+        for lang in self._scopes():
+            for record in read_json(self.student_dir(scfg.name, lang) / PROGRESS)["history"]:
+                out[record["stage"]] = round(out.get(record["stage"], 0.0) + record["seconds"], 1)
+        return out
+
     def _cached_eval(self, name: str, weights: list[Path], test_key: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         key = hashlib.sha256(json.dumps([test_key, [sha256_file(w) for w in weights]]).encode()).hexdigest()
-        path = self.out / "eval" / f"{name}.json"
+        path = self.eval_dir / f"{name}.json"
         if path.exists() and read_json(path).get("key") == key:
             self._log(f"evaluate: {name}: weights and test data unchanged, reusing {path}")
             return dict(read_json(path)["result"])

@@ -43,6 +43,14 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += ["", "## Targets", "", "| target | value | goal | met |", "|---|---|---|---|"]
         for t in report["targets"]:
             lines.append(f"| {t['name']} | {t['value']:.1f}% | ≥ {t['goal']:.0f}% | {'yes' if t['met'] else 'no'} |")
+    stages = {name: m["stage_seconds"] for name, m in models.items() if m.get("stage_seconds")}
+    if stages:
+        names = list(dict.fromkeys(st for per in stages.values() for st in per))
+        lines += ["", "## Distillation wall time per stage (seconds)", "", "| student | " + " | ".join(names) + " | total |",
+                  "|" + "---|" * (len(names) + 2)]
+        for name, per in stages.items():
+            lines.append(f"| {name} | " + " | ".join(f"{per[st]:.0f}" if st in per else "–" for st in names)
+                         + f" | {sum(per.values()):.0f} |")
     if report.get("timings"):
         lines += ["", "## Wall time per step", "", "| step | seconds |", "|---|---|"]
         lines += [f"| {k} | {v:.0f} |" for k, v in report["timings"].items()]

@@ -23,7 +23,7 @@ import regex
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from .batching import LengthBatchSampler, WindowDataset, make_collate
+from .batching import map_windows
 from .data.conll import Sentence
 from .data.labels import repair_iob2
 from .encoding import encode, merge_predictions, special_ids
@@ -121,24 +121,19 @@ class Tagger:
     def tag_tokens(self, sentences: Sequence[Sequence[str]]) -> list[list[str]]:
         return [tags for tags, _ in self.predict(sentences)]
 
-    @torch.inference_mode()
+    def _probabilities(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.student.logits(input_ids, attention_mask).float().softmax(-1)
+
     def predict(self, sentences: Sequence[Sequence[str]]) -> list[tuple[list[str], np.ndarray]]:
-        """Per sentence, each word's tag and that tag's probability. Windows run in batches of
-        similar length; `merge_predictions` then picks, per word, a row of the flattened window
-        outputs (it is given row numbers instead of tag ids), so probabilities and tags come
-        from the same window the training-time merge would use."""
+        """Per sentence, each word's tag and that tag's probability. `merge_predictions` picks,
+        per word, a row of the flattened window outputs (it is given row numbers instead of tag
+        ids), so probabilities and tags come from the same window the training-time merge uses."""
         sents = [Sentence(list(s), None, "") for s in sentences]
         windows = encode([s for s in sents if s.tokens], self.tokenizer, self.max_length)
         nonempty = [i for i, s in enumerate(sents) if s.tokens]
-        collate = make_collate(self.pad_id)
-        dataset = WindowDataset(windows)
         probs: list[np.ndarray] = [np.empty(0)] * len(windows)
-        for batch in LengthBatchSampler([len(w) for w in windows], self.batch_size, shuffle=False):
-            inputs = collate([dataset[i] for i in batch])
-            logits = self.student.logits(inputs["input_ids"].to(self.device), inputs["attention_mask"].to(self.device))
-            p = logits.float().softmax(-1).cpu().numpy()
-            for row, i in enumerate(batch):
-                probs[i] = p[row, : len(windows[i])]
+        for i, row in map_windows(self._probabilities, windows, self.pad_id, self.batch_size, self.device):
+            probs[i] = row
         offsets = np.cumsum([0] + [len(w) for w in windows])
         rows = merge_predictions(windows, [o + np.arange(len(w)) for o, w in zip(offsets, windows)],
                                  [len(sents[i].tokens) for i in nonempty])
