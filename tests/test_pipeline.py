@@ -83,6 +83,9 @@ def test_pipeline_end_to_end(tmp_path: Path, tiny_data: Path, tiny_teacher: Path
     assert "skipping" in log and log.count("already distilled") == 2 * len(scopes)
     # Evaluation reuses every model's scores: same weights, same test data.
     assert log.count("reusing") == 3 and again["models"]["t"]["test_f1"] == report["models"]["t"]["test_f1"]
+    # ... and reports the time the scoring took when it was done, not the time reusing it took.
+    assert again["timings"]["evaluate"] == report["timings"]["evaluate"] == pytest.approx(
+        sum(m["eval_seconds"] for m in report["models"].values()), abs=0.1)
 
 
 def test_restrict_renumbers_windows(tiny_data: Path, tiny_teacher: Path, tmp_path: Path) -> None:

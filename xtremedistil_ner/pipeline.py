@@ -202,7 +202,6 @@ class Run(RunLayout):
         result is kept in `eval/NAME.json` keyed by its weights and the test data, so adding a
         student to a finished run (the size sweep) scores only what is new."""
         self._require_teacher()
-        t0 = time.time()
         c = self.corpus
         test_windows = self.windows("test")
         ecfg = self.cfg.eval
@@ -231,7 +230,8 @@ class Run(RunLayout):
             entry["compression"] = models["teacher"]["parameters"] / entry["parameters"]
             entry["speedup"] = models["teacher"]["latency"]["median_ms"] / entry["latency"]["median_ms"]
             models[scfg.name] = entry
-        timings = self._time("evaluate", time.time() - t0)
+        # Each model's own evaluation time, also when an earlier run computed it (as for distil).
+        timings = self._time("evaluate", sum(m["eval_seconds"] for m in models.values()))
         report = {
             "name": self.root.name,
             "command": self.command,
@@ -277,15 +277,20 @@ class Run(RunLayout):
         return out
 
     def _cached_eval(self, name: str, weights: list[Path], test_key: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """`compute()`, or its result from an earlier run if the weights and test data are the
+        same; either way with the seconds the computation took (`eval_seconds`)."""
         key = hashlib.sha256(json.dumps([test_key, [sha256_file(w) for w in weights]]).encode()).hexdigest()
         path = self.eval_dir / f"{name}.json"
-        if path.exists() and read_json(path).get("key") == key:
+        cached = read_json(path) if path.exists() else {}
+        if cached.get("key") == key and "seconds" in cached:  # files without seconds predate them: redo
             self._log(f"evaluate: {name}: weights and test data unchanged, reusing {path}")
-            return dict(read_json(path)["result"])
+            return {**cached["result"], "eval_seconds": cached["seconds"]}
+        t0 = time.time()
         result = compute()
+        seconds = round(time.time() - t0, 1)
         if self.acc.is_main_process:
-            write_json(path, {"key": key, "result": result})
-        return dict(result)
+            write_json(path, {"key": key, "result": result, "seconds": seconds})
+        return {**result, "eval_seconds": seconds}
 
     def run_all(self, steps: tuple[str, ...] = STEPS) -> dict[str, Any] | None:
         report = None
