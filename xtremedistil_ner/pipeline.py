@@ -28,7 +28,7 @@ from .distil import FINAL, PROGRESS, Distiller, StageData, is_distilled
 from .encoding import Window, encode, special_ids
 from .evaluate import predict_tags, score
 from .io import read_json, sha256_file, write_json
-from .layout import RunLayout
+from .layout import JOINT, RunLayout
 from .latency import make_batch, measure
 from .report import write_report
 from .students import REGISTRY, Student
@@ -176,9 +176,9 @@ class Run(RunLayout):
         train_langs = [self.corpus.train[w.sent].lang for w in labeled]
         for scfg in self.cfg.students:
             for lang in self._scopes():
-                out_dir = self.student_dir(scfg.name, lang)
+                out_dir, scope_name = self.student_dir(scfg.name, lang), lang or JOINT
                 if is_distilled(out_dir):
-                    self._log(f"distil: {scfg.name} ({lang or 'joint'}) already distilled, skipping")
+                    self._log(f"distil: {scfg.name} ({scope_name}) already distilled, skipping")
                     continue
                 scope = [lang] if lang else None
                 transfer = cache_mod.TransferCache(self.cache_dir, scope, self.student_layers(scfg, teacher))
@@ -187,13 +187,13 @@ class Run(RunLayout):
                 kept = np.union1d(transfer.token_ids(), np.unique(np.concatenate([w.input_ids for w in lab])))
                 kept = kept[kept != self.pad_id]
                 student = self.build_student(scfg, kept, teacher)
-                self._log(f"distil: {scfg.name} ({lang or 'joint'}): {student.num_parameters() / 1e6:.2f}M parameters, vocabulary {len(kept) + 2}")
+                self._log(f"distil: {scfg.name} ({scope_name}): {student.num_parameters() / 1e6:.2f}M parameters, vocabulary {len(kept) + 2}")
                 data = StageData(transfer, transfer.lengths(), lab, dev_sents, dev_w, self.pad_id)
                 stages = [dataclasses.replace(st, lr=st.lr * scfg.lr_scale) for st in scfg.stages or self.cfg.distil.stages]
                 distil_cfg = dataclasses.replace(self.cfg.distil, stages=stages)
                 progress = Distiller(student, distil_cfg, data, out_dir, self.acc, self.cfg.seed, self.tokenizer).run()
                 # The sub-stages' own times: right also when the distillation was resumed.
-                timings = self._time(f"distil:{scfg.name}:{lang or 'joint'}", sum(h["seconds"] for h in progress["history"]))
+                timings = self._time(f"distil:{scfg.name}:{scope_name}", sum(h["seconds"] for h in progress["history"]))
                 # Every student's time, also those distilled by earlier runs.
                 self._time("distil", sum(v for k, v in timings.items() if k.startswith("distil:")))
 
