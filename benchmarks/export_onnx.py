@@ -20,16 +20,16 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
-from xtremedistil_ner.benchmarking import FinishedRun, file_mb, markdown_table, student_tokenizer
+from xtremedistil_ner.benchmarking import FinishedRun, file_mb, markdown_table
 from xtremedistil_ner.layout import student_parts
 from xtremedistil_ner.encoding import encode, special_ids
-from xtremedistil_ner.evaluate import LogitsFn, predict_tags, score
+from xtremedistil_ner.evaluate import LogitsFn, logits_fn, predict_tags, score
 from xtremedistil_ner.export import compare_logits, export_onnx, onnx_logits, onnx_session, quantize_int8
 from xtremedistil_ner.io import write_json, write_text
 from xtremedistil_ner.latency import make_grid, time_grid
 from xtremedistil_ner.pipeline import machine_description
-from xtremedistil_ner.students import Student
-from xtremedistil_ner.students.base import WEIGHTS
+from xtremedistil_ner.students import load_student
+from xtremedistil_ner.teacher import load_tokenizer
 from xtremedistil_ner.tagger import Tagger
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,12 +67,12 @@ def main() -> None:
     if run_dir is None:
         parser.error(f"{args.student} is not inside a run directory; pass --run")
     run = FinishedRun.open(run_dir, args.data_root)
-    student = Student.load(args.student)
-    tokenizer = student_tokenizer(args.student, run)
+    student = load_student(args.student)
+    tokenizer = load_tokenizer(str(args.student))
     pad_id = special_ids(tokenizer)[2]
     id2label = dict(enumerate(student.labels))
     sentences = run.test_sentences(args.test_limit, args.languages)
-    windows = encode(sentences, tokenizer, int(student.config["max_length"]))
+    windows = encode(sentences, tokenizer, int(student.config.max_length))
     accelerator = Accelerator(cpu=True)
     grid = make_grid(windows, BATCH_SIZES, (SEQ_LEN,), pad_id)
     timing = {"warmup": args.warmup, "min_repeats": args.min_repeats, "repeats": args.max_repeats, "budget_s": args.budget_s}
@@ -83,13 +83,13 @@ def main() -> None:
         fp32 = export_onnx(student, out / f"{name.replace('/', '_')}.onnx")
         int8 = quantize_int8(fp32, fp32.with_suffix(".int8.onnx"))
         variants: dict[str, tuple[LogitsFn, Path]] = {
-            "pytorch-fp32": (student.logits, args.student / WEIGHTS),
+            "pytorch-fp32": (logits_fn(student), args.student / "model.safetensors"),
             "onnx-fp32": (onnx_logits(onnx_session(fp32)), fp32),
             "onnx-int8": (onnx_logits(onnx_session(int8)), int8),
         }
         print("comparing ONNX logits with PyTorch on the test windows", file=sys.stderr, flush=True)
         onnx = {v: fn for v, (fn, _) in variants.items() if v != "pytorch-fp32"}
-        diffs = compare_logits(student.logits, onnx, windows, pad_id, args.batch_size)
+        diffs = compare_logits(logits_fn(student), onnx, windows, pad_id, args.batch_size)
         results: dict[str, dict[str, Any]] = {}
         tags: dict[str, list[list[str]]] = {}
         for variant, (fn, path) in variants.items():
@@ -113,7 +113,7 @@ def main() -> None:
         # Other processes on the CPU distort the timings (PyTorch's multi-threaded LSTM badly).
         "load_average_1min": {"start": load_start[0], "end": os.getloadavg()[0]},
         "student": {"name": name, "path": str(args.student), "parameters": student.num_parameters(),
-                    **{k: student.config[k] for k in ("embedding_dim", "hidden_dim", "num_layers") if k in student.config}},
+                    **{k: getattr(student.config, k) for k in ("embedding_dim", "hidden_dim", "num_layers") if hasattr(student.config, k)}},
         "run": str(run.root),
         "languages": sorted({s.lang for s in sentences}),
         "test_sentences": len(sentences),

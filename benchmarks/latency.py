@@ -41,9 +41,9 @@ from xtremedistil_ner.export import export_onnx, onnx_logits, onnx_session, quan
 from xtremedistil_ner.io import atomic_path, write_json, write_text
 from xtremedistil_ner.latency import make_grid, time_grid
 from xtremedistil_ner.pipeline import machine_description
-from xtremedistil_ner.students import Student
-from xtremedistil_ner.students.base import WEIGHTS
-from xtremedistil_ner.teacher import count_parameters, logits_fn
+from xtremedistil_ner.students import XtremeDistilPreTrainedModel, load_student
+from xtremedistil_ner.evaluate import logits_fn
+from xtremedistil_ner.teacher import count_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 # name -> (label, model class, config): the published base configurations.
@@ -87,16 +87,16 @@ def teacher_loader(run: FinishedRun, device: torch.device) -> Loader:
     return load
 
 
-def student_info(student: Student, path: Path) -> dict[str, Any]:
+def student_info(student: XtremeDistilPreTrainedModel, path: Path) -> dict[str, Any]:
     keys = ("embedding_dim", "hidden_dim", "num_layers")
-    return {"parameters": student.num_parameters(), "vocab_size": int(student.config["teacher_vocab_size"]),
-            "path": str(path), "type": student.kind, **{k: student.config[k] for k in keys if k in student.config}}
+    return {"parameters": student.num_parameters(), "vocab_size": int(student.config.teacher_vocab_size),
+            "path": str(path), "type": student.config.model_type, **{k: getattr(student.config, k) for k in keys if hasattr(student.config, k)}}
 
 
 def student_loader(path: Path, device: torch.device) -> Loader:
     def load() -> tuple[LogitsFn, dict[str, Any]]:
-        student = Student.load(path).to(device)
-        return student.logits, {**student_info(student, path), "size_mb": file_mb(path / WEIGHTS)}
+        student = load_student(path, device)
+        return logits_fn(student), {**student_info(student, path), "size_mb": file_mb(path / "model.safetensors")}
     return load
 
 
@@ -104,7 +104,7 @@ def onnx_loader(path: Path, stem: Path, int8: bool) -> Loader:
     """Export to `stem`.onnx (once; the int8 variant quantises that file), then an
     onnxruntime session."""
     def load() -> tuple[LogitsFn, dict[str, Any]]:
-        student = Student.load(path)
+        student = load_student(path)
         fp32 = stem.with_name(stem.name + ".onnx")
         if not fp32.exists():
             export_onnx(student, fp32)

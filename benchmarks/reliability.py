@@ -42,8 +42,8 @@ from xtremedistil_ner.data.labels import LabelSet
 from xtremedistil_ner.encoding import encode, merge_predictions
 from xtremedistil_ner.io import write_json, write_text
 from xtremedistil_ner.languages import load_language
-from xtremedistil_ner.students import BiLSTMStudent, Student
-from xtremedistil_ner.students.base import WEIGHTS
+from xtremedistil_ner.students import BiLSTMForTokenClassification, BiLSTMStudentConfig, load_student, save_student
+from xtremedistil_ner.students.base import config_kwargs
 from xtremedistil_ner.teacher import _save, load_teacher
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -294,16 +294,17 @@ def checkpoint_cases(box: Sandbox, tokenizer: PreTrainedTokenizerBase, teacher: 
     ):
         model_dir = box.root / "students" / rel
         torch.manual_seed(0)
-        student = BiLSTMStudent({"embedding_dim": 8, "hidden_dim": 8, "dropout": 0.0, "vocab_size": len(tokenizer) + 2,
-                                 "teacher_vocab_size": len(tokenizer), "teacher_hidden_size": 16, "labels": labels, "max_length": 32})
+        student = BiLSTMForTokenClassification(BiLSTMStudentConfig(
+            embedding_dim=8, hidden_dim=8, dropout=0.0, vocab_size=len(tokenizer) + 2, teacher_vocab_size=len(tokenizer),
+            teacher_hidden_size=16, max_length=32, **config_kwargs({"labels": labels})))
         student.set_vocabulary(np.arange(len(tokenizer)), tokenizer.pad_token_id)
-        student.save(model_dir, tokenizer)
+        save_student(student, model_dir, tokenizer)
         if rel == "no-manifest":
             (model_dir / "manifest.json").unlink()
-        weights = model_dir / WEIGHTS
+        weights = model_dir / "model.safetensors"
         weights.write_bytes(damage(weights.read_bytes()))
         command, output, code = box.cli("predict", "--model", model_dir, docs)
-        rows.append(Row(name, command, output, code, box.outcome(lambda: f"Student.load: {Student.load(model_dir).labels}")))
+        rows.append(Row(name, command, output, code, box.outcome(lambda: f"load_student: {load_student(model_dir).labels}")))
     # A finished run's teacher, then `xdner annotate` on that run (data: the label cases' files).
     teacher_dir = box.root / "run" / "teacher"
     _save(teacher, tokenizer, teacher_dir, Accelerator(cpu=True), {"best_epoch": 1, "best_dev_macro_f1": 50.0})

@@ -88,3 +88,29 @@ def tiny_tokenizer(tiny_teacher: Path):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(tiny_teacher)
+
+
+TINY_SIZES = {
+    "bilstm": {"embedding_dim": 8, "hidden_dim": 6},
+    "transformer": {"num_layers": 2, "hidden_dim": 8, "num_heads": 2, "ff_dim": 16, "teacher_layers": [2, 4]},
+}
+
+
+def tiny_student(labels, kept, pad_id: int, teacher_vocab_size: int, kind: str = "bilstm", seed: int = 0,
+                 teacher_hidden_size: int = 10, max_length: int = 16, dropout: float = 0.0, **sizes):
+    """A randomly initialised student of `kind` over the teacher ids `kept` (the rest map to
+    unknown), built from its `transformers` config as distillation builds it."""
+    import numpy as np
+
+    from xtremedistil_ner.students import student_type
+    from xtremedistil_ner.students.base import config_kwargs
+
+    kind_cls = student_type(kind)
+    kept = np.asarray(kept)
+    base = {"labels": list(labels), "vocab_size": len(kept) + 2, "teacher_vocab_size": teacher_vocab_size,
+            "teacher_hidden_size": teacher_hidden_size, "max_length": max_length, "teacher_layers": [1]}
+    config = kind_cls.config_class(**{**config_kwargs(base), "dropout": dropout, **TINY_SIZES[kind], **sizes})
+    torch.manual_seed(seed)
+    model = kind_cls.model_class(config)
+    model.set_vocabulary(kept, pad_id)
+    return model

@@ -24,9 +24,8 @@ from xtremedistil_ner.distil import Distiller, StageData
 from xtremedistil_ner.encoding import encode, special_ids
 from xtremedistil_ner.evaluate import predict_tags, predict_windows, score
 from xtremedistil_ner.pipeline import make_accelerator
-from xtremedistil_ner.students import BiLSTMStudent
 
-from conftest import make_sentences
+from conftest import make_sentences, tiny_student
 
 MAX_LENGTH = 10  # short windows, so some sentences span several
 STAGES = [
@@ -85,13 +84,8 @@ def main() -> None:
     labeled = encode(train, tokenizer, MAX_LENGTH, labels.label2id)
     kept = np.union1d(cache.token_ids(), np.unique(np.concatenate([w.input_ids for w in labeled])))
     kept = kept[kept != pad_id]
-    torch.manual_seed(0)
-    student = BiLSTMStudent({
-        "embedding_dim": 8, "hidden_dim": 8, "dropout": args.dropout, "vocab_size": len(kept) + 2,
-        "teacher_vocab_size": teacher.config.vocab_size, "teacher_hidden_size": teacher.config.hidden_size,
-        "labels": labels.tags,
-    })
-    student.set_vocabulary(kept, pad_id)
+    student = tiny_student(labels.tags, kept, pad_id, teacher.config.vocab_size, hidden_dim=8, dropout=args.dropout,
+                           teacher_hidden_size=teacher.config.hidden_size, max_length=128)
     cfg = DistilConfig(batch_size=8, eval_batch_size=10, stages=STAGES, checkpoint_every=args.checkpoint_every)
     data = StageData(cache, cache.lengths(), labeled, dev, dev_windows, pad_id)
     t0 = time.time()

@@ -98,6 +98,11 @@ def test_overrides_nested_lists_and_numbers(tmp_path: Path) -> None:
     assert cfg.data.train_per_lang == 100 and cfg.teacher.model == "some/model"
 
 
+def test_language_set_name_as_a_string(tmp_path: Path) -> None:
+    assert load_config(_cfg_file(tmp_path, "languages: wikiann41\n")).languages == ["wikiann41"]
+    assert load_config(None, ["languages=wikiann6"]).languages == ["wikiann6"]
+
+
 def test_override_without_file() -> None:
     cfg = load_config(None, ["seed=3", "students=[{name: s, type: bilstm, embedding_dim: 8, hidden_dim: 16}]"])
     assert cfg.seed == 3

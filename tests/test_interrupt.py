@@ -20,7 +20,7 @@ import yaml
 from xtremedistil_ner.cli import main, resume_command
 from xtremedistil_ner.distil import CHECKPOINT, PROGRESS
 from xtremedistil_ner.io import verify_manifest
-from xtremedistil_ner.students import Student
+from xtremedistil_ner.students import load_student
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
@@ -64,7 +64,7 @@ def test_sigint_during_distil_keeps_the_checkpoint_and_names_the_resume_command(
     assert proc.returncode == 130, stderr[-3000:]
     assert "xdner: interrupted" in stderr and "Traceback" not in stderr
     assert f"To resume, run the same command again:\n  {shlex.join(command)}" in stderr
-    assert verify_manifest(checkpoint) == [] and Student.load(checkpoint).labels
+    assert verify_manifest(checkpoint) == [] and load_student(checkpoint).labels
     assert [p.name for p in checkpoint.parent.iterdir() if p.name.endswith((".tmp", ".old"))] == []
     capsys.readouterr()
     assert main(command[3:]) == 0

@@ -47,7 +47,16 @@ def _token_lengths(path: Path, limit: int = 20000) -> list[int]:
 
 
 def test_default_dir_is_repo_languages() -> None:
+    # The editable install maps xtremedistil_ner.language_files to the repository's languages/;
+    # tests/test_wheel.py checks the wheel's copy.
     assert languages_dir() == REPO / "languages"
+
+
+def test_missing_package_data_names_the_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("XDNER_LANGUAGES_DIR", raising=False)
+    monkeypatch.setattr("xtremedistil_ner.languages.PACKAGED", "xtremedistil_ner.no_such_package")
+    with pytest.raises(FileNotFoundError, match="XDNER_LANGUAGES_DIR"):
+        languages_dir()
 
 
 def test_env_var_overrides_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

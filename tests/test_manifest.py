@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from accelerate import Accelerator
 from transformers import AutoModelForTokenClassification
 
@@ -20,20 +19,17 @@ from xtremedistil_ner.data.labels import LabelSet
 from xtremedistil_ner.io import MANIFEST, ArtifactError, atomic_dir, check_manifest, verify_manifest, write_manifest
 from xtremedistil_ner.report import MANIFEST as REPORT_MANIFEST
 from xtremedistil_ner.report import write_report
-from xtremedistil_ner.students import BiLSTMStudent, Student
-from xtremedistil_ner.students.base import WEIGHTS
+from xtremedistil_ner.students import load_student, save_student
 from xtremedistil_ner.teacher import MANIFEST as TEACHER_MANIFEST
 from xtremedistil_ner.teacher import _save, load_teacher
+
+from conftest import tiny_student
 
 LABELS = ["O", "B-PER", "I-PER"]
 
 
 def saved_student(path: Path, tokenizer=None) -> Path:
-    torch.manual_seed(0)
-    s = BiLSTMStudent({"embedding_dim": 8, "hidden_dim": 6, "dropout": 0.0, "vocab_size": 12,
-                       "teacher_vocab_size": 50, "teacher_hidden_size": 10, "labels": LABELS})
-    s.set_vocabulary(np.arange(10, 20), pad_id=0)
-    s.save(path, tokenizer)
+    save_student(tiny_student(LABELS, np.arange(10, 20), 0, 50), path, tokenizer)
     return path
 
 
@@ -54,33 +50,34 @@ def test_manifest_lists_every_file_and_reports_each_problem(tmp_path: Path) -> N
 def test_student_checkpoint_has_a_manifest_covering_its_tokenizer(tmp_path: Path, tiny_tokenizer) -> None:
     path = saved_student(tmp_path / "model", tiny_tokenizer)
     files = json.loads((path / MANIFEST).read_text())["files"]
-    assert {WEIGHTS, "student.json", "tokenizer/tokenizer.json"} <= set(files)
-    assert Student.load(path).labels == LABELS
+    assert {"model.safetensors", "config.json", "modeling_xtremedistil.py", "tokenizer.json"} <= set(files)
+    assert "README.md" not in files  # the model card stays editable
+    assert load_student(path).labels == LABELS
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
 def test_damaged_student_weights_are_a_clear_error(tmp_path: Path, damage: str) -> None:
     path = saved_student(tmp_path / "model")
-    weights = path / WEIGHTS
+    weights = path / "model.safetensors"
     data = bytearray(weights.read_bytes())
     if damage == "truncate":
         data = data[: len(data) // 2]
     else:
         data[-5] ^= 0xFF  # inside a tensor: safetensors itself would load it without complaint
     weights.write_bytes(bytes(data))
-    with pytest.raises(ArtifactError, match="damaged student checkpoint") as err:
-        Student.load(path)
+    with pytest.raises(ArtifactError, match="damaged student folder") as err:
+        load_student(path)
     assert str(weights) in str(err.value) and ("truncated" if damage == "truncate" else "sha256") in str(err.value)
 
 
 def test_student_without_manifest_still_loads_and_damage_is_named(tmp_path: Path) -> None:
     path = saved_student(tmp_path / "model")
     (path / MANIFEST).unlink()  # written before manifests existed
-    assert Student.load(path).labels == LABELS
-    weights = path / WEIGHTS
+    assert load_student(path).labels == LABELS
+    weights = path / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(ArtifactError, match=f"{weights}: unreadable student weights"):
-        Student.load(path)
+        load_student(path)
 
 
 def test_teacher_manifest_holds_file_sizes_checked_on_load(tmp_path: Path, tiny_teacher: Path, tiny_tokenizer) -> None:

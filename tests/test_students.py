@@ -1,27 +1,35 @@
-"""BiLSTM student: train -> save -> load gives identical predictions, every parameter gets a
-gradient, padding never changes a sequence's output, PCA init keeps the teacher's geometry."""
+"""Every student type through one contract (as AllenNLP's ModelTestCase): every parameter gets a
+gradient, padding never changes a sequence's output, train -> save_pretrained -> load gives
+identical logits through our loader, `AutoModelForTokenClassification`, `pipeline` and, without
+this package, `trust_remote_code=True`. Then the BiLSTM's own pieces: the vocabulary map,
+padded reversal and the PCA initialisation."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from transformers import AutoModelForTokenClassification, pipeline
 
-from xtremedistil_ner.students import BiLSTMStudent, Student, pca_embeddings
-from xtremedistil_ner.students.bilstm import reverse_padded
+from xtremedistil_ner.encoding import special_ids
+from xtremedistil_ner.students import REGISTRY, StudentType, load_student, pca_embeddings, save_student
+from xtremedistil_ner.students.base import register
+from xtremedistil_ner.students.modeling_xtremedistil import reverse_padded
+
+from conftest import tiny_student
 
 LABELS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+KINDS = sorted(REGISTRY)
 
 
-def tiny_student(seed: int = 0) -> BiLSTMStudent:
-    torch.manual_seed(seed)
-    s = BiLSTMStudent({"embedding_dim": 8, "hidden_dim": 6, "dropout": 0.0, "vocab_size": 12,
-                       "teacher_vocab_size": 50, "teacher_hidden_size": 10, "labels": LABELS})
-    s.set_vocabulary(np.arange(10, 20), pad_id=0)
-    return s
+def make(kind: str, seed: int = 0):
+    return tiny_student(LABELS, np.arange(10, 20), 0, 50, kind=kind, seed=seed)
 
 
 def batch() -> tuple[torch.Tensor, torch.Tensor]:
@@ -29,8 +37,152 @@ def batch() -> tuple[torch.Tensor, torch.Tensor]:
     return ids, (ids != 0).long()
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_parameter_gets_a_gradient(kind: str) -> None:
+    s = make(kind).train()
+    ids, mask = batch()
+    out = s(ids, mask, output_projections=True)
+    assert len(out.projections) == len(s.config.teacher_layers)
+    loss = out.logits.pow(2).mean() + sum(p.pow(2).mean() for p in out.projections)
+    loss.backward()
+    for name, p in s.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert make(kind)(ids, mask).projections is None  # only computed when asked for
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_padding_does_not_change_outputs(kind: str) -> None:
+    s = make(kind).eval()
+    ids, mask = batch()
+    with torch.no_grad():
+        full = s(ids, mask).logits[1, :3]
+        alone = s(ids[1:, :3], mask[1:, :3]).logits[0]
+    assert torch.allclose(full, alone, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_labels_give_the_token_classification_loss(kind: str) -> None:
+    s = make(kind).eval()
+    ids, mask = batch()
+    labels = torch.tensor([[0, 1, 2, 0, 3], [3, 4, 0, -100, -100]])
+    out = s(ids, mask, labels=labels)
+    want = F.cross_entropy(out.logits.reshape(-1, len(LABELS)), labels.reshape(-1), ignore_index=-100)
+    assert torch.equal(out.loss, want)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_train_save_load_gives_identical_logits(kind: str, tmp_path: Path) -> None:
+    s = make(kind)
+    ids, mask = batch()
+    labels = torch.tensor([[0, 1, 2, 0, 3], [3, 4, 0, -100, -100]])
+    opt = torch.optim.Adam(s.parameters(), lr=0.05)
+    first = None
+    for _ in range(30):
+        loss = s(ids, mask, labels=labels).loss
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < first / 2
+    s.eval()
+    save_student(s, tmp_path / "student")
+    assert not list(tmp_path.glob(".*tmp"))  # nothing half-written left behind
+    config = json.loads((tmp_path / "student" / "config.json").read_text())
+    assert config["model_type"] == f"xtremedistil-{kind}" and config["id2label"]["3"] == "B-PER"
+    assert set(config["auto_map"]) == {"AutoConfig", "AutoModelForTokenClassification"}
+    with torch.no_grad():
+        want = s(ids, mask).logits
+        ours = load_student(tmp_path / "student")
+        auto = AutoModelForTokenClassification.from_pretrained(tmp_path / "student")
+        assert type(ours) is type(s) is type(auto)
+        assert ours.labels == LABELS
+        assert torch.equal(ours(ids, mask).logits, want) and torch.equal(auto(ids, mask).logits, want)
+
+
+REMOTE = """
+import sys
+sys.modules["xtremedistil_ner"] = None  # as on a machine without this package
+import torch
+from transformers import AutoModelForTokenClassification
+path, ids, mask = sys.argv[1], torch.tensor({ids}), torch.tensor({mask})
+try:
+    AutoModelForTokenClassification.from_pretrained(path)
+    print("loaded without trust_remote_code")
+except ValueError as exc:
+    print("refused:", "trust_remote_code" in str(exc))
+model = AutoModelForTokenClassification.from_pretrained(path, trust_remote_code=True).eval()
+with torch.no_grad():
+    print(type(model).__module__.startswith("transformers_modules"), model(ids, mask).logits.tolist())
+"""
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_folder_loads_with_trust_remote_code_where_the_package_is_absent(kind: str, tmp_path: Path) -> None:
+    s = make(kind, seed=3).eval()
+    save_student(s, tmp_path / "student")
+    ids, mask = batch()
+    script = REMOTE.format(ids=ids.tolist(), mask=mask.tolist())
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "student")], capture_output=True, text=True, cwd=tmp_path,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    refused, loaded = proc.stdout.strip().splitlines()[-2:]
+    assert refused.endswith("refused: True")  # after transformers' prompt, answered by the closed stdin
+    remote, logits = loaded.split(" ", 1)
+    assert remote == "True"
+    with torch.no_grad():
+        assert torch.allclose(torch.tensor(json.loads(logits)), s(ids, mask).logits, atol=1e-6)
+
+
+def biased(kind: str, tokenizer, winner: str):
+    """A student over every id of `tokenizer` whose classifier always picks `winner`."""
+    vocab, pad = len(tokenizer), special_ids(tokenizer)[2]
+    s = tiny_student(LABELS, [i for i in range(vocab) if i != pad], pad, vocab, kind=kind)
+    with torch.no_grad():
+        s.classifier.weight.zero_()
+        s.classifier.bias.copy_(torch.tensor([10.0 if t == winner else 0.0 for t in LABELS]))
+    return s.eval()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("strategy", ["first", "simple"])
+def test_pipeline_tags_raw_text_from_the_folder(kind: str, strategy: str, tmp_path: Path, tiny_tokenizer) -> None:
+    save_student(biased(kind, tiny_tokenizer, "B-PER"), tmp_path / "m", tiny_tokenizer)
+    tagger = pipeline("token-classification", model=str(tmp_path / "m"), aggregation_strategy=strategy)
+    text = "Anna Schmidt visited Berlin"
+    ents = tagger(text)
+    assert [e["entity_group"] for e in ents] == ["PER"] * len(ents) and ents
+    for e in ents:
+        assert text[e["start"]:e["end"]] == e["word"].replace(" ", "") or e["start"] < e["end"]
+    if strategy == "first":  # one entity per word: B-PER on every first piece
+        assert [text[e["start"]:e["end"]] for e in ents] == text.split()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_pipeline_stride_tags_texts_longer_than_the_windows(kind: str, tmp_path: Path, tiny_tokenizer) -> None:
+    save_student(biased(kind, tiny_tokenizer, "B-PER"), tmp_path / "m", tiny_tokenizer)  # max_length 16
+    tagger = pipeline("token-classification", model=str(tmp_path / "m"), aggregation_strategy="first", stride=4)
+    assert tagger.tokenizer.model_max_length == 16 and tiny_tokenizer.model_max_length != 16  # the caller's is left as it was
+    words = ("Anna lives in Berlin and works for Siemens " * 6).split()
+    text = " ".join(words)
+    ents = tagger(text)
+    assert [text[e["start"]:e["end"]] for e in ents] == words  # every word of a 48-word text, none lost or doubled
+
+
+def test_a_second_type_under_a_taken_name_is_an_error() -> None:
+    with pytest.raises(ValueError, match="registered twice"):
+        register("bilstm")(type("Other", (StudentType,), {}))
+    assert REGISTRY["bilstm"].__name__ == "BiLSTMType"
+
+
+def test_load_rejects_a_folder_that_is_no_student(tmp_path: Path, tiny_teacher: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="not a student folder"):
+        load_student(tmp_path)
+    with pytest.raises(ValueError, match="not an xtremedistil student"):
+        load_student(tiny_teacher)
+
+
 def test_vocabulary_maps_teacher_ids_to_compact_ids() -> None:
-    s = tiny_student()
+    s = make("bilstm")
     assert s.id_map[0].item() == 0  # pad
     assert s.id_map[10].item() == 2 and s.id_map[19].item() == 11
     assert s.id_map[42].item() == 1  # never seen -> unk
@@ -41,52 +193,6 @@ def test_reverse_padded_reverses_only_real_steps() -> None:
     out = reverse_padded(x, torch.tensor([5, 3]))
     assert out[0, :, 0].tolist() == [4, 3, 2, 1, 0]
     assert out[1, :, 0].tolist() == [7, 6, 5, 8, 9]
-
-
-def test_padding_does_not_change_outputs() -> None:
-    s = tiny_student().eval()
-    ids, mask = batch()
-    full = s.logits(ids, mask)[1, :3]
-    alone = s.logits(ids[1:, :3], mask[1:, :3])[0]
-    assert torch.allclose(full, alone, atol=1e-6)
-
-
-def test_every_parameter_gets_a_gradient() -> None:
-    s = tiny_student().train()
-    ids, mask = batch()
-    out = s(ids, mask)
-    loss = out["logits"].pow(2).mean() + out["projections"][0].pow(2).mean()
-    loss.backward()
-    for name, p in s.named_parameters():
-        assert p.grad is not None and p.grad.abs().sum() > 0, name
-
-
-def test_train_save_load_gives_identical_predictions(tmp_path: Path) -> None:
-    s = tiny_student()
-    ids, mask = batch()
-    labels = torch.tensor([[0, 1, 2, 0, 3], [3, 4, 0, -100, -100]])
-    opt = torch.optim.Adam(s.parameters(), lr=0.05)
-    first = None
-    for _ in range(30):
-        logits = s.logits(ids, mask)
-        loss = F.cross_entropy(logits.reshape(-1, len(LABELS)), labels.reshape(-1), ignore_index=-100)
-        first = first if first is not None else loss.item()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert loss.item() < first / 2
-    s.eval()
-    s.save(tmp_path / "student")
-    loaded = Student.load(tmp_path / "student")
-    assert isinstance(loaded, BiLSTMStudent)
-    assert loaded.labels == LABELS
-    assert torch.equal(s.logits(ids, mask), loaded.logits(ids, mask))
-    assert not list(tmp_path.glob(".*tmp"))  # nothing half-written left behind
-
-
-def test_load_rejects_non_checkpoint(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="not a student checkpoint"):
-        Student.load(tmp_path)
 
 
 def test_pca_embeddings_keep_principal_directions() -> None:

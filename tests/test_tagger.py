@@ -19,23 +19,20 @@ from xtremedistil_ner.distil import CHECKPOINT, FINAL, Distiller, StageData
 from xtremedistil_ner.encoding import encode, special_ids
 from xtremedistil_ner.export import add_export_parser, export_onnx, run_export
 from xtremedistil_ner.predict import add_predict_parser, run_predict
-from xtremedistil_ner.students import BiLSTMStudent, Student
-from xtremedistil_ner.students.base import TOKENIZER
+from xtremedistil_ner.students import XtremeDistilPreTrainedModel, load_student, save_student
 from xtremedistil_ner.tagger import Tagger, split_words
+
+from conftest import tiny_student
 
 LABELS = ["O", "B-PER", "I-PER"]
 
 
-def make_student(tokenizer, winner: str | None = None, max_length: int = 16) -> BiLSTMStudent:
+def make_student(tokenizer, winner: str | None = None, max_length: int = 16) -> XtremeDistilPreTrainedModel:
     """An untrained student over the tokenizer's ids; with `winner`, every word gets that tag."""
-    torch.manual_seed(0)
     vocab = len(tokenizer)
     pad = special_ids(tokenizer)[2]
     kept = np.array([i for i in range(vocab) if i != pad])
-    s = BiLSTMStudent({"embedding_dim": 8, "hidden_dim": 6, "dropout": 0.0, "vocab_size": len(kept) + 2,
-                       "teacher_vocab_size": vocab, "teacher_hidden_size": 10, "labels": LABELS,
-                       "max_length": max_length})
-    s.set_vocabulary(kept, pad)
+    s = tiny_student(LABELS, kept, pad, vocab, max_length=max_length)
     if winner is not None:
         with torch.no_grad():
             s.classifier.weight.zero_()
@@ -46,7 +43,7 @@ def make_student(tokenizer, winner: str | None = None, max_length: int = 16) -> 
 @pytest.fixture
 def model_dir(tmp_path: Path, tiny_tokenizer) -> Path:
     path = tmp_path / "model"
-    make_student(tiny_tokenizer, winner="B-PER").save(path, tiny_tokenizer)
+    save_student(make_student(tiny_tokenizer, winner="B-PER"), path, tiny_tokenizer)
     return path
 
 
@@ -57,7 +54,7 @@ def cli(add_parser, argv: list[str]) -> argparse.Namespace:
 
 
 def test_checkpoint_is_self_contained(model_dir: Path, tiny_tokenizer) -> None:
-    assert (model_dir / TOKENIZER / "tokenizer.json").exists()
+    assert (model_dir / "tokenizer.json").exists() and (model_dir / "config.json").exists()
     assert not list(model_dir.parent.glob(".*tmp"))
     tagger = Tagger.load(model_dir)
     assert tagger.tokenizer("Anna Schmidt")["input_ids"] == tiny_tokenizer("Anna Schmidt")["input_ids"]
@@ -74,12 +71,12 @@ def test_distiller_saves_the_tokenizer_with_every_model(tmp_path: Path, tiny_tok
     cfg = DistilConfig(batch_size=2, stages=[StageConfig("g", "gold", "labeled", "all", epochs=1, lr=0.01)])
     Distiller(make_student(tiny_tokenizer), cfg, data, tmp_path, Accelerator(cpu=True), 0, tiny_tokenizer).run()
     for sub in (FINAL, CHECKPOINT):
-        assert (tmp_path / sub / TOKENIZER / "tokenizer.json").exists(), sub
+        assert (tmp_path / sub / "tokenizer.json").exists(), sub
     assert len(Tagger.load(tmp_path / FINAL).tag_tokens([["Anna", "Schmidt"]])[0]) == 2
 
 
 def test_load_without_tokenizer_says_why(tmp_path: Path, tiny_tokenizer) -> None:
-    make_student(tiny_tokenizer).save(tmp_path / "bare")
+    save_student(make_student(tiny_tokenizer), tmp_path / "bare")
     with pytest.raises(FileNotFoundError, match="without the teacher's tokenizer"):
         Tagger.load(tmp_path / "bare")
 
@@ -95,7 +92,7 @@ def test_entities_have_exact_character_offsets(model_dir: Path) -> None:
 
 
 def test_inside_tags_join_words_into_one_entity(tmp_path: Path, tiny_tokenizer) -> None:
-    make_student(tiny_tokenizer, winner="I-PER").save(tmp_path / "m", tiny_tokenizer)
+    save_student(make_student(tiny_tokenizer, winner="I-PER"), tmp_path / "m", tiny_tokenizer)
     tagger = Tagger.load(tmp_path / "m")
     texts = ["Li  Wei met Marie Curie.", "", "   "]
     first, empty, blank = tagger(texts)
@@ -176,7 +173,7 @@ def test_onnx_matches_pytorch(tmp_path: Path, tiny_tokenizer) -> None:
     for ids, mask in random_batches(len(tiny_tokenizer), special_ids(tiny_tokenizer)[2]):
         (got,) = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
         with torch.no_grad():
-            want = student.logits(ids, mask).numpy()
+            want = student(ids, mask).logits.numpy()
         assert got.shape == want.shape == (*ids.shape, len(LABELS))
         worst = max(worst, float(np.abs(got - want).max()))
         assert np.array_equal(got.argmax(-1), want.argmax(-1))
@@ -190,9 +187,9 @@ def test_int8_export_runs(model_dir: Path, tmp_path: Path, tiny_tokenizer) -> No
     args = cli(add_export_parser, ["export", "--model", str(model_dir), "--format", "onnx", "--int8", "--output", str(out)])
     assert run_export(args) == 0
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    student = Student.load(model_dir)
+    student = load_student(model_dir)
     for ids, mask in random_batches(len(tiny_tokenizer), special_ids(tiny_tokenizer)[2]):
         (got,) = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
         with torch.no_grad():
-            assert got.shape == student.logits(ids, mask).shape
+            assert got.shape == student(ids, mask).logits.shape
         assert np.isfinite(got).all()

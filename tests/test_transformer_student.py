@@ -17,8 +17,10 @@ from test_stages import FakeTransfer, make_data
 from xtremedistil_ner.config import DistilConfig, StageConfig, StudentConfig
 from xtremedistil_ner.distil import FINAL, Distiller
 from xtremedistil_ner.stages import sub_stages, validate_stage
-from xtremedistil_ner.students import Student, TransformerStudent
+from xtremedistil_ner.students import TransformerType, XtremeDistilPreTrainedModel, TransformerForTokenClassification, load_student
 from xtremedistil_ner.students.transformer import uniform_layer_map
+
+from conftest import tiny_student
 
 LABELS = ["O", "B-PER", "I-PER"]
 
@@ -33,8 +35,8 @@ def test_uniform_layer_map_takes_every_kth_layer_ending_on_the_last() -> None:
 def test_layer_map_is_checked() -> None:
     spec = StudentConfig("t", "transformer", hidden_dim=16, num_layers=2, layer_map=[1, 5])
     with pytest.raises(ValueError, match="one teacher layer in 1..4"):
-        TransformerStudent.teacher_layers(spec, 4, 2)
-    assert TransformerStudent.teacher_layers(StudentConfig("t", "transformer", num_layers=2, layer_map=[1, 3]), 4, 2) == [1, 3]
+        TransformerType.teacher_layers(spec, 4, 2)
+    assert TransformerType.teacher_layers(StudentConfig("t", "transformer", num_layers=2, layer_map=[1, 3]), 4, 2) == [1, 3]
 
 
 def base_config(teacher, kept: np.ndarray, layers: list[int]) -> dict:
@@ -50,10 +52,10 @@ def teacher(tiny_teacher: Path):
 def test_same_shape_student_starts_from_the_mapped_teacher_layers(teacher) -> None:
     kept = np.arange(10, 60)
     spec = StudentConfig("t", "transformer", hidden_dim=32, num_layers=1, num_heads=2, ff_dim=64, dropout=0.0)
-    layers = TransformerStudent.teacher_layers(spec, 2, 1)
+    layers = TransformerType.teacher_layers(spec, 2, 1)
     assert layers == [2]
-    student = TransformerStudent.from_teacher(spec, teacher, base_config(teacher, kept, layers), kept, 0, seed=0)
-    assert student.config["init"] == "teacher"
+    student = TransformerType.from_teacher(spec, teacher, base_config(teacher, kept, layers), kept, 0, seed=0)
+    assert student.config.init == "teacher"
     src = teacher.bert.encoder.layer[1].state_dict()
     for k, v in student.encoder.encoder.layer[0].state_dict().items():
         assert torch.equal(v, src[k]), k
@@ -66,12 +68,12 @@ def test_full_depth_copy_reproduces_the_teacher(teacher) -> None:
     """Every layer mapped 1:1: on pieces it kept, the student computes the teacher's states."""
     kept = np.arange(10, 60)
     spec = StudentConfig("t", "transformer", hidden_dim=32, num_layers=2, num_heads=2, ff_dim=64, dropout=0.0)
-    student = TransformerStudent.from_teacher(spec, teacher, base_config(teacher, kept, [1, 2]), kept, 0, seed=0).eval()
+    student = TransformerType.from_teacher(spec, teacher, base_config(teacher, kept, [1, 2]), kept, 0, seed=0).eval()
     ids = torch.as_tensor(kept[[3, 9, 1, 40, 22]])[None]
     mask = torch.ones_like(ids)
     with torch.no_grad():
         ref = teacher(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
-        out = student(ids, mask)["projections"]
+        out = student(ids, mask, output_projections=True).projections
     for k in range(2):
         assert torch.allclose(out[k], ref[k + 1], atol=1e-5)
 
@@ -80,10 +82,10 @@ def test_narrower_student_gets_pca_embeddings_and_projections(teacher) -> None:
     kept = np.arange(10, 60)
     spec = StudentConfig("t", "transformer", hidden_dim=16, num_layers=2, num_heads=2, ff_dim=32)
     with pytest.raises(ValueError, match="init: teacher needs"):
-        TransformerStudent.from_teacher(StudentConfig("t", "transformer", hidden_dim=16, num_layers=2, init="teacher"),
+        TransformerType.from_teacher(StudentConfig("t", "transformer", hidden_dim=16, num_layers=2, init="teacher"),
                                         teacher, base_config(teacher, kept, [1, 2]), kept, 0, seed=0)
-    student = TransformerStudent.from_teacher(spec, teacher, base_config(teacher, kept, [1, 2]), kept, 0, seed=0)
-    assert student.config["init"] == "random"
+    student = TransformerType.from_teacher(spec, teacher, base_config(teacher, kept, [1, 2]), kept, 0, seed=0)
+    assert student.config.init == "random"
     emb = student.encoder.embeddings.word_embeddings.weight.detach()
     assert torch.all(emb[0] == 0)  # padding row
     # PCA keeps the teacher's geometry: distances between kept pieces correlate strongly.
@@ -94,13 +96,9 @@ def test_narrower_student_gets_pca_embeddings_and_projections(teacher) -> None:
     assert [tuple(p.weight.shape) for p in student.projection] == [(32, 16), (32, 16)]
 
 
-def tiny_transformer(layers: int = 2, seed: int = 0) -> TransformerStudent:
-    torch.manual_seed(seed)
-    s = TransformerStudent({"num_layers": layers, "hidden_dim": 8, "num_heads": 2, "ff_dim": 16, "dropout": 0.0,
-                            "vocab_size": 12, "teacher_vocab_size": 30, "teacher_hidden_size": 10,
-                            "teacher_layers": uniform_layer_map(layers, 4), "labels": LABELS, "max_length": 16})
-    s.set_vocabulary(np.arange(10, 20), pad_id=0)
-    return s
+def tiny_transformer(layers: int = 2, seed: int = 0) -> XtremeDistilPreTrainedModel:
+    return tiny_student(LABELS, np.arange(10, 20), 0, 30, kind="transformer", seed=seed, num_layers=layers,
+                        teacher_layers=uniform_layer_map(layers, 4))
 
 
 def test_groups_unfreeze_layers_top_down_and_skip_projection_after_stage_1() -> None:
@@ -123,8 +121,8 @@ def test_padding_does_not_change_outputs() -> None:
     s = tiny_transformer().eval()
     ids = torch.tensor([[10, 11, 12, 13, 14], [15, 16, 17, 0, 0]])
     mask = (ids != 0).long()
-    full = s.logits(ids, mask)[1, :3]
-    alone = s.logits(ids[1:, :3], mask[1:, :3])[0]
+    full = s(ids, mask).logits[1, :3]
+    alone = s(ids[1:, :3], mask[1:, :3]).logits[0]
     assert torch.allclose(full, alone, atol=1e-5)
 
 
@@ -151,12 +149,12 @@ def test_stages_train_every_parameter_and_checkpoint_round_trips(tmp_path: Path)
     for name, value in student.state_dict().items():
         if name != "id_map":
             assert not torch.equal(value, before[name]), f"{name} never trained"
-    loaded = Student.load(tmp_path / FINAL)
-    assert isinstance(loaded, TransformerStudent)
+    loaded = load_student(tmp_path / FINAL)
+    assert isinstance(loaded, TransformerForTokenClassification)
     ids = torch.tensor([[10, 11, 12, 13], [14, 15, 0, 0]])
     mask = (ids != 0).long()
     student.eval()
-    assert torch.equal(loaded.logits(ids, mask), student.logits(ids, mask))
+    assert torch.equal(loaded(ids, mask).logits, student(ids, mask).logits)
 
 
 def test_onnx_export_matches_pytorch(tmp_path: Path) -> None:
@@ -169,7 +167,7 @@ def test_onnx_export_matches_pytorch(tmp_path: Path) -> None:
     for ids in (torch.tensor([[10, 11, 12]]), torch.tensor([[10, 11, 12, 13, 14, 15, 16], [17, 18, 19, 0, 0, 0, 0]])):
         mask = (ids != 0).long()
         (onnx_logits,) = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
-        ref = s.logits(ids, mask).detach().numpy()
+        ref = s(ids, mask).logits.detach().numpy()
         assert np.abs(onnx_logits - ref)[mask.numpy().astype(bool)].max() < 1e-4
 
 
@@ -193,7 +191,7 @@ def test_tagger_windows_long_input_within_the_students_positions(teacher, tiny_t
 
     kept = np.arange(5, tiny_tokenizer.vocab_size)
     spec = StudentConfig("t", "transformer", hidden_dim=16, num_layers=1, num_heads=2, ff_dim=32)
-    student = TransformerStudent.from_teacher(spec, teacher, base_config(teacher, kept, [2]), kept, tiny_tokenizer.pad_token_id, seed=0)
+    student = TransformerType.from_teacher(spec, teacher, base_config(teacher, kept, [2]), kept, tiny_tokenizer.pad_token_id, seed=0)
     words = ("Anna lives in Berlin and works for Siemens " * 5).split()
     (tags,) = Tagger(student, tiny_tokenizer).tag_tokens([words])  # 40 words, windows of at most 16 pieces
     assert len(tags) == len(words) and set(tags) <= set(LABELS)

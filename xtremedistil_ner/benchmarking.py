@@ -20,7 +20,6 @@ from .data.corpus import split_file
 from .data.labels import LabelSet
 from .io import read_json
 from .layout import RunLayout
-from .students.base import TOKENIZER
 from .teacher import load_teacher, load_tokenizer
 
 
@@ -64,17 +63,6 @@ class FinishedRun(RunLayout):
                 raise ValueError(f"{self.root}: test data for {lang} comes from the Hub; benchmarks read local files (pass --data-root)")
             out += read_conll(path, lang, self.cfg.data.strict)[:limit]
         return out
-
-
-def student_tokenizer(path: Path | str, run: FinishedRun | None) -> PreTrainedTokenizerBase:
-    """The tokenizer saved with the student, else its run's teacher tokenizer (students
-    distilled before checkpoints carried their own)."""
-    own = Path(path) / TOKENIZER
-    if own.is_dir():
-        return load_tokenizer(str(own))
-    if run is None:
-        raise FileNotFoundError(f"{path}: no {TOKENIZER}/ folder and no run directory to take the teacher's tokenizer from")
-    return run.tokenizer
 
 
 def file_mb(path: Path) -> float:

@@ -238,10 +238,9 @@ def load_config(path: Path | Sequence[Path] | None = None, overrides: list[str] 
         raw = _merge(raw, _read_yaml(p))
     for assignment in overrides or []:
         apply_override(raw, assignment)
-    cfg = _build(RunConfig, raw, " + ".join(map(str, paths)) if paths else "config")
-    if isinstance(cfg.languages, str):
-        cfg.languages = [cfg.languages]
-    return cfg
+    if isinstance(raw.get("languages"), str):  # one set name, `languages: wikiann41`: the CLI expands it
+        raw["languages"] = [raw["languages"]]
+    return _build(RunConfig, raw, " + ".join(map(str, paths)) if paths else "config")
 
 
 def to_dict(cfg: RunConfig) -> dict[str, Any]:

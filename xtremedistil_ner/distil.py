@@ -29,10 +29,10 @@ from .batching import LengthBatchSampler, WindowDataset, batch_loader, check_glo
 from .config import DistilConfig, StageConfig
 from .data.conll import Sentence
 from .encoding import Window
-from .evaluate import predict_tags, score
+from .evaluate import logits_fn, predict_tags, score
 from .io import atomic_dir, read_json, settled_dir, write_json
-from .stages import LOSSES, SELECT_ON_LOSS, loss_units, sub_stages, validate_stage
-from .students.base import Student
+from .stages import LOSSES, SELECT_ON_LOSS, loss_units, student_outputs, sub_stages, validate_stage
+from .students import XtremeDistilPreTrainedModel, load_student, save_student
 
 PROGRESS = "progress.json"
 CHECKPOINT = "checkpoint"
@@ -85,7 +85,7 @@ class Distiller:
     is a self-contained tagger."""
 
     def __init__(
-        self, student: Student, cfg: DistilConfig, data: StageData, out_dir: Path, accelerator: Accelerator, seed: int,
+        self, student: XtremeDistilPreTrainedModel, cfg: DistilConfig, data: StageData, out_dir: Path, accelerator: Accelerator, seed: int,
         tokenizer: PreTrainedTokenizerBase | None = None,
     ) -> None:
         for stage in cfg.stages:
@@ -105,22 +105,22 @@ class Distiller:
         self.id2label = dict(enumerate(student.labels))
 
     # -- selection -------------------------------------------------------------------------
-    def dev_f1(self, model: Student) -> dict[str, Any]:
+    def dev_f1(self, model: XtremeDistilPreTrainedModel) -> dict[str, Any]:
         model.eval()
         pred = predict_tags(
-            model.logits, self.data.dev, self.data.dev_windows, self.id2label, self.data.pad_id,
+            logits_fn(model), self.data.dev, self.data.dev_windows, self.id2label, self.data.pad_id,
             self.cfg.eval_batch_size, self.acc, "student dev",
         )
         return score(self.data.dev, pred)
 
     @torch.no_grad()
-    def heldout_loss(self, model: Student, loader: DataLoader, stage: StageConfig) -> float:
+    def heldout_loss(self, model: XtremeDistilPreTrainedModel, loader: DataLoader, stage: StageConfig) -> float:
         """The stage's loss averaged over every held-out token of every process."""
         model.eval()
         total = torch.zeros(2, device=self.acc.device)
         for batch in loader:
             batch = to_device(batch, self.acc.device)
-            loss = LOSSES[stage.loss](model(batch["input_ids"], batch["attention_mask"]), batch, stage.temperature)
+            loss = LOSSES[stage.loss](student_outputs(model, batch, stage.loss), batch, stage.temperature)
             units = loss_units(stage.loss, batch).float()
             total += torch.stack([loss.float() * units, units])
         loss_sum, units = self.acc.reduce(total, "sum").tolist()
@@ -175,7 +175,7 @@ class Distiller:
         last = progress["history"][-1] if progress["history"] else {}
         progress["final_dev"] = last.get("best_dev") or self.dev_f1(self.student)
         if self.acc.is_main_process:
-            self.student.save(self.out_dir / FINAL, self.tokenizer)
+            save_student(self.student, self.out_dir / FINAL, self.tokenizer)
             write_json(self.out_dir / PROGRESS, progress)
         self.acc.wait_for_everyone()
         return progress
@@ -187,7 +187,7 @@ class Distiller:
         params = [p for p in self.student.parameters() if p.requires_grad]
         with torch.random.fork_rng(devices=[self.acc.device] if self.acc.device.type == "cuda" else []):
             batch = to_device(next(iter(loader)), self.acc.device)
-            loss = LOSSES[stage.loss](self.student(batch["input_ids"], batch["attention_mask"]), batch, stage.temperature)
+            loss = LOSSES[stage.loss](student_outputs(self.student, batch, stage.loss), batch, stage.temperature)
             if not loss.requires_grad:
                 raise ValueError(f"stage {stage.name!r}: the {stage.loss} loss reaches none of the parameters it would train")
             grads = torch.autograd.grad(loss, params, allow_unused=True)
@@ -219,7 +219,7 @@ class Distiller:
                        disable=not acc.is_local_main_process, leave=False)
             for batch in bar:
                 batch = to_device(batch, acc.device)
-                loss = loss_fn(model(batch["input_ids"], batch["attention_mask"]), batch, stage.temperature)
+                loss = loss_fn(student_outputs(model, batch, stage.loss), batch, stage.temperature)
                 loss, value = global_batch_loss(loss, loss_units(stage.loss, batch), acc)
                 acc.backward(loss)
                 if self.cfg.max_grad_norm:
@@ -266,7 +266,7 @@ class Distiller:
         path = settled_dir(self.out_dir / CHECKPOINT)
         if path is not None and (path / PROGRESS).exists():
             progress = read_json(path / PROGRESS)
-            self.student.load_state_dict(Student.load(path).state_dict())
+            self.student.load_state_dict(load_student(path).state_dict())
             if self.acc.is_main_process:
                 print(f"resuming distillation in {self.out_dir}: {len(progress['done'])} sub-stages already done", flush=True)
             return progress
@@ -278,7 +278,7 @@ class Distiller:
         finished sub-stage's mid-run state is then obsolete."""
         if self.acc.is_main_process:
             with atomic_dir(self.out_dir / CHECKPOINT) as tmp:
-                self.student.save(tmp, self.tokenizer)
+                save_student(self.student, tmp, self.tokenizer)
                 write_json(tmp / PROGRESS, progress)
             for stale in [self.out_dir / RESUME, *self.out_dir.glob(f".{RESUME}.*")]:  # with kills' leftovers
                 shutil.rmtree(stale, ignore_errors=True)
@@ -314,4 +314,4 @@ class Distiller:
 
 
 def is_distilled(out_dir: Path) -> bool:
-    return (Path(out_dir) / FINAL / "student.json").exists() and "final_dev" in read_json(Path(out_dir) / PROGRESS)
+    return (Path(out_dir) / FINAL / "config.json").exists() and "final_dev" in read_json(Path(out_dir) / PROGRESS)

@@ -22,6 +22,15 @@ from .encoding import Window, merge_predictions
 LogitsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def logits_fn(model: torch.nn.Module) -> LogitsFn:
+    """A token-classification model (the teacher or a student) as a `LogitsFn`."""
+
+    def fn(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    return fn
+
+
 def predict_windows(
     logits_fn: LogitsFn,
     windows: Sequence[Window],

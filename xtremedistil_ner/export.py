@@ -3,7 +3,7 @@
 optionally int8 dynamically quantised with onnxruntime.
 
 The graph takes the teacher's subword ids (the vocabulary map is inside it), so the tokenizer
-saved with the student is all a runtime needs besides the label list in `student.json`.
+saved with the student is all a runtime needs besides the labels (`id2label` in its `config.json`).
 It uses torch's TorchScript exporter (`dynamo=False`): the torch.export-based default needs the
 `onnxscript` package, which is not a dependency, and the BiLSTM (a gather instead of
 pack_padded_sequence) traces without data-dependent control flow, so tracing is exact here.
@@ -27,7 +27,7 @@ from .batching import LengthBatchSampler, WindowDataset, batch_loader
 from .encoding import Window
 from .evaluate import LogitsFn
 from .io import atomic_path
-from .students import Student
+from .students import XtremeDistilPreTrainedModel, load_student
 
 INPUTS = ("input_ids", "attention_mask")
 OUTPUT = "logits"
@@ -36,20 +36,20 @@ OUTPUT = "logits"
 class _Logits(nn.Module):
     """The student's logits as the graph's single output (its forward returns a dict)."""
 
-    def __init__(self, student: Student) -> None:
+    def __init__(self, student: XtremeDistilPreTrainedModel) -> None:
         super().__init__()
         self.student = student
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.student.logits(input_ids, attention_mask)
+        return self.student(input_ids, attention_mask).logits
 
 
-def export_onnx(student: Student, path: Path, opset: int = 17) -> Path:
+def export_onnx(student: XtremeDistilPreTrainedModel, path: Path, opset: int = 17) -> Path:
     """Write `student` (in eval mode, on the CPU) to `path` atomically."""
     student = student.cpu().eval()
     # A traced example with batch > 1 and a padded row: nothing is specialised to batch 1 or to
     # full rows; the dynamic axes make every size a runtime input.
-    ids = torch.arange(16, dtype=torch.long).reshape(2, 8) % int(student.config["teacher_vocab_size"])
+    ids = torch.arange(16, dtype=torch.long).reshape(2, 8) % int(student.config.teacher_vocab_size)
     mask = torch.ones_like(ids)
     mask[1, 5:] = 0
     axes = {name: {0: "batch", 1: "sequence"} for name in (*INPUTS, OUTPUT)}
@@ -153,7 +153,7 @@ def add_export_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
 
 
 def run_export(args: argparse.Namespace) -> int:
-    student = Student.load(args.model)
+    student = load_student(args.model)
     output = args.output or args.model / ("model.int8.onnx" if args.int8 else "model.onnx")
     if args.int8:
         with tempfile.TemporaryDirectory() as tmp:

@@ -7,6 +7,7 @@ validates eagerly so a typo fails at startup with the file name rather than mid-
 from __future__ import annotations
 
 import difflib
+import importlib.resources
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 import yaml
 
 ENV_VAR = "XDNER_LANGUAGES_DIR"
+PACKAGED = "xtremedistil_ner.language_files"  # the repository's languages/, see pyproject.toml
 SEGMENTATIONS = ("whitespace", "character")
 _TOP_KEYS = {"code", "name", "script", "word_segmentation", "sources"}
 _ENTRY_KEYS = {"hub", "local"}
@@ -97,13 +99,30 @@ class LanguageSpec:
 
 
 def languages_dir() -> Path:
-    """``$XDNER_LANGUAGES_DIR`` if set, else the repository's ``languages/`` next to this package."""
+    """``$XDNER_LANGUAGES_DIR`` if set, else the YAMLs installed with the package.
+
+    They are the package ``xtremedistil_ner.language_files``: the repository's ``languages/``
+    folder itself in an editable install, a copy inside the wheel otherwise.
+    """
     env = os.environ.get(ENV_VAR)
-    path = Path(env) if env else Path(__file__).resolve().parent.parent / "languages"
+    path = Path(env) if env else _packaged_dir()
     if not path.is_dir():
         how = f"${ENV_VAR}={env}" if env else f"default location (set ${ENV_VAR} to override)"
         raise FileNotFoundError(f"languages directory {path} not found ({how})")
     return path
+
+
+def _packaged_dir() -> Path:
+    try:
+        files = importlib.resources.files(PACKAGED)
+    except ModuleNotFoundError as exc:
+        raise FileNotFoundError(
+            f"{PACKAGED} (the language YAMLs) is not installed: install the project "
+            f"(pip install -e .) or set ${ENV_VAR} to a languages directory"
+        ) from exc
+    if not isinstance(files, Path):  # e.g. imported from a zip: the loaders need real files
+        raise FileNotFoundError(f"{PACKAGED} is not a directory on disk ({files!r}); set ${ENV_VAR}")
+    return files
 
 
 def available_languages(directory: Path | None = None) -> list[str]:

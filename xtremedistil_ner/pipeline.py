@@ -26,13 +26,13 @@ from .data.conll import Sentence
 from .data.corpus import Corpus, build_corpus
 from .distil import FINAL, PROGRESS, Distiller, StageData, is_distilled
 from .encoding import Window, encode, special_ids
-from .evaluate import predict_tags, score
+from .evaluate import logits_fn, predict_tags, score
 from .io import read_json, sha256_file, write_json
 from .layout import JOINT, RunLayout
 from .latency import make_batch, measure
 from .report import write_report
-from .students import REGISTRY, Student
-from .teacher import count_parameters, fine_tune, is_trained, load_teacher, load_tokenizer, logits_fn
+from .students import StudentType, XtremeDistilPreTrainedModel, load_student, student_type
+from .teacher import count_parameters, fine_tune, is_trained, load_teacher, load_tokenizer
 
 STEPS = ("teach", "annotate", "distil", "evaluate")
 ARCHITECTURE = ("embedding_dim", "hidden_dim", "num_layers", "num_heads", "ff_dim", "init")  # reported per student
@@ -114,10 +114,11 @@ class Run(RunLayout):
             raise ValueError(f"teacher.layer={layer} is outside 0..{n} for this teacher")
         return layer
 
-    def student_class(self, scfg: StudentConfig) -> type[Student]:
-        if scfg.type not in REGISTRY:
-            raise ConfigError(f"student {scfg.name!r}: unknown type {scfg.type!r}; known: {sorted(REGISTRY)}")
-        return REGISTRY[scfg.type]
+    def student_class(self, scfg: StudentConfig) -> type[StudentType]:
+        try:
+            return student_type(scfg.type)
+        except ConfigError as exc:
+            raise ConfigError(f"student {scfg.name!r}: {exc}") from None
 
     def student_layers(self, scfg: StudentConfig, model: torch.nn.Module) -> list[int]:
         return self.student_class(scfg).teacher_layers(scfg, model.config.num_hidden_layers, self.teacher_layer(model))
@@ -157,7 +158,7 @@ class Run(RunLayout):
             return list(self.corpus.languages)
         raise ValueError(f"distil.mode must be 'joint' or 'per_language' (got {self.cfg.distil.mode!r})")
 
-    def build_student(self, scfg: StudentConfig, kept_ids: np.ndarray, teacher: torch.nn.Module) -> Student:
+    def build_student(self, scfg: StudentConfig, kept_ids: np.ndarray, teacher: torch.nn.Module) -> XtremeDistilPreTrainedModel:
         base = {
             "vocab_size": len(kept_ids) + 2,
             "teacher_vocab_size": teacher.get_input_embeddings().weight.shape[0],
@@ -165,6 +166,7 @@ class Run(RunLayout):
             "teacher_layers": self.student_layers(scfg, teacher),
             "labels": self.corpus.labels.tags,
             "max_length": self.cfg.teacher.max_length,
+            "teacher": self.cfg.teacher.model,
         }
         return self.student_class(scfg).from_teacher(scfg, teacher, base, kept_ids, self.pad_id, self.cfg.seed)
 
@@ -253,18 +255,18 @@ class Run(RunLayout):
         preds: list[list[str] | None] = [None] * len(c.test)
         params: list[int] = []
         for lang, path in zip(self._scopes(), dirs):
-            student = Student.load(path).to(self.acc.device)
+            student = load_student(path, self.acc.device)
             params.append(student.num_parameters())
             idx, sents, wins = restrict(c.test, test_windows, lang)
-            out = predict_tags(student.logits, sents, wins, c.labels.id2label, self.pad_id, self.cfg.distil.eval_batch_size, self.acc, f"{scfg.name} test")
+            out = predict_tags(logits_fn(student), sents, wins, c.labels.id2label, self.pad_id, self.cfg.distil.eval_batch_size, self.acc, f"{scfg.name} test")
             for i, p in zip(idx, out):
                 preds[i] = p
         return {
             "test_f1": _f1(score(c.test, preds)),  # type: ignore[arg-type]
             "parameters": int(np.mean(params)),
-            "type": student.kind,
-            **{k: student.config[k] for k in ARCHITECTURE if k in student.config},
-            "latency": measure(student.logits, lat_ids, lat_mask, self.cfg.eval.latency_repeats),
+            "type": scfg.type,
+            **{k: getattr(student.config, k) for k in ARCHITECTURE if hasattr(student.config, k)},
+            "latency": measure(logits_fn(student), lat_ids, lat_mask, self.cfg.eval.latency_repeats),
         }
 
     def stage_seconds(self, scfg: StudentConfig) -> dict[str, float]:

@@ -13,10 +13,15 @@ from .config import StageConfig
 from .encoding import IGNORE
 
 if TYPE_CHECKING:
-    from .students import Student
+    from .students import XtremeDistilPreTrainedModel
 
 Batch = dict[str, torch.Tensor]
 LossFn = Callable[[dict[str, torch.Tensor], Batch, float], torch.Tensor]
+
+
+def student_outputs(model: torch.nn.Module, batch: Batch, loss: str) -> dict[str, torch.Tensor]:
+    """The student's outputs for `batch`, with the projections only when `loss` reads them."""
+    return model(batch["input_ids"], batch["attention_mask"], output_projections=loss == "representation")
 
 
 def _mask(batch: Batch) -> torch.Tensor:
@@ -76,7 +81,7 @@ NEEDS_TRANSFER = {"representation", "logits_mse", "logits_kl", "hard"}
 SELECT_ON_LOSS = {"representation"}
 
 
-def validate_stage(stage: StageConfig, student: "Student") -> None:
+def validate_stage(stage: StageConfig, student: "XtremeDistilPreTrainedModel") -> None:
     if stage.loss not in LOSSES:
         raise ValueError(f"stage {stage.name!r}: unknown loss {stage.loss!r}; choose from {sorted(LOSSES)}")
     if stage.data not in ("transfer", "labeled"):
@@ -99,7 +104,7 @@ def validate_stage(stage: StageConfig, student: "Student") -> None:
         raise ValueError(f"stage {stage.name!r}: train must be 'all', 'gradual' or a list of groups")
 
 
-def sub_stages(stage: StageConfig, student: "Student") -> list[tuple[str, ...]]:
+def sub_stages(stage: StageConfig, student: "XtremeDistilPreTrainedModel") -> list[tuple[str, ...]]:
     """Which groups train in each sub-stage. Gradual unfreezing walks the student's groups
     top-down, leaving out groups this stage's loss cannot reach."""
     if stage.train == "gradual":

@@ -1,5 +1,11 @@
-"""A distilled student as a standalone tagger: raw text or pre-tokenised sentences in, entities
-or IOB2 tags out, from the student directory alone (weights, config, the teacher's tokenizer).
+"""A distilled student as a tagger: raw text or pre-tokenised sentences in, entities or IOB2
+tags out, from the student folder alone (weights, config, the teacher's tokenizer).
+
+`pipeline("token-classification", model=DIR)` loads the same folder; the Tagger is for what the
+pipeline does not do: split raw text into the words the students were trained on (the
+pipeline's words are the tokenizer's whitespace-separated pieces, so "Paris." is one word
+there and two here, and Han or Thai text has no word boundaries at all), tag pre-tokenised
+sentences with IOB2 tags, and batch many documents by length.
 
 Raw text is split into words the way the training data (WikiANN and CoNLL files) is: runs of
 letters, combining marks and digits form a word; every punctuation or symbol character is a
@@ -27,8 +33,8 @@ from .batching import map_windows
 from .data.conll import Sentence
 from .data.labels import repair_iob2
 from .encoding import encode, merge_predictions, special_ids
-from .students import Student
-from .students.base import TOKENIZER
+from .evaluate import logits_fn
+from .students import XtremeDistilPreTrainedModel, load_student
 from .teacher import load_tokenizer
 
 _UNSPACED = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}"
@@ -80,31 +86,32 @@ class Tagger:
     `tagger.tag_tokens([[word, ...], ...])` -> IOB2 tags per sentence."""
 
     def __init__(
-        self, student: Student, tokenizer: PreTrainedTokenizerBase, device: str | torch.device = "cpu",
+        self, student: XtremeDistilPreTrainedModel, tokenizer: PreTrainedTokenizerBase, device: str | torch.device = "cpu",
         batch_size: int = 64, max_length: int | None = None,
     ) -> None:
         self.student = student.to(device).eval()
+        self._logits = logits_fn(self.student)
         self.tokenizer = tokenizer
         self.device = torch.device(device)
         self.batch_size = batch_size
-        self.max_length = int(max_length or student.config["max_length"])
+        self.max_length = int(max_length or student.config.max_length)
         limit = student.max_positions()
         if limit is not None and self.max_length > limit:
-            raise ValueError(f"max_length {self.max_length} is longer than the {limit} positions this {student.kind} student has")
+            raise ValueError(f"max_length {self.max_length} is longer than the {limit} positions this {student.config.model_type} student has")
         self.labels = student.labels
         self.pad_id = special_ids(tokenizer)[2]
 
     @classmethod
     def load(cls, path: Path | str, device: str | torch.device = "cpu", batch_size: int = 64) -> "Tagger":
-        """From a student directory (e.g. `students/NAME/joint/model`) saved with its tokenizer."""
+        """From a student folder (e.g. `students/NAME/joint/model`) saved with its tokenizer."""
         path = Path(path)
-        student = Student.load(path)
-        if not (path / TOKENIZER).is_dir():
+        student = load_student(path)
+        if not (path / "tokenizer_config.json").is_file():
             raise FileNotFoundError(
-                f"{path}: no {TOKENIZER}/ folder; this student was saved without the teacher's tokenizer "
-                f"(re-save it with Student.save(path, tokenizer))"
+                f"{path}: no tokenizer files; this student was saved without the teacher's tokenizer "
+                f"(re-save it with save_student(model, path, tokenizer))"
             )
-        return cls(student, load_tokenizer(str(path / TOKENIZER)), device, batch_size)
+        return cls(student, load_tokenizer(str(path)), device, batch_size)
 
     @overload
     def __call__(self, text: str) -> list[Entity]: ...
@@ -122,7 +129,7 @@ class Tagger:
         return [tags for tags, _ in self.predict(sentences)]
 
     def _probabilities(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.student.logits(input_ids, attention_mask).float().softmax(-1)
+        return self._logits(input_ids, attention_mask).float().softmax(-1)
 
     def predict(self, sentences: Sequence[Sequence[str]]) -> list[tuple[list[str], np.ndarray]]:
         """Per sentence, each word's tag and that tag's probability. `merge_predictions` picks,

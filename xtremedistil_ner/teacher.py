@@ -25,7 +25,7 @@ from .config import TeacherConfig
 from .data.conll import Sentence
 from .data.labels import LabelSet
 from .encoding import encode, special_ids
-from .evaluate import predict_tags, score
+from .evaluate import logits_fn, predict_tags, score
 from .io import atomic_dir, check_manifest, write_json, write_manifest
 from .stages import loss_units
 
@@ -57,13 +57,6 @@ def load_teacher(
         trust_remote_code=trust_remote_code,
     )
     return model, load_tokenizer(path, trust_remote_code)
-
-
-def logits_fn(model: PreTrainedModel):
-    def fn(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return model(input_ids=input_ids, attention_mask=attention_mask).logits
-
-    return fn
 
 
 def count_parameters(model: torch.nn.Module) -> int:

@@ -1,7 +1,29 @@
-"""Student architectures; importing this registers every kind."""
+"""Student types. Importing this registers them by name for distillation configs and with
+`transformers`' Auto classes, so `AutoModelForTokenClassification.from_pretrained(DIR)` and
+`pipeline("token-classification", model=DIR)` load a student folder with our code; each folder
+also carries that code for `trust_remote_code=True` where this package is not installed."""
 
-from .base import REGISTRY, Student, pca_embeddings
-from .bilstm import BiLSTMStudent
-from .transformer import TransformerStudent
+from transformers import AutoConfig, AutoModelForTokenClassification
 
-__all__ = ["REGISTRY", "Student", "BiLSTMStudent", "TransformerStudent", "pca_embeddings"]
+from .base import REGISTRY, StudentType, load_student, pca_embeddings, save_student, student_type
+from .bilstm import BiLSTMType
+from .configuration_xtremedistil import BiLSTMStudentConfig, TransformerStudentConfig, XtremeDistilConfig
+from .modeling_xtremedistil import (
+    BiLSTMForTokenClassification,
+    StudentOutput,
+    TransformerForTokenClassification,
+    XtremeDistilPreTrainedModel,
+)
+from .transformer import TransformerType
+
+for _type in REGISTRY.values():
+    AutoConfig.register(_type.config_class.model_type, _type.config_class, exist_ok=True)
+    AutoModelForTokenClassification.register(_type.config_class, _type.model_class, exist_ok=True)
+    _type.config_class.register_for_auto_class()
+    _type.model_class.register_for_auto_class("AutoModelForTokenClassification")
+
+__all__ = [
+    "REGISTRY", "StudentType", "BiLSTMType", "TransformerType", "student_type", "load_student", "save_student",
+    "pca_embeddings", "XtremeDistilConfig", "BiLSTMStudentConfig", "TransformerStudentConfig",
+    "XtremeDistilPreTrainedModel", "BiLSTMForTokenClassification", "TransformerForTokenClassification", "StudentOutput",
+]

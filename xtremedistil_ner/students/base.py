@@ -1,148 +1,140 @@
-"""The student contract: forward -> logits and the representation projection; parameter groups
-ordered top-down for gradual unfreezing; save/load as a directory (safetensors + JSON, no pickle)
-that also holds the teacher's tokenizer, so inference needs nothing else."""
+"""Student types by name, and a student folder's save/load.
+
+A student *type* (`bilstm`, `transformer`) pairs a `transformers` config and model class (in
+`modeling_xtremedistil`) with what distillation needs to build one: checking a config entry,
+the teacher layers stage 1 matches, and initialising the model from the teacher. Types are
+registered by name (`@register`); a second type under a taken name is an error.
+
+A student folder is what `save_pretrained` writes (config.json, model.safetensors, the two
+model-code files for `trust_remote_code`), the teacher's tokenizer at the top level, a model
+card (README.md) and `manifest.json` with every other file's size and sha256, checked on load.
+"""
 
 from __future__ import annotations
 
-import json
+import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator
 
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-from torch import nn
+from transformers import AutoModelForTokenClassification
+from transformers.utils import logging as hf_logging
 
-from ..io import ArtifactError, atomic_dir, check_manifest, write_json, write_manifest
+from ..config import ConfigError
+from ..io import MANIFEST, ArtifactError, atomic_dir, check_manifest, write_manifest
+from .configuration_xtremedistil import XtremeDistilConfig
+from .modeling_xtremedistil import XtremeDistilPreTrainedModel
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from ..config import StudentConfig
 
-CONFIG = "student.json"
-WEIGHTS = "model.safetensors"
-TOKENIZER = "tokenizer"
-REGISTRY: dict[str, type["Student"]] = {}
+CARD = "README.md"  # the model card: left out of the manifest, so users may edit it before sharing
+REGISTRY: dict[str, type["StudentType"]] = {}
 
 
-class Student(nn.Module):
-    """Subclasses set `kind`, build from `config` (a JSON-able dict), name their parameter
-    groups top-down in `groups` and build themselves from a teacher in `from_teacher`."""
+def register(name: str):
+    """Class decorator: make a `StudentType` available as `type: NAME` in a run config."""
 
-    kind: ClassVar[str]
+    def wrap(cls: type["StudentType"]) -> type["StudentType"]:
+        if name in REGISTRY:
+            raise ValueError(f"student type {name!r} is registered twice ({REGISTRY[name].__qualname__}, {cls.__qualname__})")
+        cls.name = name
+        REGISTRY[name] = cls
+        return cls
 
-    def __init_subclass__(cls, **kw: Any) -> None:
-        super().__init_subclass__(**kw)
-        REGISTRY[cls.kind] = cls
+    return wrap
 
-    def __init__(self, config: dict[str, Any]) -> None:
-        super().__init__()
-        self.config = dict(config)
-        self.register_buffer("id_map", torch.ones(int(config["teacher_vocab_size"]), dtype=torch.long))
 
-    def set_vocabulary(self, kept_ids: np.ndarray, pad_id: int) -> None:
-        """Map teacher ids to the compact vocabulary: 0 = pad, 1 = unknown, 2.. = `kept_ids`."""
-        id_map = torch.ones_like(self.id_map)
-        id_map[torch.as_tensor(kept_ids, dtype=torch.long)] = torch.arange(2, 2 + len(kept_ids))
-        id_map[pad_id] = 0
-        self.id_map.copy_(id_map)
+def student_type(name: str) -> type["StudentType"]:
+    if name not in REGISTRY:
+        raise ConfigError(f"unknown type {name!r}; known: {sorted(REGISTRY)}")
+    return REGISTRY[name]
+
+
+class StudentType:
+    """How distillation builds one kind of student."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[XtremeDistilConfig]]
+    model_class: ClassVar[type[XtremeDistilPreTrainedModel]]
 
     @classmethod
     def check_spec(cls, spec: "StudentConfig") -> None:
-        """Raise ValueError for a config this student type cannot be built from; run before
+        """Raise ConfigError for a config entry this type cannot be built from; run before
         any long step, so a typo does not surface after the teacher has trained."""
 
     @classmethod
     def teacher_layers(cls, spec: "StudentConfig", num_teacher_layers: int, default_layer: int) -> list[int]:
         """The teacher layers (0 = embeddings .. N = last) whose hidden states stage 1 matches,
-        one per entry of the forward's `projections`."""
+        one per projection the model returns."""
         raise NotImplementedError
 
     @classmethod
-    def from_teacher(cls, spec: "StudentConfig", teacher: "PreTrainedModel", base: dict[str, Any], kept_ids: np.ndarray, pad_id: int, seed: int) -> "Student":
+    def from_teacher(cls, spec: "StudentConfig", teacher: "PreTrainedModel", base: dict[str, Any], kept_ids: np.ndarray, pad_id: int, seed: int) -> XtremeDistilPreTrainedModel:
         """A new student for `spec` whose config extends `base` (vocabulary, labels, teacher
         sizes and layers), initialised from `teacher` as far as the architecture allows."""
         raise NotImplementedError
 
-    def max_positions(self) -> int | None:
-        """The longest window this student can read (None: any length)."""
-        return None
 
-    @property
-    def groups(self) -> tuple[str, ...]:
-        """Parameter-group names, top-down: the order of gradual unfreezing."""
-        raise NotImplementedError
+def config_kwargs(base: dict[str, Any]) -> dict[str, Any]:
+    """`base` (the pipeline's vocabulary, teacher and label facts) as config keyword arguments."""
+    labels = list(base["labels"])
+    rest = {k: v for k, v in base.items() if k != "labels"}
+    return {**rest, "id2label": dict(enumerate(labels)), "label2id": {t: i for i, t in enumerate(labels)}}
 
-    def aliases(self) -> dict[str, tuple[str, ...]]:
-        """Names that stand for several groups in a stage's `train` list (e.g. `encoder` for
-        every transformer layer), so one schedule fits every student type."""
-        return {}
 
-    def representation_only(self) -> tuple[str, ...]:
-        """Groups only the representation loss reaches; gradual unfreezing under any other loss
-        skips them (a sub-stage that adds only them would train nothing new)."""
-        return ()
+@contextlib.contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """Saving and loading a student takes milliseconds: no progress bars for it in a run's log."""
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
-    def expand(self, names: "Sequence[str]") -> tuple[str, ...]:
-        aliases = self.aliases()
-        out: list[str] = []
-        for name in names:
-            out += [g for g in aliases.get(name, (name,)) if g not in out]
-        return tuple(out)
 
-    def group_parameters(self) -> dict[str, list[nn.Parameter]]:
-        raise NotImplementedError
+def save_student(model: XtremeDistilPreTrainedModel, path: Path, tokenizer: "PreTrainedTokenizerBase | None" = None, card: str | None = None) -> None:
+    """Write the student folder atomically (a reader never sees a model without its tokenizer).
+    The tokenizer's `model_max_length` is set to the windows the student was trained on, so
+    `pipeline(..., stride=...)` cuts long texts the same way."""
+    with atomic_dir(Path(path)) as tmp, _no_progress_bars():
+        model.save_pretrained(str(tmp))
+        if tokenizer is not None:
+            caller_max = tokenizer.model_max_length
+            try:
+                tokenizer.model_max_length = int(model.config.max_length)
+                tokenizer.save_pretrained(str(tmp))
+            finally:
+                tokenizer.model_max_length = caller_max
+        if card is not None:
+            (tmp / CARD).write_text(card, encoding="utf-8")
+        files = sorted(p.name for p in tmp.iterdir() if p.is_file() and p.name not in (CARD, MANIFEST))
+        write_manifest(tmp, files=files, model_type=model.config.model_type, parameters=model.num_parameters())
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
 
-    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self(input_ids, attention_mask)["logits"]
-
-    @property
-    def labels(self) -> list[str]:
-        return list(self.config["labels"])
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    def save(self, path: Path, tokenizer: "PreTrainedTokenizerBase | None" = None) -> None:
-        """Weights, config and (given `tokenizer`, the teacher's) tokenizer files in `TOKENIZER/`,
-        written as one directory so a reader never sees a model without its tokenizer, with a
-        manifest of every file's size and sha256 so `load` can tell a damaged copy."""
-        with atomic_dir(Path(path)) as tmp:
-            state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-            save_file(state, str(tmp / WEIGHTS))
-            write_json(tmp / CONFIG, {"kind": self.kind, **self.config, "parameters": self.num_parameters()})
-            if tokenizer is not None:
-                tokenizer.save_pretrained(str(tmp / TOKENIZER))
-            write_manifest(tmp, kind=self.kind)
-
-    @staticmethod
-    def load(path: Path, map_location: str = "cpu") -> "Student":
-        """Checked against its manifest first (sizes and sha256: students are small), so a
-        truncated or altered file is an `ArtifactError` naming it, not a cryptic parse error."""
-        path = Path(path)
-        if not (path / CONFIG).exists():
-            raise FileNotFoundError(f"{path}: not a student checkpoint (no {CONFIG})")
-        check_manifest(path, what="student checkpoint")
-        config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
-        kind = config.pop("kind")
-        config.pop("parameters", None)
-        if kind not in REGISTRY:
-            raise ValueError(f"{path / CONFIG}: unknown student kind {kind!r}; known: {sorted(REGISTRY)}")
-        model = REGISTRY[kind](config)
-        try:
-            state = load_file(str(path / WEIGHTS), device=map_location)
-        except SafetensorError as exc:  # a damaged file in a checkpoint written without a manifest
-            raise ArtifactError(f"{path / WEIGHTS}: unreadable student weights ({exc}); the file is damaged: "
-                                "delete the checkpoint and rerun the step that writes it") from exc
-        model.load_state_dict(state)
-        return model.eval()
+def load_student(path: Path | str, device: str | torch.device = "cpu") -> XtremeDistilPreTrainedModel:
+    """A student folder, checked against its manifest first (sizes and sha256: students are
+    small), so a truncated or altered file is an `ArtifactError` naming it. Our own model code
+    is used: a folder's copied code never runs from here."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path}: not a student folder (no config.json)")
+    check_manifest(path, what="student folder")
+    try:
+        with _no_progress_bars():
+            model = AutoModelForTokenClassification.from_pretrained(str(path), trust_remote_code=False)
+    except SafetensorError as exc:  # a damaged file in a folder without a manifest (e.g. saved by another tool)
+        raise ArtifactError(f"{path / 'model.safetensors'}: unreadable student weights ({exc}); the file is damaged: "
+                            "delete the folder and rerun the step that writes it") from exc
+    if not isinstance(model, XtremeDistilPreTrainedModel):
+        raise ArtifactError(f"{path}: a {type(model).__name__}, not an xtremedistil student")
+    return model.to(device).eval()
 
 
 def pca_embeddings(teacher_emb: torch.Tensor, kept_ids: np.ndarray, dim: int, seed: int = 0) -> torch.Tensor:

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from torch import nn
-from transformers import BertConfig, BertModel
 
 from ..config import ConfigError
-from .base import Student, pca_embeddings
+from .base import StudentType, config_kwargs, pca_embeddings, register
+from .configuration_xtremedistil import TransformerStudentConfig
+from .modeling_xtremedistil import TransformerForTokenClassification
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -50,28 +51,10 @@ def _backbone(teacher: "PreTrainedModel") -> nn.Module:
     return base
 
 
-class TransformerStudent(Student):
-    """Config: `num_layers`, `hidden_dim` (h), `num_heads`, `ff_dim`, `dropout`, and the base
-    keys (`max_length` sizes the position table; windows never exceed it)."""
-
-    kind = "transformer"
-
-    def __init__(self, config: dict[str, Any]) -> None:
-        super().__init__(config)
-        h, t = int(config["hidden_dim"]), int(config["teacher_hidden_size"])
-        bert = BertConfig(
-            vocab_size=int(config["vocab_size"]), hidden_size=h, num_hidden_layers=int(config["num_layers"]),
-            num_attention_heads=int(config["num_heads"]), intermediate_size=int(config["ff_dim"]),
-            max_position_embeddings=int(config["max_length"]), type_vocab_size=1, pad_token_id=0,
-            hidden_dropout_prob=float(config.get("dropout", 0.1)), attention_probs_dropout_prob=float(config.get("dropout", 0.1)),
-        )
-        self.encoder = BertModel(bert, add_pooling_layer=False)
-        # Identity where widths already match: the student's states are compared as they are.
-        self.projection = nn.ModuleList(
-            nn.Identity() if h == t else nn.Linear(h, t) for _ in config.get("teacher_layers", [])
-        )
-        self.dropout = nn.Dropout(float(config.get("dropout", 0.1)))
-        self.classifier = nn.Linear(h, len(config["labels"]))
+@register("transformer")
+class TransformerType(StudentType):
+    config_class = TransformerStudentConfig
+    model_class = TransformerForTokenClassification
 
     @classmethod
     def check_spec(cls, spec: "StudentConfig") -> None:
@@ -79,6 +62,8 @@ class TransformerStudent(Student):
             raise ConfigError(f"student {spec.name!r}: a transformer needs num_layers >= 1")
         if spec.init not in INITS:
             raise ConfigError(f"student {spec.name!r}: init must be one of {INITS} (got {spec.init!r})")
+        if spec.hidden_dim < 1:
+            raise ConfigError(f"student {spec.name!r}: hidden_dim must be >= 1 (got {spec.hidden_dim})")
         heads = _heads(spec)
         if spec.hidden_dim % heads:
             raise ConfigError(f"student {spec.name!r}: hidden_dim {spec.hidden_dim} is not divisible by num_heads {heads}")
@@ -95,7 +80,7 @@ class TransformerStudent(Student):
         return list(layers)
 
     @classmethod
-    def from_teacher(cls, spec: "StudentConfig", teacher: "PreTrainedModel", base: dict[str, Any], kept_ids: np.ndarray, pad_id: int, seed: int) -> "TransformerStudent":
+    def from_teacher(cls, spec: "StudentConfig", teacher: "PreTrainedModel", base: dict[str, Any], kept_ids: np.ndarray, pad_id: int, seed: int) -> TransformerForTokenClassification:
         cls.check_spec(spec)
         tc = teacher.config
         heads = _heads(spec)
@@ -106,66 +91,35 @@ class TransformerStudent(Student):
                 f"student {spec.name!r}: init: teacher needs the teacher's hidden_dim/num_heads/ff_dim "
                 f"({tc.hidden_size}/{tc.num_attention_heads}/{tc.intermediate_size}); use init: random or auto"
             )
-        config = {**base, "num_layers": spec.num_layers, "hidden_dim": spec.hidden_dim, "num_heads": heads, "ff_dim": ff,
-                  "dropout": spec.dropout}
+        init = "teacher" if spec.init != "random" and same_shape else "random"
+        config = TransformerStudentConfig(**config_kwargs(base), num_layers=spec.num_layers, hidden_dim=spec.hidden_dim,
+                                          num_heads=heads, ff_dim=ff, dropout=spec.dropout, init=init)
         torch.manual_seed(seed)
-        student = cls(config)
+        student = TransformerForTokenClassification(config)
         student.set_vocabulary(kept_ids, pad_id)
         emb = teacher.get_input_embeddings().weight.detach()
         with torch.no_grad():
-            if spec.init != "random" and same_shape:
-                student._copy_teacher(teacher, kept_ids, pad_id)
-                student.config["init"] = "teacher"
+            if init == "teacher":
+                _copy_teacher(student, teacher, kept_ids, pad_id)
             else:
                 rows = pca_embeddings(emb, kept_ids, spec.hidden_dim, seed) * emb.float().std()
-                student.encoder.embeddings.word_embeddings.weight.copy_(rows)
-                student.config["init"] = "random"
+                student.get_input_embeddings().weight.copy_(rows)
         return student
 
-    def _copy_teacher(self, teacher: "PreTrainedModel", kept_ids: np.ndarray, pad_id: int) -> None:
-        """Teacher layer g(i) -> student layer i; embeddings restricted to the kept pieces.
-        RoBERTa-style position tables start after the padding index; BERT's at 0."""
-        src = _backbone(teacher)
-        dst = self.encoder
-        words = src.embeddings.word_embeddings.weight
-        kept = torch.as_tensor(kept_ids, dtype=torch.long)
-        rows = torch.cat([words[pad_id : pad_id + 1], words[kept].mean(0, keepdim=True), words[kept]])
-        dst.embeddings.word_embeddings.weight.copy_(rows)
-        offset = teacher.config.pad_token_id + 1 if teacher.config.model_type in ("roberta", "xlm-roberta", "camembert") else 0
-        n = dst.embeddings.position_embeddings.weight.shape[0]
-        dst.embeddings.position_embeddings.weight.copy_(src.embeddings.position_embeddings.weight[offset : offset + n])
-        dst.embeddings.token_type_embeddings.weight.copy_(src.embeddings.token_type_embeddings.weight[:1])
-        dst.embeddings.LayerNorm.load_state_dict(src.embeddings.LayerNorm.state_dict())
-        for i, g in enumerate(self.config["teacher_layers"]):
-            dst.encoder.layer[i].load_state_dict(src.encoder.layer[g - 1].state_dict())
 
-    def max_positions(self) -> int | None:
-        return int(self.config["max_length"])
-
-    def _layer_groups(self) -> tuple[str, ...]:
-        """`layerL-1` … `layer0`: top-down, as gradual unfreezing walks them."""
-        return tuple(f"layer{i}" for i in reversed(range(int(self.config["num_layers"]))))
-
-    @property
-    def groups(self) -> tuple[str, ...]:
-        return ("classifier", *self._layer_groups(), "projection", "embeddings")
-
-    def aliases(self) -> dict[str, tuple[str, ...]]:
-        return {"encoder": self._layer_groups()}
-
-    def representation_only(self) -> tuple[str, ...]:
-        return ("projection",)
-
-    def group_parameters(self) -> dict[str, list[nn.Parameter]]:
-        groups = {"classifier": list(self.classifier.parameters())}
-        for i in reversed(range(int(self.config["num_layers"]))):
-            groups[f"layer{i}"] = list(self.encoder.encoder.layer[i].parameters())
-        groups["projection"] = list(self.projection.parameters())
-        groups["embeddings"] = list(self.encoder.embeddings.parameters())
-        return groups
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = self.encoder(input_ids=self.id_map[input_ids], attention_mask=attention_mask, output_hidden_states=True)
-        states = out.hidden_states[1:]  # [0] is the embedding output
-        projections = [proj(states[i]) for i, proj in enumerate(self.projection)]
-        return {"logits": self.classifier(self.dropout(states[-1])), "projections": projections}
+def _copy_teacher(student: TransformerForTokenClassification, teacher: "PreTrainedModel", kept_ids: np.ndarray, pad_id: int) -> None:
+    """Teacher layer g(i) -> student layer i; embeddings restricted to the kept pieces.
+    RoBERTa-style position tables start after the padding index; BERT's at 0."""
+    src = _backbone(teacher)
+    dst = student.encoder
+    words = src.embeddings.word_embeddings.weight
+    kept = torch.as_tensor(kept_ids, dtype=torch.long)
+    rows = torch.cat([words[pad_id : pad_id + 1], words[kept].mean(0, keepdim=True), words[kept]])
+    dst.embeddings.word_embeddings.weight.copy_(rows)
+    offset = teacher.config.pad_token_id + 1 if teacher.config.model_type in ("roberta", "xlm-roberta", "camembert") else 0
+    n = dst.embeddings.position_embeddings.weight.shape[0]
+    dst.embeddings.position_embeddings.weight.copy_(src.embeddings.position_embeddings.weight[offset : offset + n])
+    dst.embeddings.token_type_embeddings.weight.copy_(src.embeddings.token_type_embeddings.weight[:1])
+    dst.embeddings.LayerNorm.load_state_dict(src.embeddings.LayerNorm.state_dict())
+    for i, g in enumerate(student.config.teacher_layers):
+        dst.encoder.layer[i].load_state_dict(src.encoder.layer[g - 1].state_dict())

