@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from huggingface_hub import ModelCard
 
 from xtremedistil_ner.config import load_config
 from xtremedistil_ner.pipeline import Run, restrict
@@ -76,6 +77,16 @@ def test_pipeline_end_to_end(tmp_path: Path, tiny_data: Path, tiny_teacher: Path
         en = load_student(out / "students" / "s" / "en" / "model")
         de = load_student(out / "students" / "s" / "de" / "model")
         assert en.labels == de.labels == run.corpus.labels.tags
+    # Each student folder has a model card whose Hub metadata holds the report's test F1.
+    for name in ("s", "t"):
+        for scope in scopes:
+            card = ModelCard.load(out / "students" / name / scope / "model" / "README.md")
+            langs = ["en", "de"] if scope == "joint" else [scope]
+            assert card.data.language == langs and card.data.pipeline_tag == "token-classification"
+            assert "knowledge-distillation" in card.data.tags and card.data.base_model == str(run.cfg.teacher.model)
+            assert {r.dataset_config: r.metric_value for r in card.data.eval_results} == {
+                lang: report["models"][name]["test_f1"][lang] for lang in langs}
+            assert "Not evaluated yet" not in card.text and f"{report['models']['teacher']['test_f1'][langs[0]]:.2f}" in card.text
     # A second run over the same directory skips every finished step.
     capsys.readouterr()
     again = make_run(tmp_path, tiny_data, tiny_teacher, mode).run_all()

@@ -21,17 +21,18 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from . import cache as cache_mod
+from .card import student_card
 from .config import ConfigError, RunConfig, StudentConfig, save_config, to_dict
 from .data.conll import Sentence
 from .data.corpus import Corpus, build_corpus
 from .distil import FINAL, PROGRESS, Distiller, StageData, is_distilled
 from .encoding import Window, encode, special_ids
 from .evaluate import logits_fn, predict_tags, score
-from .io import read_json, sha256_file, write_json
+from .io import read_json, sha256_file, write_json, write_text
 from .layout import JOINT, RunLayout
 from .latency import make_batch, measure
 from .report import write_report
-from .students import StudentType, XtremeDistilPreTrainedModel, load_student, student_type
+from .students import CARD, StudentType, XtremeDistilPreTrainedModel, load_student, student_type
 from .teacher import count_parameters, fine_tune, is_trained, load_teacher, load_tokenizer
 
 STEPS = ("teach", "annotate", "distil", "evaluate")
@@ -194,6 +195,7 @@ class Run(RunLayout):
                 stages = [dataclasses.replace(st, lr=st.lr * scfg.lr_scale) for st in scfg.stages or self.cfg.distil.stages]
                 distil_cfg = dataclasses.replace(self.cfg.distil, stages=stages)
                 progress = Distiller(student, distil_cfg, data, out_dir, self.acc, self.cfg.seed, self.tokenizer).run()
+                self.write_card(scfg, lang, student)
                 # The sub-stages' own times: right also when the distillation was resumed.
                 timings = self._time(f"distil:{scfg.name}:{scope_name}", sum(h["seconds"] for h in progress["history"]))
                 # Every student's time, also those distilled by earlier runs.
@@ -248,7 +250,16 @@ class Run(RunLayout):
         }
         if self.acc.is_main_process:
             write_report(report, self.root)
+            for scfg in self.cfg.students:
+                for lang in self._scopes():
+                    self.write_card(scfg, lang, load_student(self.student_dir(scfg.name, lang) / FINAL), report)
         return report
+
+    def write_card(self, scfg: StudentConfig, lang: str | None, student: XtremeDistilPreTrainedModel, report: dict[str, Any] | None = None) -> None:
+        """The student folder's model card, with test results once `report` has them."""
+        if self.acc.is_main_process:
+            card = student_card(to_dict(self.cfg), scfg.name, lang, student.config, student.num_parameters(), report)
+            write_text(self.student_dir(scfg.name, lang) / FINAL / CARD, str(card))
 
     def _student_result(self, scfg: StudentConfig, dirs: list[Path], test_windows: list[Window], lat_ids: torch.Tensor, lat_mask: torch.Tensor) -> dict[str, Any]:
         c = self.corpus

