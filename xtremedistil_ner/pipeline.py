@@ -22,6 +22,7 @@ from accelerate.utils import set_seed
 
 from . import cache as cache_mod
 from .card import student_card
+from .checks import require_valid
 from .config import ConfigError, RunConfig, StudentConfig, save_config, to_dict
 from .data.conll import Sentence
 from .data.corpus import Corpus, build_corpus
@@ -53,13 +54,12 @@ class Run(RunLayout):
     """Lazily loads what each step needs; everything lands in `cfg.output_dir`."""
 
     def __init__(self, cfg: RunConfig, accelerator: Accelerator | None = None, command: str | None = None) -> None:
+        require_valid(cfg, accelerator.num_processes if accelerator else int(os.environ.get("WORLD_SIZE", "1")))
         self.cfg = cfg
         self.root = Path(cfg.output_dir)
         self.acc = accelerator or make_accelerator(cfg)
         self.command = command or shlex.join(sys.orig_argv)  # the interpreter's own command line
         set_seed(cfg.seed)
-        for scfg in cfg.students:
-            self.student_class(scfg).check_spec(scfg)
         if self.acc.is_main_process:
             self.root.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.root / "config.yaml")

@@ -282,10 +282,12 @@ def _check_run_config(path: Path) -> list[Problem]:
     # Imported here: cli pulls in torch, and imports this module once `validate` is wired in.
     from .cli import build_parser, resolve_config
 
+    from .checks import config_problems
+
     cfg = resolve_config(build_parser().parse_args(["run", "--", str(path)]))
+    problems = [Problem(str(path), None, message, "error") for message in config_problems(cfg)]
     if not cfg.languages or not (cfg.data.root or cfg.data.files):
-        return []
-    problems: list[Problem] = []
+        return problems
     groups: dict[str, dict[str, Path]] = {}
     for lang in cfg.languages:
         for split in SPLITS:

@@ -1,0 +1,125 @@
+"""The up-front check: each bad config is refused by `xdner run` (in-process) with exit status 2
+and a message naming the key, before anything is written, and `xdner validate CONFIG` reports the
+same problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from xtremedistil_ner.checks import config_problems, teacher_depth
+from xtremedistil_ner.cli import main
+from xtremedistil_ner.config import load_config
+
+# (overrides on top of a valid config, what the message must say)
+BAD = [
+    (["distil.mode=jiont"], "distil.mode: 'jiont' is not one of"),
+    (["distil.stages=[{name: r, loss: mse, data: transfer}]"], "unknown loss 'mse'"),
+    (["distil.stages=[{name: r, loss: gold, data: transfer}]"], "the gold loss needs labeled data"),
+    (["distil.stages=[{name: r, loss: logits_mse, data: labeled}]"], "needs the teacher's outputs"),
+    (["distil.stages=[{name: r, loss: gold, data: labeled, train: [encodr]}]"], "unknown parameter groups ['encodr']"),
+    (["distil.stages=[{name: r, loss: gold, data: labeled, epochs: 0}]"], "epochs must be a positive number"),
+    (["distil.stages=[{name: r, loss: gold, data: labeled, epochs: [1, 2]}]"], "a list of epochs needs train: gradual"),
+    (["distil.stages=[{name: r, loss: gold, data: labeled, lr: 0}]"], "lr must be > 0"),
+    (["distil.stages=[{name: r, loss: gold, data: labeled, patience: 0}]"], "patience must be >= 1"),
+    (["distil.stages=[{name: r, loss: logits_kl, data: transfer, temperature: 0}]"], "temperature must be > 0"),
+    (["distil.stages=[]"], "no distillation stages"),
+    (["distil.batch_size=0"], "distil.batch_size must be >= 1"),
+    (["distil.eval_batch_size=-1"], "distil.eval_batch_size must be >= 1"),
+    (["distil.checkpoint_every=-1"], "distil.checkpoint_every must be >= 0"),
+    (["distil.max_grad_norm=-1"], "distil.max_grad_norm must be >= 0"),
+    (["teacher.layer=99"], "teacher.layer=99 is outside 0..2"),
+    (["teacher.layer=-1"], "teacher.layer=-1 is outside"),
+    (["teacher.batch_size=0"], "teacher.batch_size must be >= 1"),
+    (["teacher.eval_batch_size=0"], "teacher.eval_batch_size must be >= 1"),
+    (["teacher.epochs=0"], "teacher.epochs must be >= 1"),
+    (["teacher.max_length=0"], "teacher.max_length must be >= 8"),
+    (["teacher.lr=0"], "teacher.lr must be > 0"),
+    (["teacher.warmup_ratio=1.5"], "teacher.warmup_ratio must be in [0, 1)"),
+    (["mixed_precision=fp8"], "mixed_precision: 'fp8' is not one of"),
+    (["students=[{name: s, type: bilstm, embedding_dim: -5}]"], "embedding_dim must be >= 1"),
+    (["students=[{name: s, type: bilstm, hidden_dim: 0}]"], "hidden_dim must be >= 1"),
+    (["students=[{name: s, type: bilstm, dropout: 1.0}]"], "dropout must be in [0, 1)"),
+    (["students=[{name: s, type: bilstm, lr_scale: 0}]"], "lr_scale must be > 0"),
+    (["students=[{name: s, type: lstm}]"], "unknown type 'lstm'"),
+    (["students=[{name: s, type: transformer, hidden_dim: 16}]"], "needs num_layers"),
+    (["students=[{name: s, type: transformer, hidden_dim: 100, num_layers: 2, num_heads: 3}]"], "not divisible"),
+    (["students=[{name: s, type: transformer, hidden_dim: 16, num_layers: 2, layer_map: [1, 5]}]"], "one teacher layer in 1..2"),
+    (["students=[{name: s, type: transformer, hidden_dim: 16, num_layers: 2, init: pretrained}]"], "init must be one of"),
+    (["students=[{name: s}, {name: s, embedding_dim: 10}]"], "names must be unique"),
+    (["students=[{name: 'a/b'}]"], "contain no '/'"),
+    (["students=[]"], "students: none given"),
+    (["data.format=parquet"], "data.format: 'parquet' is not one of"),
+    (["data.train_per_lang=0"], "data.train_per_lang must be >= 1"),
+    (["data.transfer_files={fr: [x.txt]}"], "data.transfer_files: languages ['fr'] are not in the run's languages"),
+    (["eval.latency_repeats=0"], "eval.latency_repeats must be >= 1"),
+    (["output_dir=' '"], "output_dir: empty"),
+]
+
+
+@pytest.fixture
+def base(tmp_path: Path, tiny_data: Path, tiny_teacher: Path) -> Path:
+    """A valid config for the tiny data and teacher; each case overrides part of it."""
+    files = {lang: {split: str(tiny_data / lang / f"{split}.txt") for split in ("train", "dev", "test")} for lang in ("en", "de")}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({
+        "output_dir": str(tmp_path / "out"), "languages": ["en", "de"], "data": {"files": files},
+        "teacher": {"model": str(tiny_teacher), "max_length": 32},
+        "students": [{"name": "s", "type": "bilstm", "embedding_dim": 8, "hidden_dim": 8}],
+    }))
+    return path
+
+
+def test_the_base_config_is_valid(base: Path) -> None:
+    assert config_problems(load_config(base)) == []
+
+
+@pytest.mark.parametrize("overrides, message", BAD, ids=[o[0] for o, _ in BAD])
+def test_a_bad_config_is_refused_before_anything_is_written(base: Path, tmp_path: Path, capsys, overrides, message) -> None:
+    argv = ["run", str(base), *(a for o in overrides for a in ("--set", o))]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
+    assert err.startswith("xdner: error: the run config has")
+    assert not (tmp_path / "out").exists()  # nothing trained, nothing written
+    assert any(message in p for p in config_problems(load_config(base, overrides))), message
+
+
+def test_several_problems_are_listed_at_once(base: Path, capsys) -> None:
+    assert main(["run", str(base), "--set", "distil.mode=x", "--set", "teacher.epochs=0"]) == 2
+    err = capsys.readouterr().err
+    assert "has 2 problems" in err and "distil.mode" in err and "teacher.epochs" in err
+
+
+def test_output_dir_that_is_a_file_or_read_only(base: Path, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    assert any("exists and is not a folder" in p for p in config_problems(load_config(base, [f"output_dir={tmp_path / 'file'}"])))
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    problems = config_problems(load_config(base, [f"output_dir={locked / 'run'}"]))
+    import os
+    if os.geteuid() != 0:  # root writes anywhere
+        assert any("is not writable" in p for p in problems)
+
+
+def test_data_paths_that_are_missing_or_folders(base: Path, tmp_path: Path) -> None:
+    problems = config_problems(load_config(base, [f"data.files.en.train={tmp_path}", f"data.files.de.dev={tmp_path / 'none.txt'}"]))
+    assert any("data.files.en.train" in p and "is a folder" in p for p in problems)
+    assert any("data.files.de.dev" in p and "does not exist" in p for p in problems)
+
+
+def test_teacher_depth_comes_from_a_config_on_disk(tiny_teacher: Path, tmp_path: Path) -> None:
+    assert teacher_depth(str(tiny_teacher), tmp_path / "none") == 2
+    assert teacher_depth("someone/not-cached-anywhere", tmp_path / "none") is None
+
+
+def test_validate_reports_the_same_problems(base: Path, tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.yaml"
+    raw = yaml.safe_load(base.read_text())
+    raw["distil"] = {"mode": "jiont", "checkpoint_every": -1}
+    bad.write_text(yaml.safe_dump(raw))
+    assert main(["validate", str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert "distil.mode: 'jiont'" in out and "distil.checkpoint_every must be >= 0" in out
