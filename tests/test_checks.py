@@ -123,3 +123,34 @@ def test_validate_reports_the_same_problems(base: Path, tmp_path: Path, capsys) 
     assert main(["validate", str(bad)]) == 1
     out = capsys.readouterr().out
     assert "distil.mode: 'jiont'" in out and "distil.checkpoint_every must be >= 0" in out
+
+
+def test_a_second_run_on_a_directory_in_use_stops_at_once(base: Path, tmp_path: Path, capsys) -> None:
+    """Another process holds the lock (as a running `xdner run` does): this one exits with status
+    3 and a message, without writing; once that process is gone, its lock file blocks nothing."""
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from filelock import FileLock; "
+        f"lock = FileLock({str(out / '.xdner.lock')!r}); lock.acquire(); print('held', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        start = time.perf_counter()
+        assert main(["run", str(base), "--set", "teacher.epochs=1"]) == 3
+        assert time.perf_counter() - start < 30  # no waiting for the lock
+        err = capsys.readouterr().err
+        assert "is in use by another xdner process" in err and "Traceback" not in err
+        assert not (out / "config.yaml").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    from xtremedistil_ner.pipeline import Run
+
+    run = Run(load_config(base))
+    with run.claim():  # the dead holder's lock file is still there and blocks nothing
+        assert (out / ".xdner.lock").exists() and (out / "config.yaml").exists()

@@ -1,8 +1,8 @@
 """What the benchmark scripts share: a finished run directory read back (config, teacher,
 tokenizer, students, test sentences), names and sizes of checkpoints, Markdown tables.
 
-A run is read here rather than through `pipeline.Run`, which (re)writes `config.yaml` into the
-directory it is given: a benchmark must leave the run it measures untouched.
+A run is read here rather than through `pipeline.Run`, which validates and claims (locks) the
+directory it runs in: a benchmark must leave the run it measures untouched.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from accelerate import Accelerator
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from .errors import XdnerError
 from .batching import LengthBatchSampler, WindowDataset, batch_loader
 from .encoding import Window
 from .io import atomic_dir, read_json, verify_manifest, write_json, write_manifest
@@ -31,7 +32,7 @@ SHARD_MANIFEST = "shard.json"
 FIELDS = ("input_ids", "offsets", "sent_lang", "logits", "hidden")
 
 
-class CacheError(RuntimeError):
+class CacheError(XdnerError, RuntimeError):
     """A cache that is missing, incomplete, corrupted or built for other inputs."""
 
 

@@ -8,11 +8,8 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .cache import CacheError
-from .config import ConfigError, RunConfig, load_config
-from .data.labels import DataError
-from .io import ArtifactError
-from .languages import LanguageConfigError
+from .config import RunConfig, load_config
+from .errors import XdnerError
 from .export import add_export_parser, run_export
 from .predict import add_predict_parser, run_predict
 from .validate import add_validate_parser, run_validate
@@ -122,7 +119,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if report is not None and run.acc.is_main_process:
             print((run.root / "report.md").read_text(encoding="utf-8"))
         return 0
-    except (ConfigError, DataError, LanguageConfigError, CacheError, ArtifactError, FileNotFoundError) as exc:
+    except XdnerError as exc:
+        print(f"xdner: error: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except FileNotFoundError as exc:
         print(f"xdner: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -10,10 +10,11 @@ from typing import Any, Sequence, get_args, get_origin, get_type_hints
 
 import yaml
 
+from .errors import XdnerError
 from .io import write_text
 
 
-class ConfigError(ValueError):
+class ConfigError(XdnerError, ValueError):
     """A configuration problem; the message names the file/key and what is wrong."""
 
 

@@ -14,10 +14,12 @@ import threading
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from .errors import XdnerError
+
 MANIFEST = "manifest.json"
 
 
-class ArtifactError(ValueError):
+class ArtifactError(XdnerError, ValueError):
     """A file written by a run that is now missing, truncated or corrupted; the message names it."""
 
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from .errors import XdnerError
+
 ENV_VAR = "XDNER_LANGUAGES_DIR"
 PACKAGED = "xtremedistil_ner.language_files"  # the repository's languages/, see pyproject.toml
 SEGMENTATIONS = ("whitespace", "character")
@@ -24,7 +26,7 @@ _ENTRY_KEYS = {"hub", "local"}
 _SET_KEYS = {"name", "description", "dataset", "languages"}
 
 
-class LanguageConfigError(ValueError):
+class LanguageConfigError(XdnerError, ValueError):
     """A language or set YAML is malformed, or a requested language/source does not exist."""
 
 

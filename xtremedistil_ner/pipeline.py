@@ -3,6 +3,7 @@ Each step writes its artifacts atomically and a rerun skips what is already comp
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -13,12 +14,13 @@ import sys
 import time
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
+from filelock import FileLock, Timeout
 
 from . import cache as cache_mod
 from .card import student_card
@@ -28,6 +30,7 @@ from .data.conll import Sentence
 from .data.corpus import Corpus, build_corpus
 from .distil import FINAL, PROGRESS, Distiller, StageData, is_distilled
 from .encoding import Window, encode, special_ids
+from .errors import RunInUseError
 from .evaluate import logits_fn, predict_tags, score
 from .io import read_json, sha256_file, write_json, write_text
 from .layout import JOINT, RunLayout
@@ -37,6 +40,7 @@ from .students import CARD, StudentType, XtremeDistilPreTrainedModel, load_stude
 from .teacher import count_parameters, fine_tune, is_trained, load_teacher, load_tokenizer
 
 STEPS = ("teach", "annotate", "distil", "evaluate")
+LOCK = ".xdner.lock"
 ARCHITECTURE = ("embedding_dim", "hidden_dim", "num_layers", "num_heads", "ff_dim", "init")  # reported per student
 
 
@@ -60,9 +64,6 @@ class Run(RunLayout):
         self.acc = accelerator or make_accelerator(cfg)
         self.command = command or shlex.join(sys.orig_argv)  # the interpreter's own command line
         set_seed(cfg.seed)
-        if self.acc.is_main_process:
-            self.root.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.root / "config.yaml")
 
     @cached_property
     def corpus(self) -> Corpus:
@@ -307,12 +308,37 @@ class Run(RunLayout):
 
     def run_all(self, steps: tuple[str, ...] = STEPS) -> dict[str, Any] | None:
         report = None
-        for step in steps:
-            self._log(f"== {step} ==")
-            result = getattr(self, step)()
-            if step == "evaluate":
-                report = result
+        with self.claim():
+            for step in steps:
+                self._log(f"== {step} ==")
+                result = getattr(self, step)()
+                if step == "evaluate":
+                    report = result
         return report
+
+    @contextlib.contextmanager
+    def claim(self) -> Iterator[None]:
+        """The output directory for this run alone while it works: a second run on it (whatever
+        its config) stops at once instead of mixing its artifacts with this one's. The lock is
+        the OS's (flock), released when the process ends, however it ends, so a killed run never
+        blocks the next. The resolved config is written only under the lock."""
+        if not self.acc.is_main_process:
+            self.acc.wait_for_everyone()
+            yield
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.root / LOCK))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise RunInUseError(f"{self.root} is in use by another xdner process (it holds {self.root / LOCK}); "
+                                "wait for it to finish, or use another --output-dir") from None
+        try:
+            save_config(self.cfg, self.root / "config.yaml")
+            self.acc.wait_for_everyone()
+            yield
+        finally:
+            lock.release()
 
     def _log(self, msg: str) -> None:
         if self.acc.is_main_process:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
+from ..errors import XdnerError
 
-class DataError(ValueError):
+
+class DataError(XdnerError, ValueError):
     """Bad input data; the message names the file, the line and what is wrong."""
 
 
