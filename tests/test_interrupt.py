@@ -53,7 +53,10 @@ def test_sigint_during_distil_keeps_the_checkpoint_and_names_the_resume_command(
 ) -> None:
     command = [sys.executable, "-m", "xtremedistil_ner.cli", "run", str(write_config(tmp_path, tiny_data, tiny_teacher))]
     checkpoint = tmp_path / "run" / "students" / "s" / "joint" / CHECKPOINT
-    proc = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT's default action restored in the child: inherited as ignored (a test run started in
+    # the background by a shell), Python would install no KeyboardInterrupt handler at all.
+    proc = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while proc.poll() is None and time.time() < deadline:
         if (checkpoint / PROGRESS).exists():  # the first finished sub-stage: distillation is under way

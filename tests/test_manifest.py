@@ -106,7 +106,17 @@ def test_report_manifest(tmp_path: Path) -> None:
     assert verify_manifest(tmp_path, REPORT_MANIFEST, checksums=False)[0].startswith(f"{tmp_path / 'report.md'}: ")
 
 
-def test_ctrl_c_during_a_directory_swap_lands_after_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def python_sigint():
+    """Python's own Ctrl-C handler for the test, whatever the test process inherited: a job
+    started in the background by a shell (`cmd &` in a script, many CI runners) starts with
+    SIGINT ignored, and Python then installs no KeyboardInterrupt handler."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_during_a_directory_swap_lands_after_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, python_sigint) -> None:
     target = tmp_path / "ckpt"
     target.mkdir()
     (target / "v").write_text("1")
