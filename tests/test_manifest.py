@@ -16,7 +16,7 @@ from transformers import AutoModelForTokenClassification
 
 from xtremedistil_ner import io as io_mod
 from xtremedistil_ner.data.labels import LabelSet
-from xtremedistil_ner.io import MANIFEST, ArtifactError, atomic_dir, check_manifest, verify_manifest, write_manifest
+from xtremedistil_ner.io import MANIFEST, ArtifactError, atomic_dir, check_manifest, verify_manifest, write_json, write_manifest
 from xtremedistil_ner.report import MANIFEST as REPORT_MANIFEST
 from xtremedistil_ner.report import write_report
 from xtremedistil_ner.students import load_student, save_student
@@ -132,3 +132,26 @@ def test_ctrl_c_during_a_directory_swap_lands_after_it(tmp_path: Path, monkeypat
             (tmp / "v").write_text("2")
     assert (target / "v").read_text() == "2" and sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_artifacts_follow_the_umask(tmp_path: Path) -> None:
+    """Files and folders get the user's umask (0644 / 0755 under 022, 0664 / 0775 under 002
+    for a shared group folder), not the 0600 / 0700 of the temp files they are written as."""
+    previous = os.umask(0o002)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "f").write_text("x")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o664
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o775
+
+
+def test_report_says_when_latency_was_timed_on_a_busy_machine() -> None:
+    from xtremedistil_ner.report import busy_note
+
+    lat = {"median_ms": 1.0, "load_average_1min": 0.1}
+    assert busy_note({"teacher": {"latency": lat}}) is None
+    busy = busy_note({"teacher": {"latency": lat}, "s": {"latency": {**lat, "load_average_1min": 64.0}}})
+    assert busy.startswith("**Timed on a busy machine**") and "s 64.0" in busy

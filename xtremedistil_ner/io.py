@@ -23,6 +23,13 @@ class ArtifactError(XdnerError, ValueError):
     """A file written by a run that is now missing, truncated or corrupted; the message names it."""
 
 
+def _umask() -> int:
+    """The process's umask (reading it means setting it; set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temp path beside `path`; rename it into place only if the block succeeds."""
@@ -31,6 +38,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp's 0600 would make every artifact private
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -63,6 +71,7 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would lock a shared cluster folder to its writer
     try:
         yield tmp
         with _deferred_interrupt():

@@ -4,6 +4,7 @@ the repeat count adapts, so a grid can hold both sub-millisecond and minute-long
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Iterator, Sequence
 
@@ -76,6 +77,8 @@ def measure(
         "batch_size": int(ids.shape[0]),
         "seq_len": int(ids.shape[1]),
         "threads": torch.get_num_threads(),
+        # Other work on the CPU distorts these timings: the report says so when it did.
+        "load_average_1min": round(os.getloadavg()[0], 2),
     }
 
 

@@ -4,6 +4,7 @@ both files' sizes and sha256 (the report is what gets copied around and quoted).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     if any("latency" in m for m in models.values()):
         lat = next(m["latency"] for m in models.values() if "latency" in m)
         lines += ["", f"## Batch-inference latency (batch {lat['batch_size']}, length {lat['seq_len']}, {lat['threads']} threads, {report.get('device', 'cpu')})", ""]
+        busy = busy_note(models)
+        if busy:
+            lines += [busy, ""]
         lines += ["| model | median ms | sentences/s | speedup vs teacher |", "|---|---|---|---|"]
         for name, m in models.items():
             if "latency" in m:
@@ -61,6 +65,19 @@ def render_markdown(report: dict[str, Any]) -> str:
         if report["data"].get("labels_not_in_train"):
             lines += ["", f"Labels in dev/test never seen in train: {', '.join(report['data']['labels_not_in_train'])}"]
     return "\n".join(lines) + "\n"
+
+
+def busy_note(models: dict[str, Any]) -> str | None:
+    """A warning when some model was timed while other work ran on the CPU (1-minute load
+    average above half the cores): its speedup then says little; `benchmarks/latency.py` on an
+    idle machine is the measurement to quote."""
+    loads = {name: m["latency"].get("load_average_1min") for name, m in models.items() if "latency" in m}
+    busy = {n: l for n, l in loads.items() if l is not None and l > max(1.0, (os.cpu_count() or 1) / 2)}
+    if not busy:
+        return None
+    return ("**Timed on a busy machine** (1-minute load average " + ", ".join(f"{n} {l:.1f}" for n, l in busy.items())
+            + f" on {os.cpu_count()} CPUs): these latencies and speedups are distorted; run `benchmarks/latency.py` "
+            "on an idle machine for figures to quote.")
 
 
 def write_report(report: dict[str, Any], out_dir: Path) -> None:
