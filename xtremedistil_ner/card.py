@@ -90,7 +90,8 @@ def student_card(cfg: Mapping[str, Any], name: str, scope: str | None, student: 
         f"Teacher fine-tuned on {_per_lang(data.get('train_per_lang'), 'labeled training sentences')}, then run once "
         f"over {_per_lang(data.get('transfer_per_lang'), 'unlabeled transfer sentences')}"
         f"{' (plus the labeled ones)' if data.get('include_labeled_in_transfer') else ''}; the student learned in these stages "
-        "(gradual: top-down unfreezing, one sub-stage per parameter group), each selecting on dev F1:", "",
+        "(gradual: top-down unfreezing, one sub-stage per parameter group); a sub-stage of several epochs keeps its best epoch "
+        "by dev F1 (the representation stage by held-out transfer loss):", "",
         *_stage_rows(stages), "",
     ]
     if model is None:
