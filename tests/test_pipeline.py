@@ -3,6 +3,7 @@ test sentence predicted, report contents, and reruns that skip finished steps.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -111,5 +112,48 @@ def test_restrict_renumbers_windows(tiny_data: Path, tiny_teacher: Path, tmp_pat
 
 def test_steps_need_a_teacher(tmp_path: Path, tiny_data: Path, tiny_teacher: Path) -> None:
     run = make_run(tmp_path, tiny_data, tiny_teacher, "joint")
-    with pytest.raises(RuntimeError, match="xdner teach"):
-        run.annotate()
+    from xtremedistil_ner.errors import XdnerError
+
+    for step in ("annotate", "distil", "evaluate"):
+        with pytest.raises(XdnerError, match="run `xdner teach` first"):
+            getattr(run, step)()
+
+
+def test_reruns_with_other_settings_refuse_or_rebuild(tmp_path: Path, tiny_data: Path, tiny_teacher: Path) -> None:
+    """A finished run rerun with a changed setting never reuses a model built without it: teach,
+    distil and evaluate refuse, naming the changed keys (and nothing is rewritten); with
+    --overwrite exactly what the change invalidates is rebuilt."""
+    from xtremedistil_ner.errors import StaleArtifactError
+
+    first = make_run(tmp_path, tiny_data, tiny_teacher, "joint")
+    first.cfg.students = first.cfg.students[:1]
+    report = first.run_all()
+    teacher_json = (first.teacher_dir / "xdner_teacher.json").read_bytes()
+    student = first.student_dir("s") / "model" / "model.safetensors"
+    weights = student.read_bytes()
+
+    # 1. another teacher setting: teach refuses, and so do the steps built on the teacher
+    stale = make_run(tmp_path, tiny_data, tiny_teacher, "joint")
+    stale.cfg.students, stale.cfg.teacher.epochs = first.cfg.students, 2
+    for step in ("teach", "distil", "evaluate"):
+        with pytest.raises(StaleArtifactError, match=r"teacher\.epochs: 1 -> 2.*--overwrite"):
+            getattr(stale, step)()
+    # 2. another student size under the same name: distil and evaluate refuse
+    bigger = make_run(tmp_path, tiny_data, tiny_teacher, "joint")
+    bigger.cfg.students = [dataclasses.replace(first.cfg.students[0], embedding_dim=24)]
+    for step in ("distil", "evaluate"):
+        with pytest.raises(StaleArtifactError, match=r"student\.embedding_dim: 16 -> 24"):
+            getattr(bigger, step)()
+    # 3. another training file for one language: the teacher's data changed
+    other = make_run(tmp_path, tiny_data, tiny_teacher, "joint")
+    other.cfg.students = first.cfg.students
+    other.cfg.data.files["de"]["train"] = str(tiny_data / "en" / "train.txt")
+    with pytest.raises(StaleArtifactError, match="train_sentences"):
+        other.teach()
+    assert (first.teacher_dir / "xdner_teacher.json").read_bytes() == teacher_json and student.read_bytes() == weights
+    # --overwrite on case 2: only that student is distilled again; the teacher and cache stay
+    bigger.overwrite = True
+    again = bigger.run_all()
+    assert (first.teacher_dir / "xdner_teacher.json").read_bytes() == teacher_json
+    assert load_student(first.student_dir("s") / "model").config.embedding_dim == 24
+    assert again["models"]["s"]["parameters"] > report["models"]["s"]["parameters"]

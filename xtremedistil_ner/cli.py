@@ -35,6 +35,8 @@ def _common(p: argparse.ArgumentParser, config_required: bool = False) -> None:
     p.add_argument("--data-root", help="folder holding <dataset>/<lang>/{train,dev,test}.txt")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set teacher.epochs=2 (repeatable)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="rebuild artifacts in the output directory that were made from other settings (default: refuse)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         cfg = resolve_config(args)
         output_dir = cfg.output_dir
-        run = Run(cfg, command=resume_command(argv))
+        run = Run(cfg, command=resume_command(argv), overwrite=args.overwrite)
         steps = STEPS if args.command == "run" else (args.command,)
         report = run.run_all(steps)
         if report is not None and run.acc.is_main_process:

@@ -86,7 +86,7 @@ class Distiller:
 
     def __init__(
         self, student: XtremeDistilPreTrainedModel, cfg: DistilConfig, data: StageData, out_dir: Path, accelerator: Accelerator, seed: int,
-        tokenizer: PreTrainedTokenizerBase | None = None,
+        tokenizer: PreTrainedTokenizerBase | None = None, inputs: dict[str, Any] | None = None,
     ) -> None:
         for stage in cfg.stages:
             validate_stage(stage, student)
@@ -102,6 +102,7 @@ class Distiller:
         self.acc = accelerator
         self.seed = seed
         self.tokenizer = tokenizer
+        self.inputs = inputs or {}  # what the student is made from, kept in its progress (see provenance)
         self.id2label = dict(enumerate(student.labels))
 
     # -- selection -------------------------------------------------------------------------
@@ -152,6 +153,7 @@ class Distiller:
 
     def run(self) -> dict[str, Any]:
         progress = self._load_progress()
+        progress["inputs"] = self.inputs
         groups = self.student.group_parameters()
         for si, stage in enumerate(self.cfg.stages):
             for ki, trainable in enumerate(sub_stages(stage, self.student)):
@@ -296,6 +298,7 @@ class Distiller:
                 if best_state is not None:
                     save_file(best_state, str(tmp / BEST))
                 write_json(tmp / POSITION, dataclasses.asdict(st))
+                write_json(tmp / PROGRESS, {"inputs": self.inputs})  # what this state belongs to (provenance)
             acc.wait_for_everyone()
         acc.wait_for_everyone()
 
@@ -311,6 +314,20 @@ class Distiller:
         if self.acc.is_main_process:
             print(f"resuming sub-stage {key} at epoch {st.epoch + 1}, batch {st.batches} ({st.steps} steps done)", flush=True)
         return st, best_state
+
+
+NOTHING = object()  # `recorded_inputs` of a folder with no distillation work in it
+
+
+def recorded_inputs(out_dir: Path) -> Any:
+    """The inputs recorded with a student's finished or checkpointed distillation (None if it
+    recorded none), or NOTHING when the folder holds no distillation work."""
+    for path in (Path(out_dir) / PROGRESS, settled_dir(Path(out_dir) / CHECKPOINT), settled_dir(Path(out_dir) / RESUME)):
+        if path is not None and path.is_dir():
+            path = path / PROGRESS
+        if path is not None and path.is_file():
+            return read_json(path).get("inputs")
+    return NOTHING
 
 
 def is_distilled(out_dir: Path) -> bool:

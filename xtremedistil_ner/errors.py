@@ -15,3 +15,7 @@ class RunInUseError(XdnerError):
     """Another process holds the output directory's lock."""
 
     exit_status = 3
+
+
+class StaleArtifactError(XdnerError):
+    """An artifact in the output directory was built from other settings than the config's."""

@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import sys
 import time
 from functools import cached_property
@@ -25,18 +26,20 @@ from filelock import FileLock, Timeout
 from . import cache as cache_mod
 from .card import student_card
 from .checks import require_valid
-from .config import ConfigError, RunConfig, StudentConfig, save_config, to_dict
+from .config import ConfigError, RunConfig, StageConfig, StudentConfig, save_config, to_dict
 from .data.conll import Sentence
 from .data.corpus import Corpus, build_corpus
-from .distil import FINAL, PROGRESS, Distiller, StageData, is_distilled
+from .distil import FINAL, NOTHING, PROGRESS, Distiller, StageData, is_distilled, recorded_inputs
 from .encoding import Window, encode, special_ids
-from .errors import RunInUseError
+from .errors import RunInUseError, StaleArtifactError, XdnerError
 from .evaluate import logits_fn, predict_tags, score
 from .io import read_json, sha256_file, write_json, write_text
 from .layout import JOINT, RunLayout
 from .latency import make_batch, measure
+from .provenance import check_inputs, sentences_fingerprint
 from .report import write_report
 from .students import CARD, StudentType, XtremeDistilPreTrainedModel, load_student, student_type
+from .teacher import MANIFEST as TEACHER_MANIFEST
 from .teacher import count_parameters, fine_tune, is_trained, load_teacher, load_tokenizer
 
 STEPS = ("teach", "annotate", "distil", "evaluate")
@@ -57,9 +60,10 @@ def make_accelerator(cfg: RunConfig) -> Accelerator:
 class Run(RunLayout):
     """Lazily loads what each step needs; everything lands in `cfg.output_dir`."""
 
-    def __init__(self, cfg: RunConfig, accelerator: Accelerator | None = None, command: str | None = None) -> None:
+    def __init__(self, cfg: RunConfig, accelerator: Accelerator | None = None, command: str | None = None, overwrite: bool = False) -> None:
         require_valid(cfg, accelerator.num_processes if accelerator else int(os.environ.get("WORLD_SIZE", "1")))
         self.cfg = cfg
+        self.overwrite = overwrite  # rebuild artifacts made from other settings instead of refusing
         self.root = Path(cfg.output_dir)
         self.acc = accelerator or make_accelerator(cfg)
         self.command = command or shlex.join(sys.orig_argv)  # the interpreter's own command line
@@ -86,9 +90,21 @@ class Run(RunLayout):
         label2id = self.corpus.labels.label2id if split == "train" else None
         return encode(sentences, self.tokenizer, self.cfg.teacher.max_length, label2id)
 
+    @cached_property
+    def teacher_inputs(self) -> dict[str, Any]:
+        """What the fine-tuned teacher depends on (its evaluation batch size and the layer the
+        students match do not change it)."""
+        teacher = {k: v for k, v in to_dict(self.cfg)["teacher"].items() if k not in ("eval_batch_size", "layer")}
+        c = self.corpus
+        return {"teacher": teacher, "seed": self.cfg.seed, "labels": list(c.labels.tags),
+                "train_sentences": sentences_fingerprint(c.train), "dev_sentences": sentences_fingerprint(c.dev)}
+
     def _require_teacher(self) -> None:
+        """A fine-tuned teacher made from this config's settings and data."""
         if not is_trained(self.teacher_dir):
-            raise RuntimeError(f"{self.teacher_dir}: no fine-tuned teacher yet; run `xdner teach` first")
+            raise XdnerError(f"{self.teacher_dir}: no fine-tuned teacher yet; run `xdner teach` first")
+        check_inputs(self.teacher_dir, "fine-tuned teacher", read_json(self.teacher_dir / TEACHER_MANIFEST).get("inputs"),
+                     self.teacher_inputs)
 
     def _time(self, step: str, seconds: float) -> dict[str, float]:
         """Record a step's wall time in `timings.json`; returns every time recorded so far."""
@@ -101,11 +117,16 @@ class Run(RunLayout):
     # -- steps -------------------------------------------------------------------------------
     def teach(self) -> None:
         if is_trained(self.teacher_dir):
-            self._log(f"teach: fine-tuned teacher found in {self.teacher_dir}, skipping")
-            return
+            recorded = read_json(self.teacher_dir / TEACHER_MANIFEST).get("inputs")
+            if recorded == self.teacher_inputs:
+                self._log(f"teach: fine-tuned teacher found in {self.teacher_dir}, skipping")
+                return
+            if not self.overwrite:
+                check_inputs(self.teacher_dir, "fine-tuned teacher", recorded, self.teacher_inputs)
+            self._log(f"teach: {self.teacher_dir} was trained with other settings; retraining it (--overwrite)")
         t0 = time.time()
         c = self.corpus
-        fine_tune(self.cfg.teacher, c.train, c.dev, c.labels, self.teacher_dir, self.acc, self.cfg.seed)
+        fine_tune(self.cfg.teacher, c.train, c.dev, c.labels, self.teacher_dir, self.acc, self.cfg.seed, self.teacher_inputs)
         self._time("teach", time.time() - t0)
 
     def teacher_layer(self, model: torch.nn.Module) -> int:
@@ -175,12 +196,19 @@ class Run(RunLayout):
     def distil(self) -> None:
         self._require_teacher()
         teacher, _ = load_teacher(str(self.teacher_dir), self.corpus.labels, self.cfg.teacher.trust_remote_code)
+        if not cache_mod.is_complete(self.cache_dir, self._fingerprint(teacher, *self._transfer()), verify=False):
+            raise StaleArtifactError(f"{self.cache_dir}: the transfer cache is missing, unfinished or was made by another "
+                                     "teacher, transfer set or layer set; run `xdner annotate` first")
         labeled = self.windows("train")
         dev_windows = self.windows("dev")
         train_langs = [self.corpus.train[w.sent].lang for w in labeled]
         for scfg in self.cfg.students:
             for lang in self._scopes():
                 out_dir, scope_name = self.student_dir(scfg.name, lang), lang or JOINT
+                inputs = self.student_inputs(scfg, lang)
+                if self._stale_student(scfg, lang, inputs):
+                    self._log(f"distil: {scfg.name} ({scope_name}) was distilled with other settings; starting over (--overwrite)")
+                    shutil.rmtree(out_dir)
                 if is_distilled(out_dir):
                     self._log(f"distil: {scfg.name} ({scope_name}) already distilled, skipping")
                     continue
@@ -193,14 +221,40 @@ class Run(RunLayout):
                 student = self.build_student(scfg, kept, teacher)
                 self._log(f"distil: {scfg.name} ({scope_name}): {student.num_parameters() / 1e6:.2f}M parameters, vocabulary {len(kept) + 2}")
                 data = StageData(transfer, transfer.lengths(), lab, dev_sents, dev_w, self.pad_id)
-                stages = [dataclasses.replace(st, lr=st.lr * scfg.lr_scale) for st in scfg.stages or self.cfg.distil.stages]
-                distil_cfg = dataclasses.replace(self.cfg.distil, stages=stages)
-                progress = Distiller(student, distil_cfg, data, out_dir, self.acc, self.cfg.seed, self.tokenizer).run()
+                distil_cfg = dataclasses.replace(self.cfg.distil, stages=self.stages_of(scfg))
+                progress = Distiller(student, distil_cfg, data, out_dir, self.acc, self.cfg.seed, self.tokenizer, inputs).run()
                 self.write_card(scfg, lang, student)
                 # The sub-stages' own times: right also when the distillation was resumed.
                 timings = self._time(f"distil:{scfg.name}:{scope_name}", sum(h["seconds"] for h in progress["history"]))
                 # Every student's time, also those distilled by earlier runs.
                 self._time("distil", sum(v for k, v in timings.items() if k.startswith("distil:")))
+
+    def stages_of(self, scfg: StudentConfig) -> list[StageConfig]:
+        """The student's schedule: its own stages or `distil.stages`, learning rates scaled."""
+        return [dataclasses.replace(st, lr=st.lr * scfg.lr_scale) for st in scfg.stages or self.cfg.distil.stages]
+
+    def student_inputs(self, scfg: StudentConfig, lang: str | None) -> dict[str, Any]:
+        """What a distilled student depends on: its architecture and schedule, the training
+        settings that change its weights, the transfer cache (which fingerprints the teacher)
+        and the labeled and dev sentences of its scope."""
+        spec = {k: v for k, v in dataclasses.asdict(scfg).items() if k not in ("name", "stages", "lr_scale")}
+        in_scope = lambda sents: [s for s in sents if lang is None or s.lang == lang]  # noqa: E731
+        return {"student": spec, "stages": [dataclasses.asdict(st) for st in self.stages_of(scfg)],
+                "batch_size": self.cfg.distil.batch_size, "max_grad_norm": self.cfg.distil.max_grad_norm,
+                "scope": lang or JOINT, "seed": self.cfg.seed,
+                "transfer_cache": read_json(self.cache_dir / cache_mod.MANIFEST).get("fingerprint"),
+                "labeled_sentences": sentences_fingerprint(in_scope(self.corpus.train)),
+                "dev_sentences": sentences_fingerprint(in_scope(self.corpus.dev))}
+
+    def _stale_student(self, scfg: StudentConfig, lang: str | None, inputs: dict[str, Any]) -> bool:
+        """True if the student's folder holds work from other settings and `--overwrite` allows
+        starting over; refuses (naming what changed) without it. Nothing there: not stale."""
+        recorded = recorded_inputs(self.student_dir(scfg.name, lang))
+        if recorded is NOTHING or recorded == inputs:
+            return False
+        if not self.overwrite:
+            check_inputs(self.student_dir(scfg.name, lang), f"student {scfg.name!r}", recorded, inputs)
+        return True
 
     def evaluate(self) -> dict[str, Any]:
         """Test F1 per language, size and latency of the teacher and every student. A model's
@@ -228,6 +282,11 @@ class Run(RunLayout):
         models = {"teacher": self._cached_eval("teacher", [self.teacher_dir / "model.safetensors"], test_key, teacher_result)}
         models["teacher"]["compression"] = 1.0
         for scfg in self.cfg.students:
+            for lang in self._scopes():
+                if not is_distilled(self.student_dir(scfg.name, lang)):
+                    raise XdnerError(f"{self.student_dir(scfg.name, lang)}: student {scfg.name!r} is not distilled yet; run `xdner distil` first")
+                check_inputs(self.student_dir(scfg.name, lang), f"student {scfg.name!r}",
+                             recorded_inputs(self.student_dir(scfg.name, lang)), self.student_inputs(scfg, lang))
             dirs = [self.student_dir(scfg.name, lang) / FINAL for lang in self._scopes()]
             entry = self._cached_eval(scfg.name, [d / "model.safetensors" for d in dirs], test_key,
                                       lambda scfg=scfg, dirs=dirs: self._student_result(scfg, dirs, test_windows, lat_ids, lat_mask))

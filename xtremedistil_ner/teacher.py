@@ -71,9 +71,11 @@ def fine_tune(
     out_dir: Path,
     accelerator: Accelerator,
     seed: int,
+    inputs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Joint multilingual fine-tuning; the checkpoint with the best macro dev F1 is saved to
-    `out_dir` (atomically, with a manifest). Returns the training summary."""
+    `out_dir` (atomically, with a manifest recording `inputs`, what it was made from). Returns
+    the training summary."""
     model, tokenizer = load_teacher(cfg.model, labels, cfg.trust_remote_code)
     if cfg.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
@@ -125,7 +127,7 @@ def fine_tune(
             print(f"teacher epoch {epoch + 1}: dev macro F1 {dev_scores['macro']['f1']:.2f}", flush=True)
         if dev_scores["macro"]["f1"] > best_f1:
             best_f1 = dev_scores["macro"]["f1"]
-            _save(accelerator.unwrap_model(model), tokenizer, out_dir, accelerator, {"best_epoch": epoch + 1})
+            _save(accelerator.unwrap_model(model), tokenizer, out_dir, accelerator, {"best_epoch": epoch + 1, "inputs": inputs or {}})
         accelerator.wait_for_everyone()
     summary = {"history": history, "best_dev_macro_f1": best_f1, "train_seconds": round(time.time() - t0, 1)}
     if accelerator.is_main_process:
