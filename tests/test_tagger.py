@@ -84,7 +84,7 @@ def test_load_without_tokenizer_says_why(tmp_path: Path, tiny_tokenizer) -> None
 def test_entities_have_exact_character_offsets(model_dir: Path) -> None:
     text = "  Anna Schmidt,  visited\tNew-York (again)! "
     ents = Tagger.load(model_dir)(text)
-    words = ["Anna", "Schmidt", ",", "visited", "New", "-", "York", "(", "again", ")", "!"]
+    words = ["Anna", "Schmidt", ",", "visited", "New-York", "(", "again", ")", "!"]
     assert [e["text"] for e in ents] == words  # B-PER everywhere: one entity per word
     for e in ents:
         assert text[e["start"] : e["end"]] == e["text"] and e["label"] == "PER"
@@ -116,8 +116,19 @@ def test_unspaced_scripts_split_into_characters() -> None:
     words = [text[s:e] for s, e in split_words(text)]
     assert words[:9] == list("北京是中国的首都。")
     assert words[9:17] == list("東京タワーへ行く")
-    assert words[17:] == ["Anna", "'", "s", "3", ".", "5km", "ก", "รุ", "ง", "เ", "ท", "พ"]
+    assert words[17:] == ["Anna's", "3.5km", "ก", "รุ", "ง", "เ", "ท", "พ"]
     assert split_words("می\u200cخواهم") == [(0, 8)]  # ZWNJ stays inside a Persian word
+
+
+@pytest.mark.parametrize("text, words", [
+    ("Er kam nach Berlin.", ["Er", "kam", "nach", "Berlin", "."]),  # a sentence's final period
+    ("St. Petersburg, 1. FC Köln, U.S. Army.", ["St.", "Petersburg", ",", "1.", "FC", "Köln", ",", "U.S.", "Army", "."]),
+    ("''Der Spiegel'' (2005).", ["''", "Der", "Spiegel", "''", "(", "2005", ")", "."]),  # runs stay whole
+    ("Nordrhein-Westfalen d’Italia 6:4 === **", ["Nordrhein-Westfalen", "d’Italia", "6:4", "===", "**"]),
+    ("वह डॉ॰ शर्मा है।", ["वह", "डॉ॰", "शर्मा", "है।"]),  # danda and ॰ stay, as in WikiANN's Hindi
+])
+def test_punctuation_is_split_off_words_as_in_the_training_data(text: str, words: list[str]) -> None:
+    assert [text[s:e] for s, e in split_words(text)] == words
 
 
 def test_predict_text_file_to_jsonl(model_dir: Path, tmp_path: Path) -> None:
