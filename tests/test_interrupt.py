@@ -37,8 +37,8 @@ def write_config(tmp: Path, data: Path, teacher: Path) -> Path:
         "output_dir": str(tmp / "run"), "languages": ["en"], "mixed_precision": "no",
         "data": {"files": {"en": {s: str(data / "en" / f"{s}.txt") for s in ("train", "dev", "test")}},
                  "transfer_files": {"en": [str(data / "en" / "transfer.txt")]}, "include_labeled_in_transfer": False,
-                 "train_per_lang": 40, "dev_limit": 10, "test_limit": 10},
-        "teacher": {"model": str(teacher), "epochs": 1, "max_length": 16},
+                 "dev_limit": 10, "test_limit": 10},
+        "teacher": {"model": str(teacher), "epochs": 3, "lr": 0.01, "max_length": 16},
         "students": [{"name": "s", "embedding_dim": 8, "hidden_dim": 8}],
         "distil": {"stages": STAGES, "batch_size": 32},
         "eval": {"latency_repeats": 1},
@@ -83,3 +83,11 @@ def test_resume_command_is_the_command_line_as_typed(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(sys, "argv", [str(ROOT / "xtremedistil_ner" / "cli.py"), "run", "c.yaml"])
     monkeypatch.setattr(sys, "orig_argv", ["python3", "-m", "xtremedistil_ner.cli", "run", "c.yaml"])
     assert resume_command() == "python3 -m xtremedistil_ner.cli run c.yaml"
+
+
+def test_a_teacher_that_learned_nothing_stops_the_run(tmp_path: Path, tiny_data: Path, tiny_teacher: Path, capsys) -> None:
+    config = write_config(tmp_path, tiny_data, tiny_teacher)
+    assert main(["run", str(config), "--set", "teacher.epochs=1", "--set", "teacher.lr=1e-6"]) == 2
+    err = capsys.readouterr().err
+    assert "scored 0.00 macro F1 on dev after 1 epoch(s): it learned nothing to distil" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "cache").exists()  # nothing annotated or distilled from it

@@ -155,3 +155,17 @@ def test_report_says_when_latency_was_timed_on_a_busy_machine() -> None:
     assert busy_note({"teacher": {"latency": lat}}) is None
     busy = busy_note({"teacher": {"latency": lat}, "s": {"latency": {**lat, "load_average_1min": 64.0}}})
     assert busy.startswith("**Timed on a busy machine**") and "s 64.0" in busy
+
+
+def test_leftovers_of_killed_writers_are_swept(tmp_path: Path) -> None:
+    from xtremedistil_ner.io import sweep_leftovers
+
+    (tmp_path / "cache" / ".shard-00003.ab12.tmp").mkdir(parents=True)  # a killed annotate's shard
+    (tmp_path / "cache" / ".shard-00003.ab12.tmp" / "logits.npy").write_bytes(b"x" * 10)
+    (tmp_path / ".timings.json.cd34.tmp").write_text("{")
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / ".ckpt.old").mkdir()  # the swap finished: the old version is garbage
+    (tmp_path / ".model.old").mkdir()  # killed between the two renames: this IS the model
+    removed = sweep_leftovers(tmp_path)
+    assert sorted(p.name for p in removed) == [".ckpt.old", ".shard-00003.ab12.tmp", ".timings.json.cd34.tmp"]
+    assert (tmp_path / ".model.old").is_dir() and (tmp_path / "ckpt").is_dir()

@@ -110,6 +110,36 @@ def test_crash_while_saving_keeps_previous_checkpoint_and_resumes_exactly(tmp_pa
     assert progress["history"][2]["seconds"] >= 1000 > progress["history"][3]["seconds"]
 
 
+def test_a_damaged_resume_state_is_named_and_the_sub_stage_starts_over(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A truncated optimizer state (a disk filled up, a copy cut short) is caught by the state's
+    manifest before anything is loaded; the sub-stage restarts from the last finished one, which
+    gives the weights an uninterrupted run gets."""
+    cfg = DistilConfig(batch_size=4, eval_batch_size=8, stages=STAGES, checkpoint_every=2)
+    Distiller(make_student(), cfg, make_data(), tmp_path / "ref", Accelerator(cpu=True), seed=0).run()
+    acc = Accelerator(cpu=True)
+    save_state, calls = acc.save_state, []
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_the_7th(path: str) -> None:
+        calls.append(path)
+        if len(calls) == 8:
+            raise Crash
+        save_state(path)
+
+    acc.save_state = crash_after_the_7th
+    with pytest.raises(Crash):
+        Distiller(make_student(), cfg, make_data(), tmp_path / "run", acc, seed=0).run()
+    optimizer = tmp_path / "run" / RESUME / "optimizer.bin"
+    optimizer.write_bytes(optimizer.read_bytes()[:100])
+    capsys.readouterr()
+    Distiller(make_student(), cfg, make_data(), tmp_path / "run", Accelerator(cpu=True), seed=0).run()
+    out = capsys.readouterr().out
+    assert "is damaged and is discarded" in out and f"{optimizer}: " in out
+    assert_identical(weights(tmp_path / "run"), weights(tmp_path / "ref"))
+
+
 def test_settled_dir_falls_back_to_the_previous_version(tmp_path: Path) -> None:
     assert settled_dir(tmp_path / "x") is None
     (tmp_path / ".x.old").mkdir()  # a kill between atomic_dir's two renames

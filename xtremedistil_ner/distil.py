@@ -30,7 +30,7 @@ from .config import DistilConfig, StageConfig
 from .data.conll import Sentence
 from .encoding import Window
 from .evaluate import logits_fn, predict_tags, score
-from .io import atomic_dir, read_json, settled_dir, write_json
+from .io import atomic_dir, read_json, settled_dir, verify_manifest, write_json, write_manifest
 from .stages import LOSSES, SELECT_ON_LOSS, loss_units, student_outputs, sub_stages, validate_stage
 from .students import XtremeDistilPreTrainedModel, load_student, save_student
 
@@ -300,16 +300,33 @@ class Distiller:
                 write_json(tmp / POSITION, dataclasses.asdict(st))
                 write_json(tmp / PROGRESS, {"inputs": self.inputs})  # what this state belongs to (provenance)
             acc.wait_for_everyone()
+            if acc.is_main_process:  # every process's part, so a damaged state is caught before it is loaded
+                write_manifest(tmp, files=sorted(p.name for p in tmp.iterdir() if p.is_file() and p.name not in (POSITION, PROGRESS)))
         acc.wait_for_everyone()
 
     def _restore(self, key: str) -> tuple[SubStageState, dict[str, torch.Tensor] | None]:
         """The saved state of sub-stage `key` loaded into the prepared model, optimizer and RNGs,
         or a fresh start when there is none for it."""
         path = settled_dir(self.out_dir / RESUME)
-        if path is None or not (path / POSITION).exists() or read_json(path / POSITION)["key"] != key:
+        if path is None or not (path / POSITION).exists():
+            return SubStageState(key), None
+        problems = verify_manifest(path)
+        try:
+            position = read_json(path / POSITION)
+        except (OSError, ValueError) as exc:
+            problems.append(f"{path / POSITION}: unreadable ({exc})")
+        if problems:  # damaged after it was written: back to the last good state, the sub-stage's start
+            if self.acc.is_main_process:
+                print(f"the mid-sub-stage state in {path} is damaged and is discarded; the sub-stage starts over from the "
+                      "last finished one:\n  " + "\n  ".join(problems), flush=True)
+            self.acc.wait_for_everyone()
+            if self.acc.is_main_process:
+                shutil.rmtree(path, ignore_errors=True)
+            return SubStageState(key), None
+        if position["key"] != key:
             return SubStageState(key), None
         self.acc.load_state(str(path))
-        st = SubStageState(**read_json(path / POSITION))
+        st = SubStageState(**position)
         best_state = load_file(str(path / BEST)) if (path / BEST).exists() else None
         if self.acc.is_main_process:
             print(f"resuming sub-stage {key} at epoch {st.epoch + 1}, batch {st.batches} ({st.steps} steps done)", flush=True)

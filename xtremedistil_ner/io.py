@@ -159,6 +159,20 @@ def check_manifest(directory: Path, name: str = MANIFEST, checksums: bool = True
                             + "\n  delete it and rerun the step that writes it")
 
 
+def sweep_leftovers(root: Path) -> list[Path]:
+    """Remove what killed writers left under `root`: `atomic_path`/`atomic_dir` temp files and
+    folders (`.NAME.*.tmp`), and `.NAME.old` once NAME exists (without NAME it is the settled
+    version, see `settled_dir`). Only safe while no other process writes there (the run's lock)."""
+    removed = []
+    for path in sorted(Path(root).rglob(".*"), key=lambda p: len(p.parts), reverse=True):
+        name = path.name
+        stale_old = name.endswith(".old") and path.with_name(name[1:-len(".old")]).exists()
+        if name.endswith(".tmp") or stale_old:
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
 def settled_dir(path: Path) -> Path | None:
     """`path` if it exists; else the previous version that a kill between `atomic_dir`'s two
     renames leaves at `.NAME.old`; else None."""

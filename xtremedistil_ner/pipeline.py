@@ -33,7 +33,7 @@ from .distil import FINAL, NOTHING, PROGRESS, Distiller, StageData, is_distilled
 from .encoding import Window, encode, special_ids
 from .errors import RunInUseError, StaleArtifactError, XdnerError
 from .evaluate import logits_fn, predict_tags, score
-from .io import read_json, sha256_file, write_json, write_text
+from .io import read_json, sha256_file, sweep_leftovers, write_json, write_text
 from .layout import JOINT, RunLayout
 from .latency import make_batch, measure
 from .provenance import check_inputs, sentences_fingerprint
@@ -103,8 +103,13 @@ class Run(RunLayout):
         """A fine-tuned teacher made from this config's settings and data."""
         if not is_trained(self.teacher_dir):
             raise XdnerError(f"{self.teacher_dir}: no fine-tuned teacher yet; run `xdner teach` first")
-        check_inputs(self.teacher_dir, "fine-tuned teacher", read_json(self.teacher_dir / TEACHER_MANIFEST).get("inputs"),
-                     self.teacher_inputs)
+        record = read_json(self.teacher_dir / TEACHER_MANIFEST)
+        check_inputs(self.teacher_dir, "fine-tuned teacher", record.get("inputs"), self.teacher_inputs)
+        if record["best_dev_macro_f1"] <= 0:
+            raise XdnerError(
+                f"{self.teacher_dir}: the fine-tuned teacher scored 0.00 macro F1 on dev after {len(record.get('history', []))} "
+                "epoch(s): it learned nothing to distil. Train it longer (teacher.epochs) or with a higher teacher.lr, or "
+                "check the labels, then rerun `xdner teach --overwrite`")
 
     def _time(self, step: str, seconds: float) -> dict[str, float]:
         """Record a step's wall time in `timings.json`; returns every time recorded so far."""
@@ -128,6 +133,7 @@ class Run(RunLayout):
         c = self.corpus
         fine_tune(self.cfg.teacher, c.train, c.dev, c.labels, self.teacher_dir, self.acc, self.cfg.seed, self.teacher_inputs)
         self._time("teach", time.time() - t0)
+        self._require_teacher()  # one that learned nothing stops the run here
 
     def teacher_layer(self, model: torch.nn.Module) -> int:
         """The layer a single-projection student (the BiLSTM) matches: the middle by default."""
@@ -393,6 +399,9 @@ class Run(RunLayout):
             raise RunInUseError(f"{self.root} is in use by another xdner process (it holds {self.root / LOCK}); "
                                 "wait for it to finish, or use another --output-dir") from None
         try:
+            left = sweep_leftovers(self.root)
+            if left:
+                self._log(f"removed {len(left)} unfinished file(s) or folder(s) a killed run left in {self.root}")
             save_config(self.cfg, self.root / "config.yaml")
             self.acc.wait_for_everyone()
             yield
