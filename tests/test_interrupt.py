@@ -91,3 +91,30 @@ def test_a_teacher_that_learned_nothing_stops_the_run(tmp_path: Path, tiny_data:
     err = capsys.readouterr().err
     assert "scored 0.00 macro F1 on dev after 1 epoch(s): it learned nothing to distil" in err and "Traceback" not in err
     assert not (tmp_path / "run" / "cache").exists()  # nothing annotated or distilled from it
+
+
+def test_one_go_step_by_step_and_after_a_killed_annotate_give_the_same_student(tmp_path: Path, tiny_data: Path, tiny_teacher: Path) -> None:
+    """Every random choice is seeded from the run's seed and what it is for, never from the global
+    RNG state a process happens to have: `xdner run` in one process, the steps as separate
+    commands, and a rerun after `annotate` was killed mid-shard (its unfinished shard folder left
+    behind) give byte-identical students."""
+    config = write_config(tmp_path, tiny_data, tiny_teacher)
+
+    def xdner(*args: str, out: str) -> None:
+        proc = subprocess.run([sys.executable, "-m", "xtremedistil_ner.cli", *args, "--output-dir", str(tmp_path / out)],
+                              cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+
+    def student(out: str) -> bytes:
+        return (tmp_path / out / "students" / "s" / "joint" / "model" / "model.safetensors").read_bytes()
+
+    xdner("run", str(config), out="one-go")
+    for step in ("teach", "annotate", "distil"):
+        xdner(step, "--config", str(config), out="steps")
+    assert student("steps") == student("one-go")
+    xdner("teach", "--config", str(config), out="killed")
+    unfinished = tmp_path / "killed" / "cache" / ".shard-00000.x1y2.tmp"  # what a kill -9 mid-shard leaves
+    unfinished.mkdir(parents=True)
+    (unfinished / "logits.npy").write_bytes(b"\x93NUMPY" + b"\0" * 100)
+    xdner("run", str(config), out="killed")
+    assert not unfinished.exists() and student("killed") == student("one-go")
