@@ -4,6 +4,7 @@ never interrupted (same seed, dropout on, so RNG states must be restored too).""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -81,8 +82,11 @@ STAGES = [StageConfig("logits", "logits_mse", "transfer", "gradual", epochs=1, l
           StageConfig("gold", "gold", "labeled", "all", epochs=3, lr=0.05, patience=3)]
 
 
-def test_crash_while_saving_keeps_previous_checkpoint_and_resumes_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg = DistilConfig(batch_size=4, eval_batch_size=8, stages=STAGES, checkpoint_every=2)
+@pytest.mark.parametrize("scheduler", ["constant", "cosine"])
+def test_crash_while_saving_keeps_previous_checkpoint_and_resumes_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scheduler: str) -> None:
+    """With a learning-rate schedule too: the resumed sub-stage continues at the step it reached."""
+    stages = [dataclasses.replace(st, scheduler=scheduler, warmup_ratio=0.2 if scheduler != "constant" else 0.0) for st in STAGES]
+    cfg = DistilConfig(batch_size=4, eval_batch_size=8, stages=stages, checkpoint_every=2)
     Distiller(make_student(), cfg, make_data(), tmp_path / "ref", Accelerator(cpu=True), seed=0).run()
     acc = Accelerator(cpu=True)
     save_state, calls = acc.save_state, []
@@ -146,3 +150,20 @@ def test_settled_dir_falls_back_to_the_previous_version(tmp_path: Path) -> None:
     assert settled_dir(tmp_path / "x") == tmp_path / ".x.old"
     (tmp_path / "x").mkdir()
     assert settled_dir(tmp_path / "x") == tmp_path / "x"
+
+
+def test_a_schedule_changes_training_and_bad_ones_are_refused(tmp_path: Path) -> None:
+    from xtremedistil_ner.stages import validate_stage
+
+    cfg = DistilConfig(batch_size=4, eval_batch_size=8, stages=STAGES, checkpoint_every=0)
+    Distiller(make_student(), cfg, make_data(), tmp_path / "constant", Accelerator(cpu=True), seed=0).run()
+    linear = [dataclasses.replace(st, scheduler="linear") for st in STAGES]
+    Distiller(make_student(), dataclasses.replace(cfg, stages=linear), make_data(), tmp_path / "linear", Accelerator(cpu=True), seed=0).run()
+    a, b = weights(tmp_path / "constant"), weights(tmp_path / "linear")
+    assert any(not torch.equal(a[k], b[k]) for k in a if k != "id_map")
+    for bad, message in ((dict(scheduler="step"), "scheduler 'step' is not one of"),
+                         (dict(scheduler="reduce_lr_on_plateau"), "is not one of"),
+                         (dict(warmup_ratio=0.1), "use constant_with_warmup"),
+                         (dict(scheduler="cosine", warmup_ratio=1.0), "warmup_ratio must be in")):
+        with pytest.raises(ValueError, match=message):
+            validate_stage(dataclasses.replace(STAGES[0], **bad), make_student())

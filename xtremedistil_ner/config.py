@@ -91,6 +91,8 @@ class StageConfig:
     lr: float = 1e-3
     patience: int = 2
     temperature: float = 1.0
+    scheduler: str = "constant"  # any transformers.get_scheduler name, per sub-stage (linear, cosine, ...)
+    warmup_ratio: float = 0.0  # share of each sub-stage's steps spent warming up to `lr`
 
     def epochs_at(self, sub_stage: int) -> int:
         if isinstance(self.epochs, int):

@@ -23,7 +23,7 @@ from accelerate.utils import broadcast_object_list, set_seed
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
-from transformers import PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase, get_scheduler
 
 from .batching import LengthBatchSampler, WindowDataset, batch_loader, check_global_batch, global_batch_loss, to_device
 from .config import DistilConfig, StageConfig
@@ -204,11 +204,18 @@ class Distiller:
         self.student.to(acc.device).train()
         self._freeze_unreached(loader, stage)
         params = [p for p in self.student.parameters() if p.requires_grad]
-        optimizer = torch.optim.Adam(params, lr=stage.lr)
+        adam = torch.optim.Adam(params, lr=stage.lr)
         # A fresh DDP wrapper per sub-stage: DDP registers the parameters that require grad
         # when it is built, and gradual unfreezing changes that set between sub-stages.
-        model, optimizer = acc.prepare(self.student, optimizer)
+        model, optimizer = acc.prepare(self.student, adam)
         st, best_state = self._restore(key)
+        # The learning rate is a function of the step: built after the optimizer's state is
+        # restored and moved to the step a resumed run had reached, it continues exactly. Left
+        # unprepared, like the teacher's: Accelerate would step it once per process.
+        total = epochs * len(sampler)
+        scheduler = get_scheduler(stage.scheduler, adam, num_warmup_steps=int(stage.warmup_ratio * total), num_training_steps=total)
+        for _ in range(st.steps):
+            scheduler.step()
         started = time.time() - st.seconds  # a resumed sub-stage counts its earlier runs' time
         loss_fn = LOSSES[stage.loss]
         label = f"{stage.name}[{'+'.join(trainable)}]"
@@ -227,6 +234,7 @@ class Distiller:
                 if self.cfg.max_grad_norm:
                     acc.clip_grad_norm_(params, self.cfg.max_grad_norm)
                 optimizer.step()
+                scheduler.step()
                 optimizer.zero_grad()
                 st.running.append(value)
                 st.batches += 1

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
+from transformers import SchedulerType
 
 from .config import StageConfig
 from .encoding import IGNORE
@@ -76,6 +77,9 @@ def loss_units(loss: str, batch: Batch) -> torch.Tensor:
     return batch["attention_mask"].sum()
 
 
+# Schedulers that need more than warm-up and length (a metric, extra arguments) do not fit a stage.
+UNSUPPORTED_SCHEDULERS = {"reduce_lr_on_plateau", "inverse_sqrt", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
+                          "warmup_stable_decay", "greedy"}
 NEEDS_TRANSFER = {"representation", "logits_mse", "logits_kl", "hard"}
 # Before the classifier has been trained, dev F1 says nothing; select on held-out loss instead.
 SELECT_ON_LOSS = {"representation"}
@@ -95,6 +99,14 @@ def validate_stage(stage: StageConfig, student: "XtremeDistilPreTrainedModel") -
         raise ValueError(f"stage {stage.name!r}: epochs must be a positive number or a non-empty list of them (got {stage.epochs!r})")
     if isinstance(stage.epochs, list) and stage.train != "gradual":
         raise ValueError(f"stage {stage.name!r}: a list of epochs needs train: gradual (one entry per sub-stage)")
+    schedulers = [s.value for s in SchedulerType]
+    if stage.scheduler not in schedulers or stage.scheduler in UNSUPPORTED_SCHEDULERS:
+        raise ValueError(f"stage {stage.name!r}: scheduler {stage.scheduler!r} is not one of "
+                         f"{[s for s in schedulers if s not in UNSUPPORTED_SCHEDULERS]}")
+    if not 0 <= stage.warmup_ratio < 1:
+        raise ValueError(f"stage {stage.name!r}: warmup_ratio must be in [0, 1) (got {stage.warmup_ratio})")
+    if stage.warmup_ratio and stage.scheduler == "constant":
+        raise ValueError(f"stage {stage.name!r}: scheduler 'constant' has no warm-up; use constant_with_warmup")
     if isinstance(stage.train, list):
         known = [*student.groups, *student.aliases()]
         unknown = sorted(set(stage.train) - set(known))
