@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -132,3 +133,53 @@ def test_epoch_list_sets_each_gradual_sub_stage(tmp_path: Path) -> None:
     assert all("dev_macro_f1" in e for h in progress["history"][1:] for e in h["epochs"])
     # The final dev scores are the last sub-stage's best epoch's, which are the saved model's.
     assert progress["final_dev"] == progress["history"][-1]["best_dev"] == distiller.dev_f1(load_student(tmp_path / "model"))
+
+
+make_gold_data = make_data
+
+
+def test_a_stage_that_lowers_dev_f1_gives_back_the_model_that_entered_it(tmp_path: Path) -> None:
+    """Stage-entry weights are kept (in checkpoints too); a stage that ends below them on macro
+    dev F1 is rolled back, also when the run was interrupted inside that stage and resumed."""
+    good = StageConfig("good", "gold", "labeled", "all", epochs=3, lr=0.05, patience=3)
+    # A teacher that says "O" everywhere: imitating it loses the dev entity the gold stage learned.
+    wreck = StageConfig("wreck", "hard", "transfer", "gradual", epochs=1, lr=0.05)
+
+    def make_data() -> StageData:
+        data = make_gold_data()
+        for item in data.transfer.items:
+            item["teacher_logits"][:] = np.array([10.0, -10.0, -10.0], dtype=np.float16)
+        return data
+
+    cfg = DistilConfig(batch_size=4, eval_batch_size=8, stages=[good], checkpoint_every=0)
+    only_good = Distiller(make_student(), cfg, make_data(), tmp_path / "good", Accelerator(cpu=True), seed=0).run()
+    both = dataclasses.replace(cfg, stages=[good, wreck], checkpoint_every=1)
+    progress = Distiller(make_student(), both, make_data(), tmp_path / "both", Accelerator(cpu=True), seed=0).run()
+    record = progress["history"][-1]
+    assert only_good["final_dev"]["macro"]["f1"] > 0
+    assert record["rolled_back"] and record["stage_entry_dev_macro_f1"] == only_good["final_dev"]["macro"]["f1"]
+    assert progress["final_dev"] == only_good["final_dev"]
+    kept = load_student(tmp_path / "both" / "model").state_dict()
+    for k, v in load_student(tmp_path / "good" / "model").state_dict().items():
+        assert torch.equal(v, kept[k]), k
+
+    acc = Accelerator(cpu=True)
+    save_state, calls = acc.save_state, []
+
+    class Crash(Exception):
+        pass
+
+    def crash_in_the_wreck(path: str) -> None:  # 9 saves in "good", 6 in wreck's first sub-stage, then its second's first
+        calls.append(path)
+        save_state(path)
+        if len(calls) == 16:
+            raise Crash
+
+    acc.save_state = crash_in_the_wreck
+    with pytest.raises(Crash):
+        Distiller(make_student(), both, make_data(), tmp_path / "resumed", acc, seed=0).run()
+    assert (tmp_path / "resumed" / "checkpoint" / "stage_entry.safetensors").exists()
+    again = Distiller(make_student(), both, make_data(), tmp_path / "resumed", Accelerator(cpu=True), seed=0).run()
+    assert again["history"][-1]["rolled_back"] and again["final_dev"] == only_good["final_dev"]
+    resumed = load_student(tmp_path / "resumed" / "model").state_dict()
+    assert all(torch.equal(v, resumed[k]) for k, v in kept.items())

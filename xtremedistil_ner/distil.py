@@ -39,6 +39,7 @@ CHECKPOINT = "checkpoint"
 RESUME = "resume"
 POSITION = "position.json"
 BEST = "best.safetensors"
+ENTRY = "stage_entry.safetensors"  # the model that entered a guarded stage, in checkpoints
 FINAL = "model"
 
 
@@ -103,6 +104,7 @@ class Distiller:
         self.seed = seed
         self.tokenizer = tokenizer
         self.inputs = inputs or {}  # what the student is made from, kept in its progress (see provenance)
+        self.entry_state: dict[str, torch.Tensor] | None = None  # see `_keep_the_better`
         self.id2label = dict(enumerate(student.labels))
 
     # -- selection -------------------------------------------------------------------------
@@ -156,7 +158,12 @@ class Distiller:
         progress["inputs"] = self.inputs
         groups = self.student.group_parameters()
         for si, stage in enumerate(self.cfg.stages):
-            for ki, trainable in enumerate(sub_stages(stage, self.student)):
+            subs = sub_stages(stage, self.student)
+            if self._guarded(si) and f"{si}.0" not in progress["done"]:
+                # The model entering the stage, kept (on disk too) until the stage is done.
+                progress["entry"] = {"stage": si, "dev": self._current_dev(progress)}
+                self.entry_state = {k: v.detach().cpu().clone() for k, v in self.student.state_dict().items()}
+            for ki, trainable in enumerate(subs):
                 key = f"{si}.{ki}"
                 if key in progress["done"]:
                     continue
@@ -169,18 +176,48 @@ class Distiller:
                 record = self._train_sub_stage(stage, si, key, trainable, stage.epochs_at(ki))
                 progress["done"].append(key)
                 progress["history"].append(record)
+                if ki == len(subs) - 1 and progress.get("entry", {}).get("stage") == si:
+                    self._keep_the_better(stage, progress)
                 self._checkpoint(progress)
         for p in self.student.parameters():
             p.requires_grad_(True)
         # The last sub-stage's best weights are the final ones: its dev scores, when it selected
         # on dev F1, need no second pass.
-        last = progress["history"][-1] if progress["history"] else {}
-        progress["final_dev"] = last.get("best_dev") or self.dev_f1(self.student)
+        progress["final_dev"] = self._current_dev(progress)
         if self.acc.is_main_process:
             save_student(self.student, self.out_dir / FINAL, self.tokenizer)
             write_json(self.out_dir / PROGRESS, progress)
         self.acc.wait_for_everyone()
         return progress
+
+    def _guarded(self, si: int) -> bool:
+        """Whether stage `si` is compared with the model that entered it: only when that model
+        already has a trained classifier (an earlier stage trained it), so dev F1 means something."""
+        stages = self.cfg.stages
+        return stages[si].loss != "representation" and any(s.loss != "representation" for s in stages[:si])
+
+    def _current_dev(self, progress: dict[str, Any]) -> dict[str, Any]:
+        """Dev scores of the student as it is: the last sub-stage's, when it selected on dev F1
+        (or a stage was rolled back to known scores), else one dev pass."""
+        last = progress["history"][-1] if progress["history"] else {}
+        return last.get("best_dev") or self.dev_f1(self.student)
+
+    def _keep_the_better(self, stage: StageConfig, progress: dict[str, Any]) -> None:
+        """After a guarded stage: if it lowered macro dev F1, the model that entered it comes back
+        (a stage must not silently replace a better model); the record says so either way."""
+        entry = progress.pop("entry")
+        after = self._current_dev(progress)
+        record = progress["history"][-1]
+        record["best_dev"] = after
+        record["stage_entry_dev_macro_f1"] = entry["dev"]["macro"]["f1"]
+        record["rolled_back"] = after["macro"]["f1"] < entry["dev"]["macro"]["f1"]
+        if record["rolled_back"]:
+            self.student.load_state_dict(self.entry_state)
+            record["best_dev"] = entry["dev"]
+            if self.acc.is_main_process:
+                print(f"  stage {stage.name!r} lowered macro dev F1 ({entry['dev']['macro']['f1']:.2f} -> {after['macro']['f1']:.2f}): "
+                      "keeping the model that entered it", flush=True)
+        self.entry_state = None
 
     def _freeze_unreached(self, loader: DataLoader, stage: StageConfig) -> None:
         """Freeze trainable parameters the stage's loss never reaches (the classifier under the
@@ -277,6 +314,8 @@ class Distiller:
         if path is not None and (path / PROGRESS).exists():
             progress = read_json(path / PROGRESS)
             self.student.load_state_dict(load_student(path).state_dict())
+            if progress.get("entry") is not None:
+                self.entry_state = load_file(str(path / ENTRY))
             if self.acc.is_main_process:
                 print(f"resuming distillation in {self.out_dir}: {len(progress['done'])} sub-stages already done", flush=True)
             return progress
@@ -289,6 +328,8 @@ class Distiller:
         if self.acc.is_main_process:
             with atomic_dir(self.out_dir / CHECKPOINT) as tmp:
                 save_student(self.student, tmp, self.tokenizer)
+                if progress.get("entry") is not None:
+                    save_file(self.entry_state, str(tmp / ENTRY))
                 write_json(tmp / PROGRESS, progress)
             for stale in [self.out_dir / RESUME, *self.out_dir.glob(f".{RESUME}.*")]:  # with kills' leftovers
                 shutil.rmtree(stale, ignore_errors=True)
