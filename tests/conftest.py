@@ -114,3 +114,27 @@ def tiny_student(labels, kept, pad_id: int, teacher_vocab_size: int, kind: str =
     model = kind_cls.model_class(config)
     model.set_vocabulary(kept, pad_id)
     return model
+
+
+class Crash(Exception):
+    """A crash injected into a training run by `crashing_accelerator`."""
+
+
+def crashing_accelerator(at: int, after_writing: bool = True):
+    """A CPU Accelerator whose `at`-th `save_state` raises `Crash`: after writing its files
+    (a crash before the state's directory is swapped in) or before writing anything."""
+    from accelerate import Accelerator
+
+    acc = Accelerator(cpu=True)
+    save_state, calls = acc.save_state, []
+
+    def save(path: str) -> None:
+        calls.append(path)
+        if len(calls) == at and not after_writing:
+            raise Crash
+        save_state(path)
+        if len(calls) == at:
+            raise Crash
+
+    acc.save_state = save
+    return acc

@@ -25,7 +25,7 @@ from xtremedistil_ner.io import settled_dir
 from xtremedistil_ner.students import XtremeDistilPreTrainedModel
 
 from test_stages import LABELS, make_data
-from conftest import tiny_student
+from conftest import Crash, crashing_accelerator, tiny_student
 
 WORKER = Path(__file__).with_name("mp_worker.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
@@ -83,24 +83,12 @@ STAGES = [StageConfig("logits", "logits_mse", "transfer", "gradual", epochs=1, l
 
 
 @pytest.mark.parametrize("scheduler", ["constant", "cosine"])
-def test_crash_while_saving_keeps_previous_checkpoint_and_resumes_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scheduler: str) -> None:
+def test_crash_while_saving_keeps_previous_checkpoint_and_resumes_exactly(tmp_path: Path, scheduler: str) -> None:
     """With a learning-rate schedule too: the resumed sub-stage continues at the step it reached."""
     stages = [dataclasses.replace(st, scheduler=scheduler, warmup_ratio=0.2 if scheduler != "constant" else 0.0) for st in STAGES]
     cfg = DistilConfig(batch_size=4, eval_batch_size=8, stages=stages, checkpoint_every=2)
     Distiller(make_student(), cfg, make_data(), tmp_path / "ref", Accelerator(cpu=True), seed=0).run()
-    acc = Accelerator(cpu=True)
-    save_state, calls = acc.save_state, []
-
-    class Crash(Exception):
-        pass
-
-    def crash_on_the_8th(path: str) -> None:
-        calls.append(path)
-        save_state(path)
-        if len(calls) == 8:  # 3 saves per logits sub-stage: this is sub-stage 0.2's second, half written
-            raise Crash
-
-    monkeypatch.setattr(acc, "save_state", crash_on_the_8th)
+    acc = crashing_accelerator(8)  # 3 saves per logits sub-stage: the 8th is sub-stage 0.2's second, half written
     with pytest.raises(Crash):
         Distiller(make_student(), cfg, make_data(), tmp_path / "run", acc, seed=0).run()
     st = json.loads((tmp_path / "run" / RESUME / POSITION).read_text())
@@ -120,19 +108,7 @@ def test_a_damaged_resume_state_is_named_and_the_sub_stage_starts_over(tmp_path:
     gives the weights an uninterrupted run gets."""
     cfg = DistilConfig(batch_size=4, eval_batch_size=8, stages=STAGES, checkpoint_every=2)
     Distiller(make_student(), cfg, make_data(), tmp_path / "ref", Accelerator(cpu=True), seed=0).run()
-    acc = Accelerator(cpu=True)
-    save_state, calls = acc.save_state, []
-
-    class Crash(Exception):
-        pass
-
-    def crash_after_the_7th(path: str) -> None:
-        calls.append(path)
-        if len(calls) == 8:
-            raise Crash
-        save_state(path)
-
-    acc.save_state = crash_after_the_7th
+    acc = crashing_accelerator(8, after_writing=False)
     with pytest.raises(Crash):
         Distiller(make_student(), cfg, make_data(), tmp_path / "run", acc, seed=0).run()
     optimizer = tmp_path / "run" / RESUME / "optimizer.bin"

@@ -19,7 +19,7 @@ from xtremedistil_ner.encoding import Window
 from xtremedistil_ner.stages import sub_stages, validate_stage
 from xtremedistil_ner.students import XtremeDistilPreTrainedModel, load_student
 
-from conftest import tiny_student
+from conftest import Crash, crashing_accelerator, tiny_student
 
 LABELS = ["O", "B-PER", "I-PER"]
 
@@ -163,19 +163,7 @@ def test_a_stage_that_lowers_dev_f1_gives_back_the_model_that_entered_it(tmp_pat
     for k, v in load_student(tmp_path / "good" / "model").state_dict().items():
         assert torch.equal(v, kept[k]), k
 
-    acc = Accelerator(cpu=True)
-    save_state, calls = acc.save_state, []
-
-    class Crash(Exception):
-        pass
-
-    def crash_in_the_wreck(path: str) -> None:  # 9 saves in "good", 6 in wreck's first sub-stage, then its second's first
-        calls.append(path)
-        save_state(path)
-        if len(calls) == 16:
-            raise Crash
-
-    acc.save_state = crash_in_the_wreck
+    acc = crashing_accelerator(16)  # 9 saves in "good", 6 in wreck's first sub-stage, then its second's first
     with pytest.raises(Crash):
         Distiller(make_student(), both, make_data(), tmp_path / "resumed", acc, seed=0).run()
     assert (tmp_path / "resumed" / "checkpoint" / "stage_entry.safetensors").exists()
