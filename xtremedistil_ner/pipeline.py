@@ -36,7 +36,7 @@ from .evaluate import logits_fn, predict_tags, score
 from .io import read_json, sha256_file, sweep_leftovers, write_json, write_text
 from .layout import JOINT, RunLayout
 from .latency import make_batch, measure
-from .provenance import check_inputs, sentences_fingerprint
+from .provenance import check_inputs, must_rebuild, sentences_fingerprint
 from .report import write_report
 from .students import CARD, StudentType, XtremeDistilPreTrainedModel, load_student, student_type
 from .teacher import MANIFEST as TEACHER_MANIFEST
@@ -123,11 +123,9 @@ class Run(RunLayout):
     def teach(self) -> None:
         if is_trained(self.teacher_dir):
             recorded = read_json(self.teacher_dir / TEACHER_MANIFEST).get("inputs")
-            if recorded == self.teacher_inputs:
+            if not must_rebuild(self.teacher_dir, "fine-tuned teacher", recorded, self.teacher_inputs, self.overwrite):
                 self._log(f"teach: fine-tuned teacher found in {self.teacher_dir}, skipping")
                 return
-            if not self.overwrite:
-                check_inputs(self.teacher_dir, "fine-tuned teacher", recorded, self.teacher_inputs)
             self._log(f"teach: {self.teacher_dir} was trained with other settings; retraining it (--overwrite)")
         t0 = time.time()
         c = self.corpus
@@ -156,7 +154,10 @@ class Run(RunLayout):
         """Every teacher layer some configured student matches, so one annotation serves all."""
         return sorted({g for scfg in self.cfg.students for g in self.student_layers(scfg, model)})
 
-    def _transfer(self) -> tuple[list[Window], list[str]]:
+    @cached_property
+    def transfer_windows(self) -> tuple[list[Window], list[str]]:
+        """The transfer set's windows and their languages; encoded once per run, for annotating
+        and for the cache check before distilling."""
         sentences = self.corpus.transfer
         windows = encode(sentences, self.tokenizer, self.cfg.teacher.max_length)
         return windows, [sentences[w.sent].lang for w in windows]
@@ -170,7 +171,7 @@ class Run(RunLayout):
     def annotate(self) -> None:
         self._require_teacher()
         model, _ = load_teacher(str(self.teacher_dir), self.corpus.labels, self.cfg.teacher.trust_remote_code)
-        windows, langs = self._transfer()
+        windows, langs = self.transfer_windows
         fp = self._fingerprint(model, windows, langs)
         if cache_mod.is_complete(self.cache_dir, fp):
             self._log(f"annotate: transfer cache in {self.cache_dir} is complete and matches, skipping")
@@ -202,7 +203,7 @@ class Run(RunLayout):
     def distil(self) -> None:
         self._require_teacher()
         teacher, _ = load_teacher(str(self.teacher_dir), self.corpus.labels, self.cfg.teacher.trust_remote_code)
-        if not cache_mod.is_complete(self.cache_dir, self._fingerprint(teacher, *self._transfer()), verify=False):
+        if not cache_mod.is_complete(self.cache_dir, self._fingerprint(teacher, *self.transfer_windows), verify=False):
             raise StaleArtifactError(f"{self.cache_dir}: the transfer cache is missing, unfinished or was made by another "
                                      "teacher, transfer set or layer set; run `xdner annotate` first")
         labeled = self.windows("train")
@@ -256,11 +257,8 @@ class Run(RunLayout):
         """True if the student's folder holds work from other settings and `--overwrite` allows
         starting over; refuses (naming what changed) without it. Nothing there: not stale."""
         recorded = recorded_inputs(self.student_dir(scfg.name, lang))
-        if recorded is NOTHING or recorded == inputs:
-            return False
-        if not self.overwrite:
-            check_inputs(self.student_dir(scfg.name, lang), f"student {scfg.name!r}", recorded, inputs)
-        return True
+        return recorded is not NOTHING and must_rebuild(self.student_dir(scfg.name, lang), f"student {scfg.name!r}", recorded,
+                                                        inputs, self.overwrite)
 
     def evaluate(self) -> dict[str, Any]:
         """Test F1 per language, size and latency of the teacher and every student. A model's

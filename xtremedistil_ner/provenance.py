@@ -42,6 +42,16 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:12] + "…"
 
 
+def must_rebuild(artifact: Path, what: str, recorded: Mapping[str, Any] | None, current: Mapping[str, Any], overwrite: bool) -> bool:
+    """Whether an existing artifact has to be built again: False when it was made from `current`;
+    True when it was not and `overwrite` allows rebuilding; otherwise `check_inputs` refuses."""
+    if recorded == current:
+        return False
+    if not overwrite:
+        check_inputs(artifact, what, recorded, current)
+    return True
+
+
 def check_inputs(artifact: Path, what: str, recorded: Mapping[str, Any] | None, current: Mapping[str, Any]) -> None:
     """Raise `StaleArtifactError` naming the changed keys when `artifact` was built from other inputs."""
     changed = changed_keys(recorded, current)
