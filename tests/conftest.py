@@ -9,6 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
+@pytest.fixture(autouse=True, scope="session")
+def package_logging() -> None:
+    """The package's messages on stderr at INFO, as `xdner` shows them (tests read them there)."""
+    from xtremedistil_ner.log import configure
+
+    configure(0)
+
+
 SHARED_NER = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ner"
 
 PER = ["Anna Schmidt", "John Smith", "Marie Curie", "Ivan Petrov", "Li Wei", "Carlos Ruiz"]

@@ -23,6 +23,7 @@ from xtremedistil_ner.data.labels import LabelSet
 from xtremedistil_ner.distil import Distiller, StageData
 from xtremedistil_ner.encoding import encode, special_ids
 from xtremedistil_ner.evaluate import predict_tags, predict_windows, score
+from xtremedistil_ner.log import configure as configure_logging
 from xtremedistil_ner.pipeline import make_accelerator
 
 from conftest import make_sentences, tiny_student
@@ -98,4 +99,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    configure_logging(0)
     main()

@@ -12,8 +12,8 @@ from xtremedistil_ner.cli import main
 
 def test_quick_demo_runs_the_whole_pipeline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--quick", "--output-dir", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "SYNTHETIC demo data" in out and "| teacher |" in out and "speedup vs teacher" in out
+    out, err = capsys.readouterr()
+    assert "SYNTHETIC demo data" in err and "| teacher |" in out and "speedup vs teacher" in out
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert set(report["models"]) == {"teacher", "bilstm-50-200"}
     assert set(report["languages"]) == {"de", "en", "es", "hi", "ru", "zh"}

@@ -65,5 +65,5 @@ def test_xdner_run_on_wikiann_slices(tmp_path: Path, capsys: pytest.CaptureFixtu
     # A rerun finds every step complete and skips it (no retraining, no re-annotation).
     capsys.readouterr()
     assert main(["run", str(cfg_path), "--set", "eval.latency_repeats=1"]) == 0
-    out = capsys.readouterr().out
-    assert "fine-tuned teacher found" in out and "is complete and matches" in out and "already distilled" in out
+    log = capsys.readouterr().err
+    assert "fine-tuned teacher found" in log and "is complete and matches" in log and "already distilled" in log

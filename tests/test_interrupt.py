@@ -71,7 +71,7 @@ def test_sigint_during_distil_keeps_the_checkpoint_and_names_the_resume_command(
     assert [p.name for p in checkpoint.parent.iterdir() if p.name.endswith((".tmp", ".old"))] == []
     capsys.readouterr()
     assert main(command[3:]) == 0
-    log = capsys.readouterr().out
+    log = capsys.readouterr().err
     assert "teach: fine-tuned teacher found" in log and "resuming distillation" in log and "1 sub-stages already done" in log
     assert (tmp_path / "run" / "report.json").exists()
 

@@ -91,7 +91,7 @@ def test_pipeline_end_to_end(tmp_path: Path, tiny_data: Path, tiny_teacher: Path
     # A second run over the same directory skips every finished step.
     capsys.readouterr()
     again = make_run(tmp_path, tiny_data, tiny_teacher, mode).run_all()
-    log = capsys.readouterr().out
+    log = capsys.readouterr().err
     assert "skipping" in log and log.count("already distilled") == 2 * len(scopes)
     # Evaluation reuses every model's scores: same weights, same test data.
     assert log.count("reusing") == 3 and again["models"]["t"]["test_f1"] == report["models"]["t"]["test_f1"]

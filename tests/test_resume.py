@@ -70,7 +70,7 @@ def test_sigkill_mid_sub_stage_then_resume_is_bit_identical(tmp_path: Path, tiny
     assert not is_distilled(out / "student") and read_position(position)["key"] == "2.0"
     rerun = subprocess.run(worker(tiny_teacher, out, "--checkpoint-every", "3"), env=ENV, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert "resuming sub-stage 2.0" in rerun.stdout
+    assert "resuming sub-stage 2.0" in rerun.stderr
     assert_identical(weights(out / "student"), weights(tmp_path / "ref" / "student"))
 
 
@@ -115,7 +115,7 @@ def test_a_damaged_resume_state_is_named_and_the_sub_stage_starts_over(tmp_path:
     optimizer.write_bytes(optimizer.read_bytes()[:100])
     capsys.readouterr()
     Distiller(make_student(), cfg, make_data(), tmp_path / "run", Accelerator(cpu=True), seed=0).run()
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "is damaged and is discarded" in out and f"{optimizer}: " in out
     assert_identical(weights(tmp_path / "run"), weights(tmp_path / "ref"))
 

@@ -20,12 +20,12 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
-from .errors import XdnerError
 from .batching import LengthBatchSampler, WindowDataset, batch_loader
 from .encoding import Window
+from .errors import XdnerError
 from .io import atomic_dir, read_json, verify_manifest, write_json, write_manifest
+from .log import progress
 
 MANIFEST = "manifest.json"
 SHARD_MANIFEST = "shard.json"
@@ -117,7 +117,7 @@ def _write_shard(model, part, lang_ids, layers, tmp: Path, pad_id, batch_size, a
     np.save(tmp / "sent_lang.npy", np.asarray(lang_ids, dtype=np.int16))
     loader = batch_loader(WindowDataset(part), LengthBatchSampler(lengths, batch_size, shuffle=False), pad_id)
     device = accelerator.device
-    for batch in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process, leave=False):
+    for batch in progress(loader, accelerator.is_local_main_process, desc=desc, leave=False):
         with accelerator.autocast():
             out = model(
                 input_ids=batch["input_ids"].to(device),

@@ -11,6 +11,7 @@ from typing import Sequence
 from .config import RunConfig, load_config
 from .errors import XdnerError
 from .export import add_export_parser, run_export
+from .log import configure as configure_logging
 from .predict import add_predict_parser, run_predict
 from .validate import add_validate_parser, run_validate
 
@@ -37,6 +38,14 @@ def _common(p: argparse.ArgumentParser, config_required: bool = False) -> None:
                    help="override any config key, e.g. --set teacher.epochs=2 (repeatable)")
     p.add_argument("--overwrite", action="store_true",
                    help="rebuild artifacts in the output directory that were made from other settings (default: refuse)")
+    add_verbosity(p)
+
+
+def add_verbosity(p: argparse.ArgumentParser) -> None:
+    """-v: debug detail and the libraries' own info; -q: warnings and errors only, no progress bars."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("-v", "--verbose", dest="verbosity", action="store_const", const=1, default=0, help="log debug detail too")
+    group.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=-1, help="only warnings and errors; no progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the whole pipeline offline on synthetic multilingual data (~10 min on 2 CPUs)")
     demo.add_argument("--output-dir", type=Path, default=Path("xdner-demo"), help="where the demo's data, teacher and outputs go")
     demo.add_argument("--quick", action="store_true", help="a much smaller run (for smoke tests)")
+    add_verbosity(demo)
     add_validate_parser(sub)
     add_predict_parser(sub)
     add_export_parser(sub)
@@ -102,6 +112,7 @@ def interrupted_message(command: str, argv: Sequence[str] | None, output_dir: st
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging(getattr(args, "verbosity", 0))
     output_dir: str | None = None
     try:
         if args.command in COMMANDS:

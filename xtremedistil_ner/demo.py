@@ -3,12 +3,15 @@ multilingual data, sized to finish in about ten minutes on two CPU cores."""
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
 from .config import DistilConfig, EvalConfig, RunConfig, StageConfig, StudentConfig, TeacherConfig
 from .demo_data import DEFAULT_DEMO_LANGUAGES, generate_demo_corpus
 from .pipeline import Run
+
+logger = logging.getLogger(__name__)
 
 BANNER = """\
 xdner demo: SYNTHETIC demo data (faker names + sentence templates in {n} languages), generated in
@@ -49,12 +52,12 @@ def run_demo(out_dir: Path, quick: bool = False) -> dict:
     data_dir = out_dir / "data"
     t0 = time.time()
     paths = generate_demo_corpus(data_dir, cfg.languages, **sizes)
-    print(BANNER.format(n=len(cfg.languages), data=data_dir), flush=True)
+    logger.warning(BANNER.format(n=len(cfg.languages), data=data_dir))
     cfg.data.files = {lang: {s: str(p[s]) for s in ("train", "dev", "test")} for lang, p in paths.items()}
     cfg.data.transfer_files = {lang: [str(p["transfer"])] for lang, p in paths.items()}
     run = Run(cfg, command=f"xdner demo --output-dir {out_dir}" + (" --quick" if quick else ""))
     report = run.run_all()
     assert report is not None
     print((run.root / "report.md").read_text(encoding="utf-8"))
-    print(f"demo finished in {time.time() - t0:.0f} s; report: {run.root / 'report.md'}", flush=True)
+    logger.info(f"demo finished in {time.time() - t0:.0f} s; report: {run.root / 'report.md'}")
     return report

@@ -9,23 +9,21 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import random
 import shutil
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list, set_seed
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset, Subset
-from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase, get_scheduler
 
-from .batching import LengthBatchSampler, WindowDataset, batch_loader, check_global_batch, global_batch_loss, to_device
+from .batching import LengthBatchSampler, WindowDataset, batch_loader, check_global_batch, to_device
 from .config import DistilConfig, StageConfig
 from .data.conll import Sentence
 from .encoding import Window
@@ -33,6 +31,7 @@ from .evaluate import logits_fn, predict_tags, score
 from .io import atomic_dir, read_json, settled_dir, verify_manifest, write_json, write_manifest
 from .stages import LOSSES, SELECT_ON_LOSS, loss_units, student_outputs, sub_stages, validate_stage
 from .students import XtremeDistilPreTrainedModel, load_student, save_student
+from .training import LoopState, Plugin, TrainLoop
 
 PROGRESS = "progress.json"
 CHECKPOINT = "checkpoint"
@@ -41,6 +40,8 @@ POSITION = "position.json"
 BEST = "best.safetensors"
 ENTRY = "stage_entry.safetensors"  # the model that entered a guarded stage, in checkpoints
 FINAL = "model"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -56,22 +57,17 @@ class StageData:
     pad_id: int
 
 
-@dataclass
-class SubStageState:
-    """Everything about a sub-stage in progress, beyond model, optimizer and RNG states, that a
-    resumed run needs to continue exactly where the killed one was."""
+class ResumeState(Plugin):
+    """Every `every` optimizer steps, the sub-stage's full training state is saved for an exact
+    mid-epoch resume."""
 
-    key: str
-    epoch: int = 0  # current epoch, 0-based
-    batches: int = 0  # batches of the current epoch already trained
-    steps: int = 0  # optimizer steps in this sub-stage
-    running: list[float] = field(default_factory=list)  # the current epoch's batch losses
-    epochs: list[dict[str, Any]] = field(default_factory=list)  # finished epochs' records
-    best: float | None = None  # best selection value so far (higher is better)
-    best_epoch: int = 0
-    bad: int = 0  # epochs without improvement since the best
-    best_dev: dict[str, Any] | None = None  # dev scores of the best epoch, when selected on dev F1
-    seconds: float = 0.0  # wall time spent in this sub-stage up to the last save, over all runs
+    def __init__(self, distiller: "Distiller", every: int) -> None:
+        self.distiller, self.every = distiller, every
+
+    def after_step(self, loop: TrainLoop) -> None:
+        if loop.state.steps % self.every == 0:
+            loop.state.seconds = loop.elapsed()
+            self.distiller._save_resume(loop.state, loop.best_state)
 
 
 def _split_heldout(n: int, seed: int, fraction: float = 0.02) -> tuple[list[int], list[int]]:
@@ -215,8 +211,8 @@ class Distiller:
             self.student.load_state_dict(self.entry_state)
             record["best_dev"] = entry["dev"]
             if self.acc.is_main_process:
-                print(f"  stage {stage.name!r} lowered macro dev F1 ({entry['dev']['macro']['f1']:.2f} -> {after['macro']['f1']:.2f}): "
-                      "keeping the model that entered it", flush=True)
+                logger.info(f"  stage {stage.name!r} lowered macro dev F1 ({entry['dev']['macro']['f1']:.2f} -> "
+                            f"{after['macro']['f1']:.2f}): keeping the model that entered it")
         self.entry_state = None
 
     def _freeze_unreached(self, loader: DataLoader, stage: StageConfig) -> None:
@@ -240,73 +236,38 @@ class Distiller:
         loader, sampler, held = self._stage_loaders(stage, si)
         self.student.to(acc.device).train()
         self._freeze_unreached(loader, stage)
-        params = [p for p in self.student.parameters() if p.requires_grad]
-        adam = torch.optim.Adam(params, lr=stage.lr)
+        adam = torch.optim.Adam([p for p in self.student.parameters() if p.requires_grad], lr=stage.lr)
         # A fresh DDP wrapper per sub-stage: DDP registers the parameters that require grad
         # when it is built, and gradual unfreezing changes that set between sub-stages.
         model, optimizer = acc.prepare(self.student, adam)
         st, best_state = self._restore(key)
         # The learning rate is a function of the step: built after the optimizer's state is
-        # restored and moved to the step a resumed run had reached, it continues exactly. Left
-        # unprepared, like the teacher's: Accelerate would step it once per process.
+        # restored and moved to the step a resumed run had reached, it continues exactly.
         total = epochs * len(sampler)
         scheduler = get_scheduler(stage.scheduler, adam, num_warmup_steps=int(stage.warmup_ratio * total), num_training_steps=total)
         for _ in range(st.steps):
             scheduler.step()
-        started = time.time() - st.seconds  # a resumed sub-stage counts its earlier runs' time
         loss_fn = LOSSES[stage.loss]
+
+        def loss(m: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+            return loss_fn(student_outputs(m, batch, stage.loss), batch, stage.temperature), loss_units(stage.loss, batch)
+
+        def select(m: torch.nn.Module) -> tuple[float, dict[str, Any] | None, dict[str, float]]:
+            if held is not None:
+                value = self.heldout_loss(m, held, stage)
+                return -value, None, {"heldout_loss": value}
+            dev = self.dev_f1(m)
+            return dev["macro"]["f1"], dev, {"dev_macro_f1": dev["macro"]["f1"]}
+
         label = f"{stage.name}[{'+'.join(trainable)}]"
-        every = self.cfg.checkpoint_every
-        while st.epoch < epochs and not (st.bad and st.bad >= stage.patience):
-            sampler.set_epoch(st.epoch)
-            model.train()
-            batches = acc.skip_first_batches(loader, st.batches) if st.batches else loader
-            bar = tqdm(batches, desc=f"{label} epoch {st.epoch + 1}/{epochs}", initial=st.batches, total=len(sampler),
-                       disable=not acc.is_local_main_process, leave=False)
-            for batch in bar:
-                batch = to_device(batch, acc.device)
-                loss = loss_fn(student_outputs(model, batch, stage.loss), batch, stage.temperature)
-                loss, value = global_batch_loss(loss, loss_units(stage.loss, batch), acc)
-                acc.backward(loss)
-                if self.cfg.max_grad_norm:
-                    acc.clip_grad_norm_(params, self.cfg.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-                st.running.append(value)
-                st.batches += 1
-                st.steps += 1
-                bar.set_postfix(loss=f"{np.mean(st.running[-50:]):.4f}")
-                if every and st.steps % every == 0:
-                    st.seconds = time.time() - started
-                    self._save_resume(st, best_state)
-            unwrapped = acc.unwrap_model(model)
-            record: dict[str, Any] = {"epoch": st.epoch + 1, "train_loss": float(np.mean(st.running))}
-            if epochs == 1:  # a one-epoch sub-stage has nothing to select from: no dev pass
-                st.best_epoch = 1
-            else:
-                dev = None
-                if held is not None:
-                    record["heldout_loss"] = self.heldout_loss(unwrapped, held, stage)
-                    better = -record["heldout_loss"]
-                else:
-                    dev = self.dev_f1(unwrapped)
-                    record["dev_macro_f1"] = better = dev["macro"]["f1"]
-                if st.best is None or better > st.best:
-                    st.best, st.best_epoch, st.bad = better, st.epoch + 1, 0
-                    st.best_dev = dev
-                    best_state = {k: v.detach().cpu().clone() for k, v in unwrapped.state_dict().items()}
-                else:
-                    st.bad += 1
-            st.epochs.append(record)
-            if acc.is_main_process:
-                print(f"  {label} epoch " + ", ".join(f"{k.replace('_', ' ')} {v:.4f}" if k != "epoch" else str(v) for k, v in record.items()), flush=True)
-            st.epoch, st.batches, st.running = st.epoch + 1, 0, []
-        if best_state is not None:
-            self.student.load_state_dict(best_state)
+        loop = TrainLoop(acc, model, optimizer, scheduler, loader, sampler, loss, epochs, label, st,
+                         select=select if epochs > 1 else None,  # a one-epoch sub-stage has nothing to select from
+                         patience=stage.patience, max_grad_norm=self.cfg.max_grad_norm, best_state=best_state,
+                         plugins=[ResumeState(self, self.cfg.checkpoint_every)] if self.cfg.checkpoint_every else [])
+        st = loop.run()
         acc.free_memory()
         return {"stage": stage.name, "loss": stage.loss, "trainable": list(trainable), "best_epoch": st.best_epoch, "epochs": st.epochs,
-                "best_dev": st.best_dev, "seconds": round(time.time() - started, 1)}
+                "best_dev": st.best_dev, "seconds": round(st.seconds, 1)}
 
     # -- resume ----------------------------------------------------------------------------
     def _load_progress(self) -> dict[str, Any]:
@@ -317,7 +278,7 @@ class Distiller:
             if progress.get("entry") is not None:
                 self.entry_state = load_file(str(path / ENTRY))
             if self.acc.is_main_process:
-                print(f"resuming distillation in {self.out_dir}: {len(progress['done'])} sub-stages already done", flush=True)
+                logger.info(f"resuming distillation in {self.out_dir}: {len(progress['done'])} sub-stages already done")
             return progress
         return {"done": [], "history": []}
 
@@ -335,7 +296,7 @@ class Distiller:
                 shutil.rmtree(stale, ignore_errors=True)
         self.acc.wait_for_everyone()
 
-    def _save_resume(self, st: SubStageState, best_state: dict[str, torch.Tensor] | None) -> None:
+    def _save_resume(self, st: LoopState, best_state: dict[str, torch.Tensor] | None) -> None:
         """Replace the mid-sub-stage state atomically: every process writes its part (its RNG
         states) into the main process's temp directory, which is swapped in once all are done,
         so a kill at any point leaves the previous state whole."""
@@ -353,12 +314,12 @@ class Distiller:
                 write_manifest(tmp, files=sorted(p.name for p in tmp.iterdir() if p.is_file() and p.name not in (POSITION, PROGRESS)))
         acc.wait_for_everyone()
 
-    def _restore(self, key: str) -> tuple[SubStageState, dict[str, torch.Tensor] | None]:
+    def _restore(self, key: str) -> tuple[LoopState, dict[str, torch.Tensor] | None]:
         """The saved state of sub-stage `key` loaded into the prepared model, optimizer and RNGs,
         or a fresh start when there is none for it."""
         path = settled_dir(self.out_dir / RESUME)
         if path is None or not (path / POSITION).exists():
-            return SubStageState(key), None
+            return LoopState(key), None
         problems = verify_manifest(path)
         try:
             position = read_json(path / POSITION)
@@ -366,19 +327,19 @@ class Distiller:
             problems.append(f"{path / POSITION}: unreadable ({exc})")
         if problems:  # damaged after it was written: back to the last good state, the sub-stage's start
             if self.acc.is_main_process:
-                print(f"the mid-sub-stage state in {path} is damaged and is discarded; the sub-stage starts over from the "
-                      "last finished one:\n  " + "\n  ".join(problems), flush=True)
+                logger.warning(f"the mid-sub-stage state in {path} is damaged and is discarded; the sub-stage starts over "
+                               "from the last finished one:\n  " + "\n  ".join(problems))
             self.acc.wait_for_everyone()
             if self.acc.is_main_process:
                 shutil.rmtree(path, ignore_errors=True)
-            return SubStageState(key), None
+            return LoopState(key), None
         if position["key"] != key:
-            return SubStageState(key), None
+            return LoopState(key), None
         self.acc.load_state(str(path))
-        st = SubStageState(**position)
+        st = LoopState(**position)
         best_state = load_file(str(path / BEST)) if (path / BEST).exists() else None
         if self.acc.is_main_process:
-            print(f"resuming sub-stage {key} at epoch {st.epoch + 1}, batch {st.batches} ({st.steps} steps done)", flush=True)
+            logger.info(f"resuming sub-stage {key} at epoch {st.epoch + 1}, batch {st.batches} ({st.steps} steps done)")
         return st, best_state
 
 

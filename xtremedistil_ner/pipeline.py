@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import platform
 import shlex
@@ -41,6 +42,8 @@ from .report import write_report
 from .students import CARD, StudentType, XtremeDistilPreTrainedModel, load_student, student_type
 from .teacher import MANIFEST as TEACHER_MANIFEST
 from .teacher import count_parameters, fine_tune, is_trained, load_teacher, load_tokenizer
+
+logger = logging.getLogger(__name__)
 
 STEPS = ("teach", "annotate", "distil", "evaluate")
 LOCK = ".xdner.lock"
@@ -408,7 +411,7 @@ class Run(RunLayout):
 
     def _log(self, msg: str) -> None:
         if self.acc.is_main_process:
-            print(msg, flush=True)
+            logger.info(msg)
 
 
 def restrict(sentences: list[Sentence], windows: list[Window], lang: str | None) -> tuple[list[int], list[Sentence], list[Window]]:

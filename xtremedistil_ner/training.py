@@ -1,0 +1,142 @@
+"""The one training loop: the teacher's fine-tuning and every student sub-stage run it. What
+differs between them (the loss, how an epoch is judged, how long to wait for a better one) is
+passed in; side concerns (mid-epoch resume state, saving the best model, trackers) are plugins
+called after each step and each epoch, as in flair's trainer. The loop's position lives in one
+`LoopState`, so a run restored from it continues exactly."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from torch.utils.data import DataLoader
+
+from .batching import LengthBatchSampler, global_batch_loss, to_device
+from .log import progress
+
+logger = logging.getLogger(__name__)
+
+LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor]]
+"""(model, batch) -> (the batch's mean loss on this process, the units it averages over)."""
+
+SelectFn = Callable[[torch.nn.Module], tuple[float, "dict[str, Any] | None", dict[str, float]]]
+"""model -> (selection value, higher is better; dev scores if any; fields for the epoch record)."""
+
+
+@dataclass
+class LoopState:
+    """Everything about a loop in progress, beyond model, optimizer, scheduler and RNG states,
+    that a resumed run needs to continue exactly where the killed one was."""
+
+    key: str
+    epoch: int = 0  # current epoch, 0-based
+    batches: int = 0  # batches of the current epoch already trained
+    steps: int = 0  # optimizer steps so far
+    running: list[float] = field(default_factory=list)  # the current epoch's batch losses
+    epochs: list[dict[str, Any]] = field(default_factory=list)  # finished epochs' records
+    best: float | None = None  # best selection value so far (higher is better)
+    best_epoch: int = 0
+    bad: int = 0  # epochs without improvement since the best
+    best_dev: dict[str, Any] | None = None  # dev scores of the best epoch, when selected on dev F1
+    seconds: float = 0.0  # wall time spent up to the last save, over all runs
+
+
+class Plugin:
+    """A side concern of the loop; override what it needs."""
+
+    def after_step(self, loop: "TrainLoop") -> None:
+        """After each optimizer step."""
+
+    def after_epoch(self, loop: "TrainLoop", record: dict[str, Any], improved: bool) -> None:
+        """After each epoch's record (and selection) is made."""
+
+
+@dataclass
+class TrainLoop:
+    """`model` and `optimizer` come prepared by `accelerator`; the scheduler stays unprepared
+    (Accelerate would step it once per process) and is already at `state.steps`. `select`
+    None: no dev pass, the last epoch is the one kept. `patience` None: every epoch runs.
+    With `keep_best` the best epoch's weights are held (in `best_state`) and put back at the end."""
+
+    accelerator: Accelerator
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    loader: DataLoader
+    sampler: LengthBatchSampler
+    loss: LossFn
+    epochs: int
+    label: str
+    state: LoopState
+    select: SelectFn | None = None
+    patience: int | None = None
+    max_grad_norm: float = 0.0
+    keep_best: bool = True
+    best_state: dict[str, torch.Tensor] | None = None
+    plugins: Sequence[Plugin] = ()
+    leave_bars: bool = False
+
+    def elapsed(self) -> float:
+        """Wall time of this loop over all runs, resumed ones included."""
+        return time.time() - self._started
+
+    def run(self) -> LoopState:
+        acc, st = self.accelerator, self.state
+        self._started = time.time() - st.seconds
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        while st.epoch < self.epochs and not (self.patience and st.bad >= self.patience):
+            self.sampler.set_epoch(st.epoch)
+            self.model.train()
+            batches = acc.skip_first_batches(self.loader, st.batches) if st.batches else self.loader
+            bar = progress(batches, acc.is_local_main_process, desc=f"{self.label} epoch {st.epoch + 1}/{self.epochs}",
+                           initial=st.batches, total=len(self.sampler), leave=self.leave_bars)
+            for batch in bar:
+                loss, value = global_batch_loss(*self.loss(self.model, to_device(batch, acc.device)), acc)
+                acc.backward(loss)
+                if self.max_grad_norm:
+                    acc.clip_grad_norm_(params, self.max_grad_norm)
+                self.optimizer.step()
+                self.scheduler.step()
+                self.optimizer.zero_grad()
+                st.running.append(value)
+                st.batches += 1
+                st.steps += 1
+                bar.set_postfix(loss=f"{np.mean(st.running[-50:]):.4f}")
+                for plugin in self.plugins:
+                    plugin.after_step(self)
+            record, improved = self._end_epoch()
+            for plugin in self.plugins:
+                plugin.after_epoch(self, record, improved)
+            st.epoch, st.batches, st.running = st.epoch + 1, 0, []
+        if self.keep_best and self.best_state is not None:
+            acc.unwrap_model(self.model).load_state_dict(self.best_state)
+        st.seconds = self.elapsed()
+        return st
+
+    def _end_epoch(self) -> tuple[dict[str, Any], bool]:
+        st = self.state
+        record: dict[str, Any] = {"epoch": st.epoch + 1, "train_loss": float(np.mean(st.running))}
+        improved = True
+        if self.select is None:
+            st.best_epoch = st.epoch + 1
+        else:
+            unwrapped = self.accelerator.unwrap_model(self.model)
+            value, dev, fields = self.select(unwrapped)
+            record.update(fields)
+            improved = st.best is None or value > st.best
+            if improved:
+                st.best, st.best_epoch, st.bad, st.best_dev = value, st.epoch + 1, 0, dev
+                if self.keep_best:
+                    self.best_state = {k: v.detach().cpu().clone() for k, v in unwrapped.state_dict().items()}
+            else:
+                st.bad += 1
+        st.epochs.append(record)
+        if self.accelerator.is_main_process:
+            logger.info(f"  {self.label} epoch " + ", ".join(
+                f"{k.replace('_', ' ')} {v:.4f}" if k != "epoch" else str(v) for k, v in record.items()))
+        return record, improved
