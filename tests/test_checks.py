@@ -57,6 +57,8 @@ BAD = [
     (["data.transfer_files={fr: [x.txt]}"], "data.transfer_files: languages ['fr'] are not in the run's languages"),
     (["eval.latency_repeats=0"], "eval.latency_repeats must be >= 1"),
     (["output_dir=' '"], "output_dir: empty"),
+    (["log_with=[tensorbord]"], "log_with: 'tensorbord' is not an Accelerate tracker"),
+    (["log_with=[clearml]"], "log_with: 'clearml' needs its package"),
 ]
 
 

@@ -11,6 +11,7 @@ import pytest
 from huggingface_hub import ModelCard
 
 from xtremedistil_ner.config import load_config
+from xtremedistil_ner.io import verify_manifest
 from xtremedistil_ner.pipeline import Run, restrict
 from xtremedistil_ner.students import load_student
 
@@ -33,7 +34,7 @@ def make_run(tmp: Path, data: Path, teacher: Path, mode: str) -> Run:
     cfg = load_config(None, [
         f"output_dir={tmp / mode}", f"teacher.model={teacher}", "languages=[en,de]", "teacher.epochs=1",
         "teacher.max_length=16", STUDENTS, STAGES,
-        f"distil.mode={mode}", "eval.latency_repeats=1",
+        f"distil.mode={mode}", "eval.latency_repeats=1", f"log_with={'[tensorboard]' if mode == 'joint' else '[]'}",
     ])
     cfg.data.files = {l: {s: str(data / l / f"{s}.txt") for s in ("train", "dev", "test")} for l in ("en", "de")}
     cfg.data.transfer_files = {l: [str(data / l / "transfer.txt")] for l in ("en", "de")}
@@ -67,6 +68,21 @@ def test_pipeline_end_to_end(tmp_path: Path, tiny_data: Path, tiny_teacher: Path
         assert sum(per_stage.values()) == pytest.approx(sum(timings[f"distil:{name}:{sc}"] for sc in scopes), abs=0.1 * len(per_stage))
     assert timings["distil"] == pytest.approx(sum(v for k, v in timings.items() if k.startswith("distil:")))
     assert "## Distillation wall time per stage" in (out / "report.md").read_text()
+    # Training curves: every trained epoch of every scope, drawn into a PNG the report links.
+    for name in ("s", "t"):
+        curves = report["models"][name]["curves"]
+        assert sorted(curves) == scopes
+        assert all(len(points) == sum(len(h["epochs"]) for h in json.loads(
+            (out / "students" / name / sc / "progress.json").read_text())["history"]) for sc, points in curves.items())
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG" and "![training curves](curves.png)" in (out / "report.md").read_text()
+    assert verify_manifest(out, "report.manifest.json") == []
+    # The joint run logged its curves to TensorBoard too (and its config as hyper-parameters, beside).
+    if mode == "joint":
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        (events,) = (out / "logs" / "joint").glob("events.out.tfevents.*")
+        tags = EventAccumulator(str(events)).Reload().Tags()["scalars"]
+        assert "teacher/teacher/dev_macro_f1" in tags and "s/joint/logits[classifier]/train_loss" in tags
     assert json.loads((out / "report.json").read_text())["models"].keys() == report["models"].keys()
     for scope in scopes:  # each student ran its own schedule
         s_runs = json.loads((out / "students" / "s" / scope / "progress.json").read_text())["history"]

@@ -27,6 +27,23 @@ FORMATS = ("local", "hub")
 MIN_WINDOW = 8  # subwords per window: room for the special tokens and a few pieces of text
 
 
+def _tracker_problems(names: list[str]) -> list[str]:
+    """Each `log_with` name must be an Accelerate tracker whose package is installed."""
+    if not names:
+        return []
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
+
+    available = {str(getattr(t, "value", t)) for t in get_available_trackers()}
+    problems = []
+    for name in names:
+        if name not in LOGGER_TYPE_TO_CLASS:
+            problems.append(f"log_with: {name!r} is not an Accelerate tracker; one of {sorted(LOGGER_TYPE_TO_CLASS)}")
+        elif name not in available:
+            problems.append(f"log_with: {name!r} needs its package, which is not installed (pip install {name}), "
+                            "or drop it from log_with")
+    return problems
+
+
 def config_problems(cfg: RunConfig, num_processes: int = 1) -> list[str]:
     """Every problem of `cfg` as one line each (key: what is wrong, and how to fix it)."""
     problems: list[str] = []
@@ -38,6 +55,7 @@ def config_problems(cfg: RunConfig, num_processes: int = 1) -> list[str]:
     _output_dir(cfg.output_dir, problems)
     need(bool(cfg.languages), "languages: none given; list ISO codes ([de, es]) or name a set (wikiann6)")
     need(cfg.mixed_precision in MIXED_PRECISION, f"mixed_precision: {cfg.mixed_precision!r} is not one of {MIXED_PRECISION}")
+    problems += _tracker_problems(cfg.log_with)
 
     t = cfg.teacher
     for key in ("epochs", "batch_size", "eval_batch_size"):

@@ -136,6 +136,8 @@ class RunConfig:
     languages: list[str] = field(default_factory=list)
     seed: int = 42
     mixed_precision: str = "auto"
+    # Accelerate trackers for the training curves (tensorboard, wandb, mlflow, ...); files under OUTPUT_DIR/logs.
+    log_with: list[str] = field(default_factory=list)
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     students: list[StudentConfig] = field(

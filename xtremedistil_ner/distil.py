@@ -31,7 +31,7 @@ from .evaluate import logits_fn, predict_tags, score
 from .io import atomic_dir, read_json, settled_dir, verify_manifest, write_json, write_manifest
 from .stages import LOSSES, SELECT_ON_LOSS, loss_units, student_outputs, sub_stages, validate_stage
 from .students import XtremeDistilPreTrainedModel, load_student, save_student
-from .training import LoopState, Plugin, TrainLoop
+from .training import LoopState, Plugin, TrainLoop, tracking
 
 PROGRESS = "progress.json"
 CHECKPOINT = "checkpoint"
@@ -263,7 +263,8 @@ class Distiller:
         loop = TrainLoop(acc, model, optimizer, scheduler, loader, sampler, loss, epochs, label, st,
                          select=select if epochs > 1 else None,  # a one-epoch sub-stage has nothing to select from
                          patience=stage.patience, max_grad_norm=self.cfg.max_grad_norm, best_state=best_state,
-                         plugins=[ResumeState(self, self.cfg.checkpoint_every)] if self.cfg.checkpoint_every else [])
+                         plugins=([ResumeState(self, self.cfg.checkpoint_every)] if self.cfg.checkpoint_every else [])
+                         + tracking(acc, f"{self.out_dir.parent.name}/{self.out_dir.name}"))
         st = loop.run()
         acc.free_memory()
         return {"stage": stage.name, "loss": stage.loss, "trainable": list(trainable), "best_epoch": st.best_epoch, "epochs": st.epochs,

@@ -27,27 +27,68 @@ from filelock import FileLock, Timeout
 from . import cache as cache_mod
 from .card import student_card
 from .checks import require_valid
-from .config import ConfigError, RunConfig, StageConfig, StudentConfig, save_config, to_dict
+from .config import (
+    ConfigError,
+    RunConfig,
+    StageConfig,
+    StudentConfig,
+    save_config,
+    to_dict,
+)
+from .curves import curve_points
 from .data.conll import Sentence
 from .data.corpus import Corpus, build_corpus
-from .distil import FINAL, NOTHING, PROGRESS, Distiller, StageData, is_distilled, recorded_inputs
+from .distil import (
+    FINAL,
+    NOTHING,
+    PROGRESS,
+    Distiller,
+    StageData,
+    is_distilled,
+    recorded_inputs,
+)
 from .encoding import Window, encode, special_ids
 from .errors import RunInUseError, StaleArtifactError, XdnerError
 from .evaluate import logits_fn, predict_tags, score
 from .io import read_json, sha256_file, sweep_leftovers, write_json, write_text
-from .layout import JOINT, RunLayout
 from .latency import make_batch, measure
+from .layout import JOINT, RunLayout
 from .provenance import check_inputs, must_rebuild, sentences_fingerprint
 from .report import write_report
-from .students import CARD, StudentType, XtremeDistilPreTrainedModel, load_student, student_type
+from .students import (
+    CARD,
+    StudentType,
+    XtremeDistilPreTrainedModel,
+    load_student,
+    student_type,
+)
 from .teacher import MANIFEST as TEACHER_MANIFEST
-from .teacher import count_parameters, fine_tune, is_trained, load_teacher, load_tokenizer
+from .teacher import (
+    count_parameters,
+    fine_tune,
+    is_trained,
+    load_teacher,
+    load_tokenizer,
+)
 
 logger = logging.getLogger(__name__)
 
 STEPS = ("teach", "annotate", "distil", "evaluate")
 LOCK = ".xdner.lock"
 ARCHITECTURE = ("embedding_dim", "hidden_dim", "num_layers", "num_heads", "ff_dim", "init")  # reported per student
+
+
+def flat_scalars(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The config as `a.b.c: value` scalars, the form trackers take hyper-parameters in."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flat_scalars(value, f"{prefix}{key}."))
+        elif isinstance(value, (int, float, str, bool)):
+            out[f"{prefix}{key}"] = value
+        elif value is not None:
+            out[f"{prefix}{key}"] = json.dumps(value)
+    return out
 
 
 def make_accelerator(cfg: RunConfig) -> Accelerator:
@@ -57,7 +98,8 @@ def make_accelerator(cfg: RunConfig) -> Accelerator:
     # Several processes and no CUDA (torchrun / accelerate launch on CPU machines): Accelerate only
     # sets up gloo when told to run on CPU; otherwise every process would act as the only one.
     cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
-    return Accelerator(mixed_precision=mp, cpu=cpu)
+    return Accelerator(mixed_precision=mp, cpu=cpu, log_with=cfg.log_with or None,
+                       project_dir=str(Path(cfg.output_dir) / "logs") if cfg.log_with else None)
 
 
 class Run(RunLayout):
@@ -298,6 +340,8 @@ class Run(RunLayout):
             entry = self._cached_eval(scfg.name, [d / "model.safetensors" for d in dirs], test_key,
                                       lambda scfg=scfg, dirs=dirs: self._student_result(scfg, dirs, test_windows, lat_ids, lat_mask))
             entry["stage_seconds"] = self.stage_seconds(scfg)
+            entry["curves"] = {lang or JOINT: curve_points(read_json(self.student_dir(scfg.name, lang) / PROGRESS)["history"])
+                               for lang in self._scopes()}
             entry["compression"] = models["teacher"]["parameters"] / entry["parameters"]
             entry["speedup"] = models["teacher"]["latency"]["median_ms"] / entry["latency"]["median_ms"]
             models[scfg.name] = entry
@@ -404,9 +448,13 @@ class Run(RunLayout):
             if left:
                 self._log(f"removed {len(left)} unfinished file(s) or folder(s) a killed run left in {self.root}")
             save_config(self.cfg, self.root / "config.yaml")
+            if self.cfg.log_with:
+                self.acc.init_trackers(self.root.name, config=flat_scalars(to_dict(self.cfg)))
             self.acc.wait_for_everyone()
             yield
         finally:
+            if self.cfg.log_with:
+                self.acc.end_training()
             lock.release()
 
     def _log(self, msg: str) -> None:

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .curves import PNG, plot_curves
 from .io import write_json, write_manifest, write_text
 
 REPORT_FILES = ("report.json", "report.md")
@@ -55,6 +56,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         for name, per in stages.items():
             lines.append(f"| {name} | " + " | ".join(f"{per[st]:.0f}" if st in per else "–" for st in names)
                          + f" | {sum(per.values()):.0f} |")
+    if any(m.get("curves") for m in models.values()):
+        lines += ["", "## Training curves", "", "Train loss and dev macro F1 per epoch over each student's sub-stages "
+                  "(stage boundaries dashed):", "", f"![training curves]({PNG})"]
     if report.get("timings"):
         lines += ["", "## Wall time per step", "", "| step | seconds |", "|---|---|"]
         lines += [f"| {k} | {v:.0f} |" for k, v in report["timings"].items()]
@@ -81,7 +85,13 @@ def busy_note(models: dict[str, Any]) -> str | None:
 
 
 def write_report(report: dict[str, Any], out_dir: Path) -> None:
-    """`verify_manifest(out_dir, MANIFEST)` later tells whether both files are as written."""
+    """`verify_manifest(out_dir, MANIFEST)` later tells whether the files are as written. The
+    training-curves PNG is drawn from the report's own data, so a copied report.json redraws it."""
+    curves = {name: m["curves"] for name, m in report["models"].items() if m.get("curves")}
+    files = REPORT_FILES
+    if curves:
+        plot_curves(curves, Path(out_dir) / PNG)
+        files += (PNG,)
     write_json(Path(out_dir) / "report.json", report)
     write_text(Path(out_dir) / "report.md", render_markdown(report))
-    write_manifest(Path(out_dir), MANIFEST, files=REPORT_FILES, name=report.get("name", ""))
+    write_manifest(Path(out_dir), MANIFEST, files=files, name=report.get("name", ""))

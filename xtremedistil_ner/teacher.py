@@ -26,7 +26,7 @@ from .encoding import encode, special_ids
 from .evaluate import logits_fn, predict_tags, score
 from .io import atomic_dir, check_manifest, write_json, write_manifest
 from .stages import loss_units
-from .training import LoopState, Plugin, TrainLoop
+from .training import LoopState, Plugin, TrainLoop, tracking
 
 MANIFEST = "xdner_teacher.json"
 
@@ -110,7 +110,7 @@ def fine_tune(
     # Every epoch runs (the schedule decays over all of them); each better one is saved at once.
     loop = TrainLoop(accelerator, model, optimizer, scheduler, loader, sampler, loss, cfg.epochs, "teacher",
                      LoopState("teacher"), select=select, max_grad_norm=cfg.max_grad_norm, keep_best=False,
-                     plugins=[SaveBest(tokenizer, out_dir, inputs or {})], leave_bars=True)
+                     plugins=[SaveBest(tokenizer, out_dir, inputs or {}), *tracking(accelerator, "teacher")], leave_bars=True)
     st = loop.run()
     summary = {"history": st.epochs, "best_epoch": st.best_epoch, "best_dev": st.best_dev,
                "best_dev_macro_f1": st.best, "train_seconds": round(st.seconds, 1)}

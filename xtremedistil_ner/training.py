@@ -56,6 +56,22 @@ class Plugin:
         """After each epoch's record (and selection) is made."""
 
 
+class Track(Plugin):
+    """Each epoch's record to the Accelerate trackers the run was started with, under `prefix`."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def after_epoch(self, loop: "TrainLoop", record: dict[str, Any], improved: bool) -> None:
+        values = {f"{self.prefix}/{loop.label}/{k}": v for k, v in record.items() if k != "epoch"}
+        loop.accelerator.log(values, step=loop.state.steps)
+
+
+def tracking(accelerator: Accelerator, prefix: str) -> list[Plugin]:
+    """[Track(prefix)] when the run logs to trackers, else nothing."""
+    return [Track(prefix)] if accelerator.trackers else []
+
+
 @dataclass
 class TrainLoop:
     """`model` and `optimizer` come prepared by `accelerator`; the scheduler stays unprepared

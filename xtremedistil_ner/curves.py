@@ -1,0 +1,51 @@
+"""Training curves: each student's train loss and dev macro F1 epoch by epoch over its
+sub-stages, read from its distillation record and drawn into one PNG beside the report, so
+where a schedule pays (and where it stalls) is visible at a glance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+PNG = "curves.png"
+
+
+def curve_points(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One point per trained epoch, in order, from a `progress.json` history."""
+    return [{"stage": rec["stage"], "trainable": "+".join(rec["trainable"]), **epoch}
+            for rec in history for epoch in rec["epochs"]]
+
+
+def plot_curves(curves: dict[str, dict[str, list[dict[str, Any]]]], path: Path) -> None:
+    """`curves`: student -> scope -> points. One row per student: train loss (log scale) and
+    dev macro F1 against the epoch count, stage boundaries marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(curves), 2, figsize=(12, 3.2 * len(curves)), squeeze=False, sharex="row")
+    for (student, scopes), (loss_ax, f1_ax) in zip(curves.items(), axes):
+        for scope, points in scopes.items():
+            x = list(range(1, len(points) + 1))
+            label = scope if len(scopes) > 1 else None
+            loss_ax.plot(x, [p["train_loss"] for p in points], marker=".", label=label)
+            dev = [(i, p["dev_macro_f1"]) for i, p in zip(x, points) if p.get("dev_macro_f1") is not None]
+            if dev:
+                f1_ax.plot(*zip(*dev), marker="o", label=label)
+            for i in range(len(points)):  # a stage starts
+                if i == 0 or points[i]["stage"] != points[i - 1]["stage"]:
+                    for ax in (loss_ax, f1_ax):
+                        ax.axvline(i + 0.5, color="grey", lw=0.8, ls="--")
+                        ax.text(i + 0.6, 1.0, points[i]["stage"], transform=ax.get_xaxis_transform(), fontsize=7, va="top")
+        loss_ax.set_yscale("log")
+        loss_ax.set_title(f"{student}: train loss (each stage's own loss)", fontsize=9)
+        f1_ax.set_title(f"{student}: dev macro F1 (epochs that were scored)", fontsize=9)
+        for ax in (loss_ax, f1_ax):
+            ax.set_xlabel("epoch (over all sub-stages)")
+            ax.grid(alpha=0.3)
+            if len(scopes) > 1:
+                ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
