@@ -39,3 +39,20 @@ def test_quiet_keeps_warnings_and_drops_progress(capsys: pytest.CaptureFixture[s
     configure(1)
     log.debug("detail")
     assert "DEBUG: detail" in capsys.readouterr().err
+
+
+def test_help_and_data_validation_import_neither_torch_nor_transformers(tmp_path) -> None:
+    """`xdner --help` and `xdner validate DATA` start fast: the heavy libraries load only for the
+    commands that need them."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "train.txt"
+    data.write_text("Anna B-PER\nlacht O\n\n", encoding="utf-8")
+    code = ("import sys\nfrom xtremedistil_ner.cli import main\n"
+            "for argv in (['--help'], ['run', '--help'], ['validate', sys.argv[1]]):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+            "print(sorted(m for m in ('torch', 'transformers', 'accelerate') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(data)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"

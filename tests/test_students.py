@@ -209,3 +209,18 @@ def test_pca_embeddings_keep_principal_directions() -> None:
     # wider than the teacher: extra columns are small random values, not NaN
     wide = pca_embeddings(teacher, kept, dim=20)
     assert wide.shape == (62, 20) and torch.isfinite(wide).all()
+
+
+@pytest.mark.parametrize("transformers_first", [True, False])
+def test_importing_the_package_registers_the_types_whenever_transformers_comes(transformers_first: bool, tmp_path: Path) -> None:
+    """`import xtremedistil_ner` before or after transformers: either way the Auto classes know
+    the students (before, the registration waits until transformers is imported)."""
+    save_student(make("bilstm"), tmp_path / "s")
+    imports = ["import transformers", "import xtremedistil_ner"]
+    code = "\n".join([*(imports if transformers_first else imports[::-1]), "import sys",
+                      "from transformers import AutoModelForTokenClassification",
+                      f"m = AutoModelForTokenClassification.from_pretrained({str(tmp_path / 's')!r})",
+                      "print(type(m).__name__)"])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "BiLSTMForTokenClassification"

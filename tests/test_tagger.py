@@ -12,17 +12,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_student
 
+from xtremedistil_ner.cli import add_export_parser, add_predict_parser
 from xtremedistil_ner.config import DistilConfig, StageConfig
 from xtremedistil_ner.data.conll import Sentence
 from xtremedistil_ner.distil import CHECKPOINT, FINAL, Distiller, StageData
 from xtremedistil_ner.encoding import encode, special_ids
-from xtremedistil_ner.export import add_export_parser, export_onnx, run_export
-from xtremedistil_ner.predict import add_predict_parser, run_predict
-from xtremedistil_ner.students import XtremeDistilPreTrainedModel, load_student, save_student
+from xtremedistil_ner.export import export_onnx, run_export
+from xtremedistil_ner.predict import run_predict
+from xtremedistil_ner.students import (
+    XtremeDistilPreTrainedModel,
+    load_student,
+    save_student,
+)
 from xtremedistil_ner.tagger import Tagger, split_words
-
-from conftest import tiny_student
 
 LABELS = ["O", "B-PER", "I-PER"]
 

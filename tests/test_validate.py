@@ -9,9 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from xtremedistil_ner.cli import add_validate_parser
 from xtremedistil_ner.data.conll import read_conll
 from xtremedistil_ner.data.labels import DataError
-from xtremedistil_ner.validate import Problem, add_validate_parser, format_problems, run_validate, validate_paths
+from xtremedistil_ner.validate import (
+    Problem,
+    format_problems,
+    run_validate,
+    validate_paths,
+)
 
 SHARED_NER = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ner"
 CLEAN = "Anna\tB-PER\nSchmidt\tI-PER\nlives\tO\nin\tO\nBerlin\tB-LOC\n\nHello\tO\n"

@@ -248,6 +248,35 @@ def load_config(path: Path | Sequence[Path] | None = None, overrides: list[str] 
     return _build(RunConfig, raw, " + ".join(map(str, paths)) if paths else "config")
 
 
+def resolve(path: Path | Sequence[Path] | None, overrides: Sequence[str] = (), *, output_dir: str | None = None,
+            languages: str | None = None, teacher: str | None = None, data_root: str | None = None) -> RunConfig:
+    """The config a command runs: the YAML, `--set` overrides, the shortcut options, and a
+    language set's name (`languages: wikiann41` or `--languages wikiann6`) expanded to its codes."""
+    overrides = list(overrides)
+    for key, value in (("output_dir", output_dir), ("teacher.model", teacher), ("data.root", data_root)):
+        if value:
+            overrides.append(f"{key}={value}")
+    cfg = load_config(path, overrides)
+    if languages:
+        cfg.languages = _languages(languages)
+    elif len(cfg.languages) == 1 and not _is_code(cfg.languages[0]):
+        cfg.languages = _languages(cfg.languages[0])
+    return cfg
+
+
+def _is_code(text: str) -> bool:
+    return 2 <= len(text) <= 3 and text.isalpha()
+
+
+def _languages(text: str) -> list[str]:
+    """Comma-separated codes, one code, or a set name from languages/sets."""
+    from .languages import load_language_set
+
+    if "," in text or _is_code(text):
+        return [c.strip() for c in text.split(",") if c.strip()]
+    return load_language_set(text)
+
+
 def to_dict(cfg: RunConfig) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 

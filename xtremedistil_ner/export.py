@@ -140,18 +140,6 @@ def compare_logits(
             for name in others}
 
 
-def add_export_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
-    """Register `xdner export`; dispatch to `run_export`."""
-    text = "export a distilled student for inference runtimes"
-    p = subparsers.add_parser("export", help=text, description=text)
-    p.add_argument("--model", type=Path, required=True, help="a student directory (e.g. students/NAME/joint/model)")
-    p.add_argument("--format", choices=("onnx",), default="onnx")
-    p.add_argument("--output", type=Path, help="output file (default: DIR/model.onnx, or DIR/model.int8.onnx with --int8)")
-    p.add_argument("--int8", action="store_true", help="dynamic int8 quantisation with onnxruntime")
-    p.add_argument("--opset", type=int, default=17)
-    return p
-
-
 def run_export(args: argparse.Namespace) -> int:
     student = load_student(args.model)
     output = args.output or args.model / ("model.int8.onnx" if args.int8 else "model.onnx")

@@ -31,20 +31,6 @@ CHUNK = 1024  # documents per chunk: enough for full length-sorted batches, boun
 Document = tuple[str, list[tuple[int, int]]]
 
 
-def add_predict_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
-    """Register `xdner predict`; dispatch to `run_predict`."""
-    text = "tag raw text or CoNLL files with a distilled student"
-    p = subparsers.add_parser("predict", help=text, description=text)
-    p.add_argument("--model", type=Path, required=True, help="a student directory saved with its tokenizer (e.g. students/NAME/joint/model)")
-    p.add_argument("input", help="a text file (one document per line), a CoNLL file, or - for stdin")
-    p.add_argument("--input-format", choices=("text", "conll"), default="text", help="default: text")
-    p.add_argument("--format", choices=("jsonl", "conll"), help="output format (default: jsonl for text input, conll for CoNLL input)")
-    p.add_argument("--output", type=Path, help="output file, written atomically (default: stdout)")
-    p.add_argument("--batch-size", type=int, default=64, help="model windows per forward pass")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    return p
-
-
 def run_predict(args: argparse.Namespace) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print("xdner: error: --device cuda but no CUDA device is available", file=sys.stderr)

@@ -17,6 +17,7 @@ from typing import Literal, Mapping, Sequence
 
 import yaml
 
+from .config import resolve
 from .data.conll import LineProblem, ParsedSentence, decode_lines, is_tab_separated, parse_conll, repair_tags
 from .data.corpus import SPLITS, split_file
 from .data.labels import LabelSet
@@ -77,19 +78,6 @@ def format_problems(problems: Sequence[Problem]) -> str:
     if files:  # how many of the checked files (or directories) they are in
         summary += f" in {_count(files, 'file')}"
     return "\n".join([*map(str, problems), summary])
-
-
-def add_validate_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
-    """Register `xdner validate`; dispatch to `run_validate`."""
-    text = "check data files, language YAMLs and run configs, reporting every problem at once"
-    parser = subparsers.add_parser(
-        "validate", help=text, description=f"{text}. Exit status 1 if there is any error; warnings alone give 0."
-    )
-    parser.add_argument(
-        "paths", nargs="+", type=Path, metavar="PATH",
-        help="a CoNLL file, a data folder (<lang>/{train,dev,test}.txt), languages/<code>.yaml, a language set or a run config",
-    )
-    return parser
 
 
 def run_validate(args: argparse.Namespace) -> int:
@@ -279,12 +267,9 @@ def _check_yaml(path: Path) -> list[Problem]:
 
 def _check_run_config(path: Path) -> list[Problem]:
     """The config as `xdner run CONFIG` sees it (set names expanded), then the data files it reads."""
-    # Imported here: cli pulls in torch, and imports this module once `validate` is wired in.
-    from .cli import build_parser, resolve_config
+    from .checks import config_problems  # torch and transformers: only for run configs
 
-    from .checks import config_problems
-
-    cfg = resolve_config(build_parser().parse_args(["run", "--", str(path)]))
+    cfg = resolve(path)
     problems = [Problem(str(path), None, message, "error") for message in config_problems(cfg)]
     if not cfg.languages or not (cfg.data.root or cfg.data.files):
         return problems
