@@ -68,6 +68,13 @@ def test_pipeline_end_to_end(tmp_path: Path, tiny_data: Path, tiny_teacher: Path
         assert sum(per_stage.values()) == pytest.approx(sum(timings[f"distil:{name}:{sc}"] for sc in scopes), abs=0.1 * len(per_stage))
     assert timings["distil"] == pytest.approx(sum(v for k, v in timings.items() if k.startswith("distil:")))
     assert "## Distillation wall time per stage" in (out / "report.md").read_text()
+    # The gold-only baseline: the first student's twin, from random weights, on labeled data alone.
+    base = report["models"]["s-gold-only"]
+    assert base["baseline_of"] == "s" and base["parameters"] == s["parameters"] and list(base["stage_seconds"]) == ["gold"]
+    gain = s["test_f1"]["macro"] - base["test_f1"]["macro"]
+    assert f"| s vs s-gold-only | " in (out / "report.md").read_text() and f"{gain:+.2f} |" in (out / "report.md").read_text()
+    card = (out / "students" / "s-gold-only" / scopes[0] / "model" / "README.md").read_text()
+    assert "the gold-only baseline that `s`" in card and "## How it was trained" in card
     # Training curves: every trained epoch of every scope, drawn into a PNG the report links.
     for name in ("s", "t"):
         curves = report["models"][name]["curves"]
@@ -108,9 +115,9 @@ def test_pipeline_end_to_end(tmp_path: Path, tiny_data: Path, tiny_teacher: Path
     capsys.readouterr()
     again = make_run(tmp_path, tiny_data, tiny_teacher, mode).run_all()
     log = capsys.readouterr().err
-    assert "skipping" in log and log.count("already distilled") == 2 * len(scopes)
+    assert "skipping" in log and log.count("already distilled") == 3 * len(scopes)
     # Evaluation reuses every model's scores: same weights, same test data.
-    assert log.count("reusing") == 3 and again["models"]["t"]["test_f1"] == report["models"]["t"]["test_f1"]
+    assert log.count("reusing") == 4 and again["models"]["t"]["test_f1"] == report["models"]["t"]["test_f1"]
     # ... and reports the time the scoring took when it was done, not the time reusing it took.
     assert again["timings"]["evaluate"] == report["timings"]["evaluate"] == pytest.approx(
         sum(m["eval_seconds"] for m in report["models"].values()), abs=0.1)

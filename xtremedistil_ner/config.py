@@ -58,7 +58,9 @@ class StudentConfig:
     """`type: bilstm` uses `embedding_dim` (E) and `hidden_dim` (H per direction).
     `type: transformer` uses `num_layers`, `hidden_dim` (width h), `num_heads` (default ~h/64),
     `ff_dim` (default 4h), `layer_map` (teacher layer per student layer for stage 1; default
-    uniform) and `init` (auto | teacher | random). `lr_scale` multiplies every stage's learning
+    uniform). `init` (auto | teacher | random): a transformer copies teacher layers (teacher;
+    auto when the shapes allow), a BiLSTM takes word embeddings from a PCA of the teacher's
+    (auto and teacher); random uses neither. `lr_scale` multiplies every stage's learning
     rate for this student (transformers usually want a smaller one than BiLSTMs). `stages`, when
     set, replaces `distil.stages` for this student (a small student can afford more epochs)."""
 
@@ -121,6 +123,9 @@ class DistilConfig:
     stages: list[StageConfig] = field(default_factory=default_schedule)
     max_grad_norm: float = 5.0
     checkpoint_every: int = 500
+    # Train the first student's twin on the labeled sentences alone (random init, no teacher), so
+    # every report shows what distillation buys over what a user would do without it.
+    gold_only_baseline: bool = True
 
 
 @dataclass
@@ -275,6 +280,25 @@ def _languages(text: str) -> list[str]:
     if "," in text or _is_code(text):
         return [c.strip() for c in text.split(",") if c.strip()]
     return load_language_set(text)
+
+
+BASELINE_SUFFIX = "-gold-only"
+BASELINE_STAGE = StageConfig("gold", "gold", "labeled", "all", 20, 1e-3, patience=3)
+
+
+def run_students(cfg: RunConfig) -> list[StudentConfig]:
+    """The students a run trains: the configured ones, then the gold-only twin of the first one
+    (same type and size; `init: random`, one gold stage with early stopping) unless
+    `distil.gold_only_baseline` is off."""
+    if not (cfg.distil.gold_only_baseline and cfg.students):
+        return list(cfg.students)
+    first = cfg.students[0]
+    twin = dataclasses.replace(first, name=first.name + BASELINE_SUFFIX, init="random", stages=[BASELINE_STAGE])
+    return [*cfg.students, twin]
+
+
+def is_baseline(scfg: StudentConfig) -> bool:
+    return scfg.stages == [BASELINE_STAGE] and scfg.init == "random" and scfg.name.endswith(BASELINE_SUFFIX)
 
 
 def to_dict(cfg: RunConfig) -> dict[str, Any]:

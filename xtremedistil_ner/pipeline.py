@@ -32,6 +32,8 @@ from .config import (
     RunConfig,
     StageConfig,
     StudentConfig,
+    is_baseline,
+    run_students,
     save_config,
     to_dict,
 )
@@ -113,6 +115,11 @@ class Run(RunLayout):
         self.acc = accelerator or make_accelerator(cfg)
         self.command = command or shlex.join(sys.orig_argv)  # the interpreter's own command line
         set_seed(cfg.seed)
+
+    @property
+    def students(self) -> list[StudentConfig]:
+        """The configured students and the gold-only baseline."""
+        return run_students(self.cfg)
 
     @cached_property
     def corpus(self) -> Corpus:
@@ -197,7 +204,7 @@ class Run(RunLayout):
 
     def cache_layers(self, model: torch.nn.Module) -> list[int]:
         """Every teacher layer some configured student matches, so one annotation serves all."""
-        return sorted({g for scfg in self.cfg.students for g in self.student_layers(scfg, model)})
+        return sorted({g for scfg in self.students for g in self.student_layers(scfg, model)})
 
     @cached_property
     def transfer_windows(self) -> tuple[list[Window], list[str]]:
@@ -254,7 +261,7 @@ class Run(RunLayout):
         labeled = self.windows("train")
         dev_windows = self.windows("dev")
         train_langs = [self.corpus.train[w.sent].lang for w in labeled]
-        for scfg in self.cfg.students:
+        for scfg in self.students:
             for lang in self._scopes():
                 out_dir, scope_name = self.student_dir(scfg.name, lang), lang or JOINT
                 inputs = self.student_inputs(scfg, lang)
@@ -330,7 +337,7 @@ class Run(RunLayout):
 
         models = {"teacher": self._cached_eval("teacher", [self.teacher_dir / "model.safetensors"], test_key, teacher_result)}
         models["teacher"]["compression"] = 1.0
-        for scfg in self.cfg.students:
+        for scfg in self.students:
             for lang in self._scopes():
                 if not is_distilled(self.student_dir(scfg.name, lang)):
                     raise XdnerError(f"{self.student_dir(scfg.name, lang)}: student {scfg.name!r} is not distilled yet; run `xdner distil` first")
@@ -340,6 +347,8 @@ class Run(RunLayout):
             entry = self._cached_eval(scfg.name, [d / "model.safetensors" for d in dirs], test_key,
                                       lambda scfg=scfg, dirs=dirs: self._student_result(scfg, dirs, test_windows, lat_ids, lat_mask))
             entry["stage_seconds"] = self.stage_seconds(scfg)
+            if is_baseline(scfg):
+                entry["baseline_of"] = self.students[0].name
             entry["curves"] = {lang or JOINT: curve_points(read_json(self.student_dir(scfg.name, lang) / PROGRESS)["history"])
                                for lang in self._scopes()}
             entry["compression"] = models["teacher"]["parameters"] / entry["parameters"]
@@ -361,7 +370,7 @@ class Run(RunLayout):
         }
         if self.acc.is_main_process:
             write_report(report, self.root)
-            for scfg in self.cfg.students:
+            for scfg in self.students:
                 for lang in self._scopes():
                     self.write_card(scfg, lang, load_student(self.student_dir(scfg.name, lang) / FINAL), report)
         return report
@@ -369,7 +378,8 @@ class Run(RunLayout):
     def write_card(self, scfg: StudentConfig, lang: str | None, student: XtremeDistilPreTrainedModel, report: dict[str, Any] | None = None) -> None:
         """The student folder's model card, with test results once `report` has them."""
         if self.acc.is_main_process:
-            card = student_card(to_dict(self.cfg), scfg.name, lang, student.config, student.num_parameters(), report)
+            card = student_card(to_dict(self.cfg), dataclasses.asdict(scfg), lang, student.config, student.num_parameters(), report,
+                                baseline_of=self.students[0].name if is_baseline(scfg) else None)
             write_text(self.student_dir(scfg.name, lang) / FINAL / CARD, str(card))
 
     def _student_result(self, scfg: StudentConfig, dirs: list[Path], test_windows: list[Window], lat_ids: torch.Tensor, lat_mask: torch.Tensor) -> dict[str, Any]:

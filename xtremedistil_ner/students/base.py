@@ -55,6 +55,9 @@ def student_type(name: str) -> type["StudentType"]:
     return REGISTRY[name]
 
 
+INITS = ("auto", "teacher", "random")  # what a student takes from the teacher at birth (see StudentConfig)
+
+
 class StudentType:
     """How distillation builds one kind of student."""
 

@@ -36,11 +36,15 @@ class BiLSTMType(StudentType):
 
     @classmethod
     def from_teacher(cls, spec: "StudentConfig", teacher: "PreTrainedModel", base: dict[str, Any], kept_ids: np.ndarray, pad_id: int, seed: int) -> BiLSTMForTokenClassification:
-        """Embeddings from a PCA of the teacher's rows for the kept pieces (the paper's SVD)."""
+        """Embeddings from a PCA of the teacher's rows for the kept pieces (the paper's SVD), or
+        PyTorch's random initialisation with `init: random` (a student that owes the teacher
+        nothing but its tokenizer, as the gold-only baseline)."""
         config = BiLSTMStudentConfig(**config_kwargs(base), embedding_dim=spec.embedding_dim, hidden_dim=spec.hidden_dim, dropout=spec.dropout)
         torch.manual_seed(seed)
         student = BiLSTMForTokenClassification(config)
         student.set_vocabulary(kept_ids, pad_id)
+        if spec.init == "random":
+            return student
         with torch.no_grad():
             emb = teacher.get_input_embeddings().weight.detach()
             student.embeddings.weight.copy_(pca_embeddings(emb, kept_ids, spec.embedding_dim, seed))

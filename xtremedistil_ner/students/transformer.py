@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
     from ..config import StudentConfig
 
-INITS = ("auto", "teacher", "random")
 
 
 def uniform_layer_map(num_layers: int, num_teacher_layers: int) -> list[int]:
@@ -60,8 +59,6 @@ class TransformerType(StudentType):
     def check_spec(cls, spec: "StudentConfig") -> None:
         if spec.num_layers is None or spec.num_layers < 1:
             raise ConfigError(f"student {spec.name!r}: a transformer needs num_layers >= 1")
-        if spec.init not in INITS:
-            raise ConfigError(f"student {spec.name!r}: init must be one of {INITS} (got {spec.init!r})")
         if spec.hidden_dim < 1:
             raise ConfigError(f"student {spec.name!r}: hidden_dim must be >= 1 (got {spec.hidden_dim})")
         heads = _heads(spec)
