@@ -17,7 +17,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from xtremedistil_ner.config import load_config
 from xtremedistil_ner.io import write_json, write_text

@@ -56,7 +56,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     if report.get("targets"):
         lines += ["", "## Targets", "", "| target | value | goal | met |", "|---|---|---|---|"]
         for t in report["targets"]:
-            lines.append(f"| {t['name']} | {t['value']:.1f}% | ≥ {t['goal']:.0f}% | {'yes' if t['met'] else 'no'} |")
+            unit = t.get("unit", "%")
+            lines.append(f"| {t['name']} | {t['value']:.1f}{unit} | ≥ {t['goal']:g}{unit} | {'yes' if t['met'] else 'no'} |")
     stages = {name: m["stage_seconds"] for name, m in models.items() if m.get("stage_seconds")}
     if stages:
         names = list(dict.fromkeys(st for per in stages.values() for st in per))
