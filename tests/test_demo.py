@@ -15,7 +15,8 @@ def test_quick_demo_runs_the_whole_pipeline(tmp_path: Path, capsys: pytest.Captu
     out, err = capsys.readouterr()
     assert "SYNTHETIC demo data" in err and "| teacher |" in out and "speedup vs teacher" in out
     report = json.loads((tmp_path / "run" / "report.json").read_text())
-    assert set(report["models"]) == {"teacher", "bilstm-50-200"}
+    assert set(report["models"]) == {"teacher", "bilstm-50-200", "bilstm-50-200-gold-only"}
+    assert "## What distillation buys" in out
     assert set(report["languages"]) == {"de", "en", "es", "hi", "ru", "zh"}
     student = report["models"]["bilstm-50-200"]
     assert student["compression"] > 50 and student["speedup"] > 1
