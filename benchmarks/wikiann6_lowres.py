@@ -12,9 +12,9 @@ gold-only 50/200 — and writes the report with the targets to
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from xtremedistil_ner.benchmarking import FinishedRun
 from xtremedistil_ner.config import load_config
 from xtremedistil_ner.log import configure as configure_logging
 from xtremedistil_ner.pipeline import Run
@@ -60,7 +60,7 @@ def main() -> None:
     configure_logging(0)
     out = Path(args.output_dir)
     if args.reuse:
-        report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+        report = FinishedRun.open(out).report()
     else:
         cfg = load_config(CONFIG, [f"output_dir={out}", f"data.root={args.data_root}"])
         report = Run(cfg, command=f"python benchmarks/wikiann6_lowres.py --output-dir {out}").run_all()

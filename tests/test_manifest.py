@@ -20,7 +20,7 @@ from xtremedistil_ner.io import MANIFEST, ArtifactError, atomic_dir, check_manif
 from xtremedistil_ner.report import MANIFEST as REPORT_MANIFEST
 from xtremedistil_ner.report import write_report
 from xtremedistil_ner.students import load_student, save_student
-from xtremedistil_ner.teacher import MANIFEST as TEACHER_MANIFEST
+from xtremedistil_ner.layout import TEACHER_MANIFEST
 from xtremedistil_ner.teacher import _save, load_teacher
 
 from conftest import tiny_student

@@ -19,7 +19,7 @@ from .data.conll import Sentence, read_conll
 from .data.corpus import split_file
 from .data.labels import LabelSet
 from .io import read_json
-from .layout import RunLayout
+from .layout import CONFIG, RunLayout
 from .teacher import load_teacher, load_tokenizer
 
 
@@ -34,7 +34,7 @@ class FinishedRun(RunLayout):
     def open(cls, path: Path | str, data_root: str | None = None) -> "FinishedRun":
         """`data_root` replaces the config's `data.root` (the data may have moved since)."""
         path = Path(path)
-        return cls(path, load_config(path / "config.yaml", [f"data.root={data_root}"] if data_root else []))
+        return cls(path, load_config(path / CONFIG, [f"data.root={data_root}"] if data_root else []))
 
     @property
     def name(self) -> str:

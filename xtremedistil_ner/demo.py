@@ -7,7 +7,14 @@ import logging
 import time
 from pathlib import Path
 
-from .config import DistilConfig, EvalConfig, RunConfig, StageConfig, StudentConfig, TeacherConfig
+from .config import (
+    DistilConfig,
+    EvalConfig,
+    RunConfig,
+    StageConfig,
+    StudentConfig,
+    TeacherConfig,
+)
 from .demo_data import DEFAULT_DEMO_LANGUAGES, generate_demo_corpus
 from .pipeline import Run
 

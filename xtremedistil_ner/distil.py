@@ -23,23 +23,40 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset, Subset
 from transformers import PreTrainedTokenizerBase, get_scheduler
 
-from .batching import LengthBatchSampler, WindowDataset, batch_loader, check_global_batch, to_device
+from .batching import (
+    LengthBatchSampler,
+    WindowDataset,
+    batch_loader,
+    check_global_batch,
+    to_device,
+)
 from .config import DistilConfig, StageConfig
 from .data.conll import Sentence
 from .encoding import Window
 from .evaluate import logits_fn, predict_tags, score
-from .io import atomic_dir, read_json, settled_dir, verify_manifest, write_json, write_manifest
-from .stages import LOSSES, SELECT_ON_LOSS, loss_units, student_outputs, sub_stages, validate_stage
+from .io import (
+    atomic_dir,
+    read_json,
+    settled_dir,
+    verify_manifest,
+    write_json,
+    write_manifest,
+)
+from .layout import CHECKPOINT, FINAL, PROGRESS, RESUME
+from .stages import (
+    LOSSES,
+    SELECT_ON_LOSS,
+    loss_units,
+    student_outputs,
+    sub_stages,
+    validate_stage,
+)
 from .students import XtremeDistilPreTrainedModel, load_student, save_student
 from .training import LoopState, Plugin, TrainLoop, tracking
 
-PROGRESS = "progress.json"
-CHECKPOINT = "checkpoint"
-RESUME = "resume"
 POSITION = "position.json"
 BEST = "best.safetensors"
 ENTRY = "stage_entry.safetensors"  # the model that entered a guarded stage, in checkpoints
-FINAL = "model"
 
 logger = logging.getLogger(__name__)
 

@@ -1,14 +1,28 @@
 """Where a run keeps its artifacts under its output directory: the one place that names them,
-for the pipeline that writes them and for the benchmarks that read a finished run back."""
+for the steps that write them and for everything that reads a run back (the pipeline checking
+what is done, the benchmarks), with the readers of its records. Reading never writes, locks or
+seeds anything."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from .distil import FINAL
+from .io import read_json
 
-STUDENTS = "students"
+CONFIG = "config.yaml"  # the resolved config of the run's last command
+TEACHER = "teacher"  # the fine-tuned teacher: a transformers folder plus TEACHER_MANIFEST
+TEACHER_MANIFEST = "xdner_teacher.json"  # its files, what it was made from, its training record
+CACHE = "cache"  # the teacher's outputs over the transfer set (cache.MANIFEST inside)
+STUDENTS = "students"  # students/NAME/SCOPE/: one distillation each
 JOINT = "joint"  # the scope folder of a student distilled over all languages together
+FINAL = "model"  # in a student's folder: the finished student (a transformers folder)
+PROGRESS = "progress.json"  # in a student's folder: its distillation record
+CHECKPOINT = "checkpoint"  # in a student's folder: the last finished sub-stage
+RESUME = "resume"  # in a student's folder: the mid-sub-stage training state
+EVAL = "eval"  # eval/NAME.json: a model's test scores, keyed by its weights and the test data
+TIMINGS = "timings.json"  # wall time per step
+REPORT = "report.json"  # the run's report (report.md and curves.png beside it)
 
 
 class RunLayout:
@@ -17,20 +31,42 @@ class RunLayout:
     root: Path
 
     @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG
+
+    @property
     def teacher_dir(self) -> Path:
-        return self.root / "teacher"
+        return self.root / TEACHER
 
     @property
     def cache_dir(self) -> Path:
-        return self.root / "cache"
+        return self.root / CACHE
 
     @property
     def eval_dir(self) -> Path:
-        return self.root / "eval"
+        return self.root / EVAL
 
     @property
     def timings_path(self) -> Path:
-        return self.root / "timings.json"
+        return self.root / TIMINGS
+
+    @property
+    def report_path(self) -> Path:
+        return self.root / REPORT
+
+    def teacher_record(self) -> dict[str, Any]:
+        """The fine-tuned teacher's manifest: its files, inputs and training record."""
+        return read_json(self.teacher_dir / TEACHER_MANIFEST)
+
+    def progress(self, name: str, lang: str | None = None) -> dict[str, Any]:
+        """A distilled student's record: sub-stage history, final dev scores, inputs."""
+        return read_json(self.student_dir(name, lang) / PROGRESS)
+
+    def timings(self) -> dict[str, float]:
+        return read_json(self.timings_path) if self.timings_path.exists() else {}
+
+    def report(self) -> dict[str, Any]:
+        return read_json(self.report_path)
 
     def student_dir(self, name: str, lang: str | None = None) -> Path:
         return self.root / STUDENTS / name / (lang or JOINT)

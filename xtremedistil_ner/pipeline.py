@@ -43,7 +43,6 @@ from .data.corpus import Corpus, build_corpus
 from .distil import (
     FINAL,
     NOTHING,
-    PROGRESS,
     Distiller,
     StageData,
     is_distilled,
@@ -64,7 +63,6 @@ from .students import (
     load_student,
     student_type,
 )
-from .teacher import MANIFEST as TEACHER_MANIFEST
 from .teacher import (
     count_parameters,
     fine_tune,
@@ -155,7 +153,7 @@ class Run(RunLayout):
         """A fine-tuned teacher made from this config's settings and data."""
         if not is_trained(self.teacher_dir):
             raise XdnerError(f"{self.teacher_dir}: no fine-tuned teacher yet; run `xdner teach` first")
-        record = read_json(self.teacher_dir / TEACHER_MANIFEST)
+        record = self.teacher_record()
         check_inputs(self.teacher_dir, "fine-tuned teacher", record.get("inputs"), self.teacher_inputs)
         if record["best_dev_macro_f1"] <= 0:
             raise XdnerError(
@@ -174,7 +172,7 @@ class Run(RunLayout):
     # -- steps -------------------------------------------------------------------------------
     def teach(self) -> None:
         if is_trained(self.teacher_dir):
-            recorded = read_json(self.teacher_dir / TEACHER_MANIFEST).get("inputs")
+            recorded = self.teacher_record().get("inputs")
             if not must_rebuild(self.teacher_dir, "fine-tuned teacher", recorded, self.teacher_inputs, self.overwrite):
                 self._log(f"teach: fine-tuned teacher found in {self.teacher_dir}, skipping")
                 return
@@ -349,7 +347,7 @@ class Run(RunLayout):
             entry["stage_seconds"] = self.stage_seconds(scfg)
             if is_baseline(scfg):
                 entry["baseline_of"] = self.students[0].name
-            entry["curves"] = {lang or JOINT: curve_points(read_json(self.student_dir(scfg.name, lang) / PROGRESS)["history"])
+            entry["curves"] = {lang or JOINT: curve_points(self.progress(scfg.name, lang)["history"])
                                for lang in self._scopes()}
             entry["compression"] = models["teacher"]["parameters"] / entry["parameters"]
             entry["speedup"] = models["teacher"]["latency"]["median_ms"] / entry["latency"]["median_ms"]
@@ -363,7 +361,7 @@ class Run(RunLayout):
             "device": str(self.acc.device),
             "languages": c.languages,
             "models": models,
-            "teacher_dev": read_json(self.teacher_dir / "xdner_teacher.json").get("best_dev_macro_f1"),
+            "teacher_dev": self.teacher_record().get("best_dev_macro_f1"),
             "timings": timings,
             "data": c.stats,
             "config": to_dict(self.cfg),
@@ -406,7 +404,7 @@ class Run(RunLayout):
         sub-stages and, for per-language students, over languages."""
         out: dict[str, float] = {}
         for lang in self._scopes():
-            for record in read_json(self.student_dir(scfg.name, lang) / PROGRESS)["history"]:
+            for record in self.progress(scfg.name, lang)["history"]:
                 out[record["stage"]] = round(out.get(record["stage"], 0.0) + record["seconds"], 1)
         return out
 
@@ -457,7 +455,7 @@ class Run(RunLayout):
             left = sweep_leftovers(self.root)
             if left:
                 self._log(f"removed {len(left)} unfinished file(s) or folder(s) a killed run left in {self.root}")
-            save_config(self.cfg, self.root / "config.yaml")
+            save_config(self.cfg, self.config_path)
             if self.cfg.log_with:
                 self.acc.init_trackers(self.root.name, config=flat_scalars(to_dict(self.cfg)))
             self.acc.wait_for_everyone()

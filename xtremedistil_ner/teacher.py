@@ -18,17 +18,21 @@ from transformers import (
 )
 
 from .backbones import resolve_backbone
-from .batching import LengthBatchSampler, WindowDataset, batch_loader, check_global_batch
+from .batching import (
+    LengthBatchSampler,
+    WindowDataset,
+    batch_loader,
+    check_global_batch,
+)
 from .config import TeacherConfig
 from .data.conll import Sentence
 from .data.labels import LabelSet
 from .encoding import encode, special_ids
 from .evaluate import logits_fn, predict_tags, score
 from .io import atomic_dir, check_manifest, write_json, write_manifest
+from .layout import TEACHER_MANIFEST
 from .stages import loss_units
 from .training import LoopState, Plugin, TrainLoop, tracking
-
-MANIFEST = "xdner_teacher.json"
 
 
 def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
@@ -46,7 +50,7 @@ def load_teacher(
     fine-tuned here is first checked against the file sizes in its manifest (a stat per file,
     where hashing would reread hundreds of MB each load), so a truncated file is named."""
     path = resolve_backbone(name_or_path)
-    check_manifest(Path(path), MANIFEST, checksums=False, what="teacher checkpoint")
+    check_manifest(Path(path), TEACHER_MANIFEST, checksums=False, what="teacher checkpoint")
     model = AutoModelForTokenClassification.from_pretrained(
         path,
         num_labels=len(labels),
@@ -115,9 +119,9 @@ def fine_tune(
     summary = {"history": st.epochs, "best_epoch": st.best_epoch, "best_dev": st.best_dev,
                "best_dev_macro_f1": st.best, "train_seconds": round(st.seconds, 1)}
     if accelerator.is_main_process:
-        manifest = json.loads((out_dir / MANIFEST).read_text())
+        manifest = json.loads((out_dir / TEACHER_MANIFEST).read_text())
         manifest.update(summary)
-        write_json(out_dir / MANIFEST, manifest)
+        write_json(out_dir / TEACHER_MANIFEST, manifest)
     accelerator.wait_for_everyone()
     return summary
 
@@ -145,9 +149,9 @@ def _save(
         with atomic_dir(out_dir) as tmp:
             model.save_pretrained(tmp, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
-            write_manifest(tmp, MANIFEST, **info, parameters=count_parameters(model))
+            write_manifest(tmp, TEACHER_MANIFEST, **info, parameters=count_parameters(model))
     accelerator.wait_for_everyone()
 
 
 def is_trained(out_dir: Path) -> bool:
-    return (Path(out_dir) / MANIFEST).exists() and "best_dev_macro_f1" in json.loads((Path(out_dir) / MANIFEST).read_text())
+    return (Path(out_dir) / TEACHER_MANIFEST).exists() and "best_dev_macro_f1" in json.loads((Path(out_dir) / TEACHER_MANIFEST).read_text())

