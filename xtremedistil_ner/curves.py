@@ -23,6 +23,7 @@ def plot_curves(curves: dict[str, dict[str, list[dict[str, Any]]]], path: Path) 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(len(curves), 2, figsize=(12, 3.2 * len(curves)), squeeze=False, sharex="row")
     for (student, scopes), (loss_ax, f1_ax) in zip(curves.items(), axes):
@@ -37,11 +38,13 @@ def plot_curves(curves: dict[str, dict[str, list[dict[str, Any]]]], path: Path) 
                 if i == 0 or points[i]["stage"] != points[i - 1]["stage"]:
                     for ax in (loss_ax, f1_ax):
                         ax.axvline(i + 0.5, color="grey", lw=0.8, ls="--")
-                        ax.text(i + 0.6, 1.0, points[i]["stage"], transform=ax.get_xaxis_transform(), fontsize=7, va="top")
+                        ax.text(i + 0.55, 0.98, points[i]["stage"], transform=ax.get_xaxis_transform(), fontsize=7, va="top",
+                                rotation=90, color="grey")
         loss_ax.set_yscale("log")
         loss_ax.set_title(f"{student}: train loss (each stage's own loss)", fontsize=9)
         f1_ax.set_title(f"{student}: dev macro F1 (epochs that were scored)", fontsize=9)
         for ax in (loss_ax, f1_ax):
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("epoch (over all sub-stages)")
             ax.grid(alpha=0.3)
             if len(scopes) > 1:
