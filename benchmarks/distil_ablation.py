@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from xtremedistil_ner.benchmarking import FinishedRun
-from xtremedistil_ner.config import load_config
+from xtremedistil_ner.config import load_config, run_students
 from xtremedistil_ner.io import write_json, write_text
 from xtremedistil_ner.log import configure as configure_logging
 from xtremedistil_ner.pipeline import Run
@@ -66,7 +66,7 @@ def rows(run: FinishedRun, report: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def markdown(table: list[dict[str, Any]], report: dict[str, Any]) -> str:
+def markdown(table: list[dict[str, Any]], report: dict[str, Any], missing: list[str]) -> str:
     t = report["models"]["teacher"]["test_f1"]["macro"]
     lines = ["# Distillation ablation: 50/200 BiLSTM, wikiann6, 1,000 labeled + 5,000 transfer sentences per language", "",
              f"One teacher (test macro F1 {t:.2f}, dev {report['teacher_dev']:.2f}) and one transfer cache for every row. "
@@ -75,6 +75,9 @@ def markdown(table: list[dict[str, Any]], report: dict[str, Any]) -> str:
     for r in table:
         lines.append(f"| {r['student']} | {r['change']} | {r['dev_macro_f1']:.2f} | {r['test_macro_f1']:.2f} | "
                      f"{r['retention']:.1f}% | {r['distil_seconds']:.0f} |")
+    if missing:
+        lines += ["", "Not in this run's report yet (rerun the script without --reuse to add them): "
+                  + "; ".join(f"{name} ({CHANGES.get(name, 'see the config')})" for name in missing) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -110,10 +113,11 @@ def main() -> None:
         report = Run(ablation_config(args.output_dir, args.data_root),
                      command=f"python benchmarks/distil_ablation.py --output-dir {args.output_dir}").run_all()
     table = rows(FinishedRun.open(args.output_dir), report)
+    missing = [s.name for s in run_students(ablation_config(args.output_dir, args.data_root)) if s.name not in report["models"]]
     RESULTS.mkdir(parents=True, exist_ok=True)
     write_json(RESULTS / "ablation.json", {"teacher_test_macro_f1": report["models"]["teacher"]["test_f1"]["macro"],
                                            "teacher_dev_macro_f1": report["teacher_dev"], "rows": table})
-    write_text(RESULTS / "ablation.md", markdown(table, report))
+    write_text(RESULTS / "ablation.md", markdown(table, report, missing))
     plot(table, RESULTS / "ablation.png")
     print((RESULTS / "ablation.md").read_text(encoding="utf-8"))
 
