@@ -14,11 +14,10 @@ costs relative to each other.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
-from xtremedistil_ner.benchmarking import FinishedRun
+from xtremedistil_ner.benchmarking import FinishedRun, benchmark_parser, save_figure
 from xtremedistil_ner.config import load_config, run_students
 from xtremedistil_ner.io import write_json, write_text
 from xtremedistil_ner.log import configure as configure_logging
@@ -95,16 +94,12 @@ def plot(table: list[dict[str, Any]], path: Path) -> None:
     ax.set_ylabel("dev macro F1")
     ax.set_title("Distillation levers, 50/200 BiLSTM on wikiann6 (5k transfer/lang)", fontsize=10)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = benchmark_parser(__doc__, "tabulate the finished run's report.json instead of running")
     parser.add_argument("--output-dir", type=Path, default=Path("runs/distil-ablation"))
-    parser.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data" / "ner"))
-    parser.add_argument("--reuse", action="store_true", help="tabulate the finished run's report.json instead of running")
     args = parser.parse_args()
     configure_logging(0)
     if args.reuse:

@@ -13,7 +13,6 @@ transfer sentences), its parameters, and annotate/distil wall time. Writes
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from xtremedistil_ner.benchmarking import FinishedRun
+from xtremedistil_ner.benchmarking import FinishedRun, benchmark_parser, save_figure
 from xtremedistil_ner.config import load_config
 from xtremedistil_ner.encoding import encode
 from xtremedistil_ner.io import write_json, write_text
@@ -114,16 +113,12 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         ax.set_xlabel("transfer sentences (all languages)")
         ax.grid(alpha=0.3)
     fig.suptitle("50/200 BiLSTM on wikiann6 (1k labeled/lang): transfer-set size", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = benchmark_parser(__doc__, "tabulate finished runs instead of running")
     parser.add_argument("--output-root", type=Path, default=Path("runs/transfer-size"))
-    parser.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data" / "ner"))
-    parser.add_argument("--reuse", action="store_true", help="tabulate finished runs instead of running")
     args = parser.parse_args()
     configure_logging(0)
     runs = [args.output_root / f"transfer-{label(s)}" for s in SIZES]

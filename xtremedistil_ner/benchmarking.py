@@ -7,10 +7,11 @@ directory it runs in: a benchmark must leave the run it measures untouched.
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -73,3 +74,20 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> l
     """Lines of a Markdown table; cells are written with `str`."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+
+
+def benchmark_parser(doc: str | None, reuse_help: str) -> argparse.ArgumentParser:
+    """The options every run-based benchmark takes: where the data is and whether to reuse finished runs."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "ner"))
+    parser.add_argument("--reuse", action="store_true", help=reuse_help)
+    return parser
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Write a matplotlib figure as PNG and free it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
