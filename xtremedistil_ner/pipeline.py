@@ -37,7 +37,6 @@ from .config import (
     save_config,
     to_dict,
 )
-from .curves import curve_points
 from .data.conll import Sentence
 from .data.corpus import Corpus, build_corpus
 from .distil import (
@@ -51,7 +50,9 @@ from .distil import (
 from .encoding import Window, encode, special_ids
 from .errors import RunInUseError, StaleArtifactError, XdnerError
 from .evaluate import logits_fn, predict_tags, score
+from .figures import curve_points
 from .io import read_json, sha256_file, sweep_leftovers, write_json, write_text
+from .languages import LanguageConfigError, load_language
 from .latency import make_batch, measure
 from .layout import JOINT, RunLayout
 from .provenance import check_inputs, must_rebuild, sentences_fingerprint
@@ -360,6 +361,7 @@ class Run(RunLayout):
             "machine": machine_description(),
             "device": str(self.acc.device),
             "languages": c.languages,
+            "scripts": scripts_of(c.languages),
             "models": models,
             "teacher_dev": self.teacher_record().get("best_dev_macro_f1"),
             "timings": timings,
@@ -487,6 +489,17 @@ def _test_key(test: list[Sentence], eval_cfg: dict[str, Any], max_length: int) -
 
 def _f1(scores: dict[str, dict[str, float]]) -> dict[str, float]:
     return {lang: round(v["f1"], 2) for lang, v in scores.items()}
+
+
+def scripts_of(languages: list[str]) -> dict[str, str]:
+    """Each language's script from its YAML in languages/, for the codes that have one."""
+    out = {}
+    for lang in languages:
+        try:
+            out[lang] = load_language(lang).script
+        except LanguageConfigError:
+            continue
+    return out
 
 
 def machine_description() -> str:

@@ -5,13 +5,15 @@ both files' sizes and sha256 (the report is what gets copied around and quoted).
 from __future__ import annotations
 
 import os
+import statistics
 from pathlib import Path
 from typing import Any
 
-from .curves import PNG, plot_curves
+from .figures import LANGUAGES_PNG, PNG, plot_curves, plot_languages
 from .io import write_json, write_manifest, write_text
 
 REPORT_FILES = ("report.json", "report.md")
+WIDE = 10  # with more languages than this, languages become rows
 MANIFEST = "report.manifest.json"
 
 
@@ -24,23 +26,29 @@ def render_markdown(report: dict[str, Any]) -> str:
     if report.get("machine"):
         lines += [f"Machine: {report['machine']}", ""]
     lines += ["## Test F1 (seqeval, strict IOB2, word level)", ""]
-    header = "| model | params | compression | " + " | ".join(langs) + " | macro |"
-    lines += [header, "|" + "---|" * (len(langs) + 4)]
+    wide = len(langs) > WIDE
+    shown = [] if wide else langs  # many languages: one row each, below, instead of a column each
+    header = "| model | params | compression | " + "".join(f"{l} | " for l in shown) + "macro |" + (" median |" if wide else "")
+    lines += [header, "|" + "---|" * (len(shown) + 4 + wide)]
     for name, m in models.items():
         f1 = m["test_f1"]
-        cells = [f"{f1[l]:.2f}" if l in f1 else "–" for l in langs]
-        lines.append(
-            f"| {name} | {m['parameters'] / 1e6:.2f}M | {m.get('compression', 1.0):.1f}x | "
-            + " | ".join(cells) + f" | {f1.get('macro', float('nan')):.2f} |"
-        )
+        cells = "".join(f"{f1[l]:.2f} | " if l in f1 else "– | " for l in shown)
+        lines.append(f"| {name} | {m['parameters'] / 1e6:.2f}M | {m.get('compression', 1.0):.1f}x | {cells}"
+                     f"{f1.get('macro', float('nan')):.2f} |" + (f" {_median(f1, langs):.2f} |" if wide else ""))
+    if wide:
+        lines += per_language_table(report) + ["", f"![test F1 per language]({LANGUAGES_PNG})"]
     for name, m in models.items():
         if m.get("baseline_of") in models:
             distilled = models[m["baseline_of"]]["test_f1"]
-            gain = [f"{distilled[l] - m['test_f1'][l]:+.2f}" if l in m["test_f1"] else "–" for l in [*langs, "macro"]]
+            gain = [f"{distilled[l] - m['test_f1'][l]:+.2f}" if l in m["test_f1"] else "–" for l in [*shown, "macro"]]
+            if wide:
+                gain.append(f"{_median(distilled, langs) - _median(m['test_f1'], langs):+.2f}")
             lines += ["", "## What distillation buys", "",
                       f"`{name}` is `{m['baseline_of']}` trained on the labeled sentences alone (random initialisation, no "
-                      "teacher): what a user gets without distillation. Test F1 gained by distilling:", "",
-                      "| | " + " | ".join(langs) + " | macro |", "|" + "---|" * (len(langs) + 2),
+                      "teacher): what a user gets without distillation. Test F1 gained by distilling"
+                      + (" (per language: the table above)" if wide else "") + ":", "",
+                      "| | " + "".join(f"{l} | " for l in shown) + "macro |" + (" median |" if wide else ""),
+                      "|" + "---|" * (len(shown) + 2 + wide),
                       f"| {m['baseline_of']} vs {name} | " + " | ".join(gain) + " |"]
     if any("latency" in m for m in models.values()):
         lat = next(m["latency"] for m in models.values() if "latency" in m)
@@ -81,6 +89,36 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _median(f1: dict[str, float], langs: list[str]) -> float:
+    return statistics.median(f1[l] for l in langs if l in f1)
+
+
+def per_language_table(report: dict[str, Any]) -> list[str]:
+    """Languages as rows (for runs over many): grouped by script, each group sorted by the first
+    student's share of the teacher's F1, lowest first; then the five lowest overall."""
+    models, langs = report["models"], report["languages"]
+    scripts = report.get("scripts", {})
+    teacher = models["teacher"]["test_f1"]
+    students = [n for n in models if n != "teacher"]
+    key = students[0] if students else "teacher"
+
+    def kept(name: str, lang: str) -> float:
+        return 100 * models[name]["test_f1"][lang] / teacher[lang] if teacher.get(lang) else float("nan")
+
+    order = sorted(langs, key=lambda l: (scripts.get(l, "–"), kept(key, l)))
+    lines = ["", "## Test F1 per language", "",
+             f"Grouped by script; within a script, by {key}'s share of the teacher's F1, lowest first.", "",
+             "| language | script | teacher | " + " | ".join(f"{n} | % of teacher" for n in students) + " |",
+             "|" + "---|" * (3 + 2 * len(students))]
+    for lang in order:
+        cells = " | ".join(f"{models[n]['test_f1'][lang]:.2f} | {kept(n, lang):.1f}%" for n in students)
+        lines.append(f"| {lang} | {scripts.get(lang, '–')} | {teacher[lang]:.2f} | {cells} |")
+    if students:
+        worst = sorted(langs, key=lambda l: kept(key, l))[:5]
+        lines += ["", f"Lowest five for {key}: " + ", ".join(f"{l} {kept(key, l):.1f}%" for l in worst) + "."]
+    return lines
+
+
 def busy_note(models: dict[str, Any]) -> str | None:
     """A warning when some model was timed while other work ran on the CPU (1-minute load
     average above half the cores): its speedup then says little; `benchmarks/latency.py` on an
@@ -102,6 +140,9 @@ def write_report(report: dict[str, Any], out_dir: Path) -> None:
     if curves:
         plot_curves(curves, Path(out_dir) / PNG)
         files += (PNG,)
+    if len(report["languages"]) > WIDE:
+        plot_languages(report, Path(out_dir) / LANGUAGES_PNG)
+        files += (LANGUAGES_PNG,)
     write_json(Path(out_dir) / "report.json", report)
     write_text(Path(out_dir) / "report.md", render_markdown(report))
     write_manifest(Path(out_dir), MANIFEST, files=files, name=report.get("name", ""))

@@ -1,6 +1,6 @@
-"""Training curves: each student's train loss and dev macro F1 epoch by epoch over its
-sub-stages, read from its distillation record and drawn into one PNG beside the report, so
-where a schedule pays (and where it stalls) is visible at a glance."""
+"""The report's figures, drawn from the report's own data: training curves (each student's
+train loss and dev macro F1 epoch by epoch over its sub-stages, so where a schedule pays and
+where it stalls is visible at a glance) and, for runs over many languages, test F1 per language."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 PNG = "curves.png"
+LANGUAGES_PNG = "languages.png"
 
 
 def curve_points(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -49,6 +50,35 @@ def plot_curves(curves: dict[str, dict[str, list[dict[str, Any]]]], path: Path) 
             ax.grid(alpha=0.3)
             if len(scopes) > 1:
                 ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_languages(report: dict[str, Any], path: Path) -> None:
+    """Test F1 per language, one row each, sorted by the first student's share of the teacher's
+    F1: the teacher and every model side by side, the retention printed at the right."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models, langs, scripts = report["models"], report["languages"], report.get("scripts", {})
+    teacher = models["teacher"]["test_f1"]
+    key = next((n for n in models if n != "teacher"), "teacher")
+    order = sorted(langs, key=lambda l: models[key]["test_f1"][l] / teacher[l] if teacher[l] else 0.0)
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.24 * len(order)))
+    y = list(range(len(order)))
+    for name, m in models.items():
+        ax.scatter([m["test_f1"][l] for l in order], y, s=18, label=name, marker="s" if name == "teacher" else "o")
+    for yi, lang in zip(y, order):
+        kept = 100 * models[key]["test_f1"][lang] / teacher[lang] if teacher[lang] else float("nan")
+        ax.text(1.01, yi, f"{kept:.0f}%", transform=ax.get_yaxis_transform(), va="center", fontsize=7)
+    ax.set_yticks(y, [f"{l} ({scripts[l]})" if l in scripts else l for l in order], fontsize=7)
+    ax.set_xlabel("test F1 (seqeval, strict IOB2)")
+    ax.set_title(f"Test F1 per language, by {key}'s share of the teacher's (right)", fontsize=9, pad=22)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(models), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
