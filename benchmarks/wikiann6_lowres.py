@@ -43,15 +43,15 @@ def with_targets(report: dict) -> dict:
             continue
         f1 = models[name]["test_f1"]
         kept = 100 * f1["macro"] / teacher["macro"]
-        targets.append({"name": f"{name} macro F1 / teacher's", "value": kept, "goal": goal, "unit": "%", "met": kept >= goal})
+        targets.append({"name": f"{name} macro F1 / teacher's", "value": kept, "goal": goal, "unit": "%", "met": bool(kept >= goal)})
         worst = min(report["languages"], key=lambda lang: f1[lang] / teacher[lang])
         low = 100 * f1[worst] / teacher[worst]
         targets.append({"name": f"{name} lowest language ({worst}) / teacher's", "value": low, "goal": LANGUAGE_FLOOR,
-                        "unit": "%", "met": low >= LANGUAGE_FLOOR})
+                        "unit": "%", "met": bool(low >= LANGUAGE_FLOOR)})
         if BASELINE in models:
             gap = f1["macro"] - models[BASELINE]["test_f1"]["macro"]
             targets.append({"name": f"{name} over {BASELINE} (macro F1 points)", "value": gap, "goal": OVER_GOLD_ONLY,
-                            "unit": " pts", "met": gap >= OVER_GOLD_ONLY})
+                            "unit": " pts", "met": bool(gap >= OVER_GOLD_ONLY)})
     report["targets"] = targets
     return report
 
