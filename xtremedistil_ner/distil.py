@@ -52,7 +52,7 @@ from .stages import (
     validate_stage,
 )
 from .students import XtremeDistilPreTrainedModel, load_student, save_student
-from .training import LoopState, Plugin, TrainLoop, tracking
+from .training import LoopState, Plugin, TrainLoop, cpu_copy, tracking
 
 POSITION = "position.json"
 BEST = "best.safetensors"
@@ -175,7 +175,7 @@ class Distiller:
             if self._guarded(si) and f"{si}.0" not in progress["done"]:
                 # The model entering the stage, kept (on disk too) until the stage is done.
                 progress["entry"] = {"stage": si, "dev": self._current_dev(progress)}
-                self.entry_state = {k: v.detach().cpu().clone() for k, v in self.student.state_dict().items()}
+                self.entry_state = cpu_copy(self.student)
             for ki, trainable in enumerate(subs):
                 key = f"{si}.{ki}"
                 if key in progress["done"]:

@@ -5,7 +5,8 @@ where it stalls is visible at a glance) and, for runs over many languages, test 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+import math
+from typing import Any, Callable
 
 PNG = "curves.png"
 LANGUAGES_PNG = "languages.png"
@@ -55,6 +56,22 @@ def plot_curves(curves: dict[str, dict[str, list[dict[str, Any]]]], path: Path) 
     plt.close(fig)
 
 
+def share_of_teacher(models: dict[str, Any], name: str, lang: str) -> float:
+    """Model `name`'s test F1 on `lang` as a % of the teacher's; nan where the teacher scored 0."""
+    teacher = models["teacher"]["test_f1"].get(lang)
+    return 100 * models[name]["test_f1"][lang] / teacher if teacher else math.nan
+
+
+def by_share(models: dict[str, Any], name: str) -> Callable[[str], float]:
+    """A sort key over languages: `name`'s share of the teacher's F1, lowest first (nan lowest)."""
+    return lambda lang: -math.inf if math.isnan(v := share_of_teacher(models, name, lang)) else v
+
+
+def first_student(models: dict[str, Any]) -> str:
+    """The model the per-language views are ordered by: the first student (the teacher alone: itself)."""
+    return next((n for n in models if n != "teacher"), "teacher")
+
+
 def plot_languages(report: dict[str, Any], path: Path) -> None:
     """Test F1 per language, one row each, sorted by the first student's share of the teacher's
     F1: the teacher and every model side by side, the retention printed at the right."""
@@ -64,16 +81,14 @@ def plot_languages(report: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     models, langs, scripts = report["models"], report["languages"], report.get("scripts", {})
-    teacher = models["teacher"]["test_f1"]
-    key = next((n for n in models if n != "teacher"), "teacher")
-    order = sorted(langs, key=lambda l: models[key]["test_f1"][l] / teacher[l] if teacher[l] else 0.0)
+    key = first_student(models)
+    order = sorted(langs, key=by_share(models, key))
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.24 * len(order)))
     y = list(range(len(order)))
     for name, m in models.items():
         ax.scatter([m["test_f1"][l] for l in order], y, s=18, label=name, marker="s" if name == "teacher" else "o")
     for yi, lang in zip(y, order):
-        kept = 100 * models[key]["test_f1"][lang] / teacher[lang] if teacher[lang] else float("nan")
-        ax.text(1.01, yi, f"{kept:.0f}%", transform=ax.get_yaxis_transform(), va="center", fontsize=7)
+        ax.text(1.01, yi, f"{share_of_teacher(models, key, lang):.0f}%", transform=ax.get_yaxis_transform(), va="center", fontsize=7)
     ax.set_yticks(y, [f"{l} ({scripts[l]})" if l in scripts else l for l in order], fontsize=7)
     ax.set_xlabel("test F1 (seqeval, strict IOB2)")
     ax.set_title(f"Test F1 per language, by {key}'s share of the teacher's (right)", fontsize=9, pad=22)

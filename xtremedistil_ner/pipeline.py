@@ -55,7 +55,7 @@ from .io import read_json, sha256_file, sweep_leftovers, write_json, write_text
 from .languages import LanguageConfigError, load_language
 from .latency import make_batch, measure
 from .layout import JOINT, RunLayout
-from .provenance import check_inputs, must_rebuild, sentences_fingerprint
+from .provenance import check_inputs, flatten, must_rebuild, sentences_fingerprint
 from .report import write_report
 from .students import (
     CARD,
@@ -79,17 +79,9 @@ LOCK = ".xdner.lock"
 ARCHITECTURE = ("embedding_dim", "hidden_dim", "num_layers", "num_heads", "ff_dim", "init")  # reported per student
 
 
-def flat_scalars(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """The config as `a.b.c: value` scalars, the form trackers take hyper-parameters in."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(flat_scalars(value, f"{prefix}{key}."))
-        elif isinstance(value, (int, float, str, bool)):
-            out[f"{prefix}{key}"] = value
-        elif value is not None:
-            out[f"{prefix}{key}"] = json.dumps(value)
-    return out
+def flat_scalars(tree: dict[str, Any]) -> dict[str, Any]:
+    """The config as `a.b.c: value` scalars (lists as JSON), the form trackers take hyper-parameters in."""
+    return {k: v if isinstance(v, (int, float, str, bool)) else json.dumps(v) for k, v in flatten(tree).items() if v is not None}
 
 
 def make_accelerator(cfg: RunConfig) -> Accelerator:

