@@ -208,3 +208,35 @@ def test_int8_export_runs(model_dir: Path, tmp_path: Path, tiny_tokenizer) -> No
         with torch.no_grad():
             assert got.shape == student(ids, mask).logits.shape
         assert np.isfinite(got).all()
+
+
+def test_tagger_and_predict_run_an_exported_graph(tmp_path: Path, tiny_tokenizer) -> None:
+    """`Tagger.load(DIR, onnx=FILE)` and `xdner predict --onnx FILE` tag with the graph: the same
+    words and tags as PyTorch for an fp32 export of an untrained (so not one-tag) student."""
+    pytest.importorskip("onnxruntime")
+    path = tmp_path / "model"
+    student = make_student(tiny_tokenizer)
+    with torch.no_grad():  # large random classifier weights: tags that vary with the input
+        student.classifier.weight.copy_(10 * torch.randn(student.classifier.weight.shape, generator=torch.Generator().manual_seed(0)))
+    save_student(student, path, tiny_tokenizer)
+    graph = export_onnx(load_student(path), path / "model.onnx")
+    sentences = [["Anna", "Schmidt", "lives", "in", "Berlin", "."], ["北京"], ["a"] * 40]
+    want = Tagger.load(path).tag_tokens(sentences)
+    assert Tagger.load(path, onnx=graph).tag_tokens(sentences) == want
+    assert len({t for tags in want for t in tags}) > 1  # not a constant tagger: the comparison means something
+    inp = tmp_path / "in.txt"
+    inp.write_text("Anna Schmidt lives in Berlin.\n北京\n", encoding="utf-8")
+    outputs = []
+    for extra in ([], ["--onnx", str(graph)]):
+        out = tmp_path / f"pred{len(extra)}.jsonl"
+        assert run_predict(cli(add_predict_parser, ["predict", "--model", str(path), str(inp), "--output", str(out), *extra])) == 0
+        outputs.append(out.read_text(encoding="utf-8"))
+    assert outputs[0] == outputs[1]
+
+
+def test_tagger_names_a_missing_graph_and_predict_refuses_onnx_on_cuda(model_dir: Path, tmp_path: Path, capsys) -> None:
+    with pytest.raises(FileNotFoundError, match=r"nope\.onnx: no such ONNX file .*xdner export"):
+        Tagger.load(model_dir, onnx=tmp_path / "nope.onnx")
+    args = cli(add_predict_parser, ["predict", "--model", str(model_dir), "-", "--onnx", str(tmp_path / "x.onnx"), "--device", "cuda"])
+    assert run_predict(args) == 2
+    assert "--onnx runs on the CPU" in capsys.readouterr().err

@@ -100,6 +100,7 @@ def add_predict_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument("--output", type=Path, help="output file, written atomically (default: stdout)")
     p.add_argument("--batch-size", type=int, default=64, help="model windows per forward pass")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--onnx", type=Path, help="run this graph from `xdner export` (e.g. DIR/model.int8.onnx) with onnxruntime instead of PyTorch")
     return p
 
 

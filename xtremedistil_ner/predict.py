@@ -32,10 +32,13 @@ Document = tuple[str, list[tuple[int, int]]]
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    if args.onnx and args.device != "cpu":
+        print("xdner: error: --onnx runs on the CPU (onnxruntime); drop --device cuda", file=sys.stderr)
+        return 2
     if args.device == "cuda" and not torch.cuda.is_available():
         print("xdner: error: --device cuda but no CUDA device is available", file=sys.stderr)
         return 2
-    tagger = Tagger.load(args.model, device=args.device, batch_size=args.batch_size)
+    tagger = Tagger.load(args.model, device=args.device, batch_size=args.batch_size, onnx=args.onnx)
     out_format = args.format or ("conll" if args.input_format == "conll" else "jsonl")
     with ExitStack() as stack:
         if args.input == "-":

@@ -38,7 +38,7 @@ from .batching import map_windows
 from .data.conll import Sentence
 from .data.labels import repair_iob2
 from .encoding import encode, merge_predictions, special_ids
-from .evaluate import logits_fn
+from .evaluate import LogitsFn, logits_fn
 from .students import XtremeDistilPreTrainedModel, load_student
 from .teacher import load_tokenizer
 
@@ -114,10 +114,10 @@ class Tagger:
 
     def __init__(
         self, student: XtremeDistilPreTrainedModel, tokenizer: PreTrainedTokenizerBase, device: str | torch.device = "cpu",
-        batch_size: int = 64, max_length: int | None = None,
+        batch_size: int = 64, max_length: int | None = None, logits: LogitsFn | None = None,
     ) -> None:
         self.student = student.to(device).eval()
-        self._logits = logits_fn(self.student)
+        self._logits = logits or logits_fn(self.student)
         self.tokenizer = tokenizer
         self.device = torch.device(device)
         self.batch_size = batch_size
@@ -129,8 +129,10 @@ class Tagger:
         self.pad_id = special_ids(tokenizer)[2]
 
     @classmethod
-    def load(cls, path: Path | str, device: str | torch.device = "cpu", batch_size: int = 64) -> "Tagger":
-        """From a student folder (e.g. `students/NAME/joint/model`) saved with its tokenizer."""
+    def load(cls, path: Path | str, device: str | torch.device = "cpu", batch_size: int = 64, onnx: Path | str | None = None) -> "Tagger":
+        """From a student folder (e.g. `students/NAME/joint/model`) saved with its tokenizer.
+        `onnx`: a graph `xdner export` wrote from that student (e.g. `model.int8.onnx`), run with
+        onnxruntime on the CPU instead of PyTorch; the folder still gives labels and tokenizer."""
         path = Path(path)
         student = load_student(path)
         if not (path / "tokenizer_config.json").is_file():
@@ -138,7 +140,13 @@ class Tagger:
                 f"{path}: no tokenizer files; this student was saved without the teacher's tokenizer "
                 f"(re-save it with save_student(model, path, tokenizer))"
             )
-        return cls(student, load_tokenizer(str(path)), device, batch_size)
+        if onnx is None:
+            return cls(student, load_tokenizer(str(path)), device, batch_size)
+        if not Path(onnx).is_file():
+            raise FileNotFoundError(f"{onnx}: no such ONNX file (write one with `xdner export --model {path} --format onnx`)")
+        from .export import onnx_logits, onnx_session
+
+        return cls(student, load_tokenizer(str(path)), "cpu", batch_size, logits=onnx_logits(onnx_session(Path(onnx))))
 
     @overload
     def __call__(self, text: str) -> list[Entity]: ...
