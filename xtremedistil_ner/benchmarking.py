@@ -17,7 +17,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .config import RunConfig, load_config
 from .data.conll import Sentence, read_conll
-from .data.corpus import split_file
+from .data.corpus import Corpus, build_corpus, split_file
 from .data.labels import LabelSet
 from .io import read_json
 from .layout import CONFIG, RunLayout
@@ -49,6 +49,11 @@ class FinishedRun(RunLayout):
     def labels(self) -> LabelSet:
         id2label = read_json(self.teacher_dir / "config.json")["id2label"]
         return LabelSet.from_list([id2label[str(i)] for i in range(len(id2label))])
+
+    @cached_property
+    def corpus(self) -> Corpus:
+        """The run's sentences (labeled, dev, test, transfer), selected as the run selected them."""
+        return build_corpus(self.cfg.data, self.cfg.languages, self.cfg.seed)
 
     def load_teacher(self) -> PreTrainedModel:
         return load_teacher(str(self.teacher_dir), self.labels, self.cfg.teacher.trust_remote_code)[0].eval()

@@ -1,0 +1,116 @@
+"""The flair peer of `benchmarks/peers.py` (#17), run by it in flair's own virtual environment:
+flair 0.15 requires transformers<5 and this package transformers>=5, so they cannot share one.
+Reads the exchange folder `peers.py` wrote (labeled data as JSONL, the throughput texts), trains
+flair's BiLSTM-CRF `SequenceTagger` from scratch, and writes `flair/result.json`: test tags on
+the gold tokens (peers.py scores them with the package's seqeval scorer), parameters, training
+time, and end-to-end throughput (raw text in, entities out). Imports flair and torch only.
+
+    python -m venv .venv-flair && .venv-flair/bin/pip install torch==2.13.0 flair
+    .venv-flair/bin/python benchmarks/peers_flair.py --work runs/peers   # what peers.py runs
+
+No pretrained embeddings can be downloaded here, so the tagger reads word embeddings learned
+from the training sentences (`OneHotEmbeddings`: words seen 3+ times, flair's default) and
+character embeddings over the training sentences' characters; everything else is flair's
+documented default: BiLSTM 256, CRF, SGD at 0.1 annealed by half after 3 epochs without dev
+improvement, stopping below 1e-4 or after `--max-epochs`; the best epoch on dev is kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import flair
+import torch
+from flair.data import Corpus, Dictionary, Sentence
+from flair.datasets import FlairDatapointDataset
+from flair.embeddings import CharacterEmbeddings, OneHotEmbeddings, StackedEmbeddings
+from flair.models import SequenceTagger
+from flair.trainers import ModelTrainer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _peer_protocol import BATCH_SIZES, iob2_spans, read_jsonl, throughput, write_result  # noqa: E402
+
+
+def labeled(record: dict) -> Sentence:
+    sentence = Sentence(record["tokens"])
+    for label, start, end in iob2_spans(record["tags"]):
+        sentence[start:end].add_label("ner", label)
+    return sentence
+
+
+def tags_of(sentence: Sentence) -> list[str]:
+    tags = ["O"] * len(sentence)
+    for span in sentence.get_spans("ner"):
+        for k, token in enumerate(span.tokens):
+            tags[token.idx - 1] = ("B-" if k == 0 else "I-") + span.tag
+    return tags
+
+
+def epochs_run(loss_file: Path) -> list[dict[str, str]]:
+    """flair's per-epoch log (learning rate, train loss, dev score) as records."""
+    lines = loss_file.read_text(encoding="utf-8").splitlines()
+    header = lines[0].split("\t")
+    return [dict(zip(header, line.split("\t"))) for line in lines[1:]]
+
+
+def char_dictionary(sentences: list[Sentence]) -> Dictionary:
+    """The training sentences' characters (flair's own list is a download)."""
+    chars = Dictionary()
+    for sentence in sentences:
+        for token in sentence:
+            for ch in token.text:
+                chars.add_item(ch)
+    return chars
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, required=True, help="the exchange folder peers.py prepared")
+    parser.add_argument("--max-epochs", type=int, default=100, help="flair's default; annealing usually stops it first")
+    args = parser.parse_args()
+    torch.set_num_threads(int(os.environ.get("PEERS_THREADS", torch.get_num_threads())))
+    flair.set_seed(42)
+    data, out = args.work / "data", args.work / "flair"
+    train, dev = [labeled(r) for r in read_jsonl(data / "train.jsonl")], [labeled(r) for r in read_jsonl(data / "dev.jsonl")]
+    corpus = Corpus(train=FlairDatapointDataset(train), dev=FlairDatapointDataset(dev), sample_missing_splits=False)
+    embeddings = StackedEmbeddings([OneHotEmbeddings.from_corpus(corpus), CharacterEmbeddings(path_to_char_dict=char_dictionary(train))])
+    tagger = SequenceTagger(hidden_size=256, embeddings=embeddings, tag_dictionary=corpus.make_label_dictionary("ner", add_unk=False),
+                            tag_type="ner", use_crf=True)
+    t0 = time.perf_counter()
+    ModelTrainer(tagger, corpus).train(str(out / "model"), max_epochs=args.max_epochs, eval_batch_size=256)
+    train_seconds = time.perf_counter() - t0
+    kept = out / "model" / "best-model.pt"  # flair saves it when dev improves; else, as flair does, the final model
+    kept = kept if kept.exists() else out / "model" / "final-model.pt"
+    tagger = SequenceTagger.load(kept)
+    tagger.eval()
+
+    test = [Sentence(r["tokens"]) for r in read_jsonl(data / "test.jsonl")]
+    tagger.predict(test, mini_batch_size=256)
+    texts = json.loads((data / "texts.json").read_text(encoding="utf-8"))["texts"]
+
+    def run(batch: list[str], size: int) -> list[list[tuple[str, int, int]]]:
+        sentences = [Sentence(t) for t in batch]  # flair's default tokenizer (segtok)
+        tagger.predict(sentences, mini_batch_size=size)
+        return [[(sp.tag, sp.start_position, sp.end_position) for sp in s.get_spans("ner")] for s in sentences]
+
+    write_result(out, {
+        "system": "flair BiLSTM-CRF",
+        "versions": {"flair": flair.__version__, "torch": torch.__version__},
+        "settings": {"embeddings": "OneHotEmbeddings (min_freq 3, 300 d) + CharacterEmbeddings (25 d, training characters)",
+                     "hidden_size": 256, "crf": True, "learning_rate": 0.1, "mini_batch_size": 32, "anneal_factor": 0.5,
+                     "patience": 3, "max_epochs": args.max_epochs, "selection": "best dev micro F1 (flair's default)",
+                     "threads": torch.get_num_threads()},
+        "training": {"seconds": train_seconds, "kept": kept.name, "epochs": epochs_run(out / "model" / "loss.tsv")},
+        "parameters": sum(p.numel() for p in tagger.parameters()),
+        "test_tags": [tags_of(s) for s in test],
+        "throughput": {str(b): throughput(lambda batch, b=b: run(batch, b), texts, b) for b in BATCH_SIZES},
+    })
+
+
+if __name__ == "__main__":
+    main()
