@@ -44,6 +44,7 @@ BAD = [
     (["students=[{name: s, type: bilstm, hidden_dim: 0}]"], "hidden_dim must be >= 1"),
     (["students=[{name: s, type: bilstm, dropout: 1.0}]"], "dropout must be in [0, 1)"),
     (["students=[{name: s, type: bilstm, lr_scale: 0}]"], "lr_scale must be > 0"),
+    (["students=[{name: s, type: bilstm, mode: per_lang}]"], "mode must be one of ('joint', 'per_language') or unset"),
     (["students=[{name: s, type: lstm}]"], "unknown type 'lstm'"),
     (["students=[{name: s, type: transformer, hidden_dim: 16}]"], "needs num_layers"),
     (["students=[{name: s, type: transformer, hidden_dim: 100, num_layers: 2, num_heads: 3}]"], "not divisible"),

@@ -72,7 +72,7 @@ def test_pipeline_end_to_end(tmp_path: Path, tiny_data: Path, tiny_teacher: Path
     base = report["models"]["s-gold-only"]
     assert base["baseline_of"] == "s" and base["parameters"] == s["parameters"] and list(base["stage_seconds"]) == ["gold"]
     gain = s["test_f1"]["macro"] - base["test_f1"]["macro"]
-    assert f"| s vs s-gold-only | " in (out / "report.md").read_text() and f"{gain:+.2f} |" in (out / "report.md").read_text()
+    assert "| s vs s-gold-only | " in (out / "report.md").read_text() and f"{gain:+.2f} |" in (out / "report.md").read_text()
     card = (out / "students" / "s-gold-only" / scopes[0] / "model" / "README.md").read_text()
     assert "the gold-only baseline that `s`" in card and "## How it was trained" in card
     # Training curves: every trained epoch of every scope, drawn into a PNG the report links.
@@ -121,6 +121,29 @@ def test_pipeline_end_to_end(tmp_path: Path, tiny_data: Path, tiny_teacher: Path
     # ... and reports the time the scoring took when it was done, not the time reusing it took.
     assert again["timings"]["evaluate"] == report["timings"]["evaluate"] == pytest.approx(
         sum(m["eval_seconds"] for m in report["models"].values()), abs=0.1)
+
+
+def test_joint_and_per_language_students_share_one_run(tmp_path: Path, tiny_data: Path, tiny_teacher: Path) -> None:
+    """A student's own `mode` overrides `distil.mode`: one joint student and per-language taggers
+    of the same size from one teacher and one cache, compared side by side in the report."""
+    run = make_run(tmp_path, tiny_data, tiny_teacher, "joint")
+    run.cfg.students = [dataclasses.replace(run.cfg.students[0], stages=None),
+                        dataclasses.replace(run.cfg.students[0], name="s-per", stages=None, mode="per_language")]
+    run.cfg.distil.gold_only_baseline = False
+    report = run.run_all()
+    out = run.root
+    assert [p.name for p in (out / "students" / "s").iterdir()] == ["joint"]
+    assert sorted(p.name for p in (out / "students" / "s-per").iterdir()) == ["de", "en"]
+    joint, per = report["models"]["s"], report["models"]["s-per"]
+    assert (joint["mode"], per["mode"]) == ("joint", "per_language")
+    taggers = [load_student(out / "students" / "s-per" / lang / "model").num_parameters() for lang in ("de", "en")]
+    assert per["total_parameters"] == sum(taggers) and per["parameters"] == int(sum(taggers) / 2)
+    assert joint["total_parameters"] == joint["parameters"]
+    text = (out / "report.md").read_text()
+    assert "| s-per (one per language) |" in text
+    section = text.split("## One joint tagger or one per language?")[1]
+    assert f"| s | 1 | {joint['parameters'] / 1e6:.2f}M | " in section and f"| s-per | 2 | {sum(taggers) / 1e6:.2f}M | " in section
+    assert f"{per['test_f1']['macro']:.2f} |" in section
 
 
 def test_restrict_renumbers_windows(tiny_data: Path, tiny_teacher: Path, tmp_path: Path) -> None:

@@ -51,3 +51,20 @@ def test_few_languages_keep_a_column_each(tmp_path: Path) -> None:
     assert "## Test F1 per language" not in text and "| model | params | compression | l00 |" in text
     write_report(r, tmp_path)
     assert not (tmp_path / "languages.png").exists()
+
+
+def test_per_language_taggers_are_set_beside_the_joint_student_of_their_size() -> None:
+    r = report(48)
+    models = r["models"]
+    models["s"].update(mode="joint", type="bilstm", embedding_dim=50, hidden_dim=200, stage_seconds={"gold": 100.0})
+    per = {lang: 80.0 - (0.5 if i % 2 else 2.0) * i for i, lang in enumerate(r["languages"])}  # better on odd languages
+    per["macro"] = sum(per.values()) / 48
+    models["p"] = {"test_f1": per, "parameters": 5, "total_parameters": 240, "compression": 20.0, "mode": "per_language",
+                   "type": "bilstm", "embedding_dim": 50, "hidden_dim": 200, "stage_seconds": {"logits": 30.0, "gold": 50.0}}
+    models["other-size"] = {**models["p"], "hidden_dim": 100}
+    text = render_markdown(r)
+    section = text.split("## One joint tagger or one per language?")[1].split("##")[0]
+    assert "| s | 1 | 0.00M | 100 | 56.50 | 56.50 | 23 of 48 |" in section  # s wins where p loses 2 points a language
+    assert "| p | 48 | 0.00M | 80 |" in section and "| 24 of 48 |" in section
+    assert "other-size" not in section  # no joint student of its size
+    assert "| p (one per language) |" in text

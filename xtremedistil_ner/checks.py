@@ -213,6 +213,8 @@ def _student_problems(spec: StudentConfig, cfg: RunConfig, depth: int | None) ->
         problems.append(f"{where}: dropout must be in [0, 1) (got {spec.dropout})")
     if spec.lr_scale <= 0:
         problems.append(f"{where}: lr_scale must be > 0 (got {spec.lr_scale})")
+    if spec.mode is not None and spec.mode not in MODES:
+        problems.append(f"{where}: mode must be one of {MODES} or unset for distil.mode (got {spec.mode!r})")
     if depth is not None:
         try:
             kind.teacher_layers(spec, depth, depth // 2)

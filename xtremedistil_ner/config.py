@@ -62,7 +62,9 @@ class StudentConfig:
     auto when the shapes allow), a BiLSTM takes word embeddings from a PCA of the teacher's
     (auto and teacher); random uses neither. `lr_scale` multiplies every stage's learning
     rate for this student (transformers usually want a smaller one than BiLSTMs). `stages`, when
-    set, replaces `distil.stages` for this student (a small student can afford more epochs)."""
+    set, replaces `distil.stages` for this student (a small student can afford more epochs).
+    `mode` (joint | per_language), when set, replaces `distil.mode` for this student, so one
+    joint student and per-language taggers share a run, its teacher and its transfer cache."""
 
     name: str = "bilstm-300-600"
     type: str = "bilstm"
@@ -76,6 +78,7 @@ class StudentConfig:
     init: str = "auto"
     lr_scale: float = 1.0
     stages: list[StageConfig] | None = None
+    mode: str | None = None
 
 
 @dataclass

@@ -224,12 +224,17 @@ class Run(RunLayout):
         cache_mod.annotate(model, windows, langs, self.cache_layers(model), self.cache_dir, fp, self.pad_id, self.cfg.teacher.eval_batch_size, self.acc)
         self._time("annotate", time.time() - t0)
 
-    def _scopes(self) -> list[str | None]:
-        if self.cfg.distil.mode == "joint":
+    def mode_of(self, scfg: StudentConfig) -> str:
+        return scfg.mode or self.cfg.distil.mode
+
+    def _scopes(self, scfg: StudentConfig) -> list[str | None]:
+        """None: one joint student; else one tagger per language."""
+        mode = self.mode_of(scfg)
+        if mode == "joint":
             return [None]
-        if self.cfg.distil.mode == "per_language":
+        if mode == "per_language":
             return list(self.corpus.languages)
-        raise ValueError(f"distil.mode must be 'joint' or 'per_language' (got {self.cfg.distil.mode!r})")
+        raise ValueError(f"{scfg.name}: mode must be 'joint' or 'per_language' (got {mode!r})")
 
     def build_student(self, scfg: StudentConfig, kept_ids: np.ndarray, teacher: torch.nn.Module) -> XtremeDistilPreTrainedModel:
         base = {
@@ -253,7 +258,7 @@ class Run(RunLayout):
         dev_windows = self.windows("dev")
         train_langs = [self.corpus.train[w.sent].lang for w in labeled]
         for scfg in self.students:
-            for lang in self._scopes():
+            for lang in self._scopes(scfg):
                 out_dir, scope_name = self.student_dir(scfg.name, lang), lang or JOINT
                 inputs = self.student_inputs(scfg, lang)
                 if self._stale_student(scfg, lang, inputs):
@@ -287,7 +292,7 @@ class Run(RunLayout):
         """What a distilled student depends on: its architecture and schedule, the training
         settings that change its weights, the transfer cache (which fingerprints the teacher)
         and the labeled and dev sentences of its scope."""
-        spec = {k: v for k, v in dataclasses.asdict(scfg).items() if k not in ("name", "stages", "lr_scale")}
+        spec = {k: v for k, v in dataclasses.asdict(scfg).items() if k not in ("name", "stages", "lr_scale", "mode")}  # mode: the scope
         in_scope = lambda sents: [s for s in sents if lang is None or s.lang == lang]  # noqa: E731
         return {"student": spec, "stages": [dataclasses.asdict(st) for st in self.stages_of(scfg)],
                 "batch_size": self.cfg.distil.batch_size, "max_grad_norm": self.cfg.distil.max_grad_norm,
@@ -329,19 +334,20 @@ class Run(RunLayout):
         models = {"teacher": self._cached_eval("teacher", [self.teacher_dir / "model.safetensors"], test_key, teacher_result)}
         models["teacher"]["compression"] = 1.0
         for scfg in self.students:
-            for lang in self._scopes():
+            for lang in self._scopes(scfg):
                 if not is_distilled(self.student_dir(scfg.name, lang)):
                     raise XdnerError(f"{self.student_dir(scfg.name, lang)}: student {scfg.name!r} is not distilled yet; run `xdner distil` first")
                 check_inputs(self.student_dir(scfg.name, lang), f"student {scfg.name!r}",
                              recorded_inputs(self.student_dir(scfg.name, lang)), self.student_inputs(scfg, lang))
-            dirs = [self.student_dir(scfg.name, lang) / FINAL for lang in self._scopes()]
+            dirs = [self.student_dir(scfg.name, lang) / FINAL for lang in self._scopes(scfg)]
             entry = self._cached_eval(scfg.name, [d / "model.safetensors" for d in dirs], test_key,
                                       lambda scfg=scfg, dirs=dirs: self._student_result(scfg, dirs, test_windows, lat_ids, lat_mask))
             entry["stage_seconds"] = self.stage_seconds(scfg)
+            entry["mode"] = self.mode_of(scfg)
             if is_baseline(scfg):
                 entry["baseline_of"] = self.students[0].name
             entry["curves"] = {lang or JOINT: curve_points(self.progress(scfg.name, lang)["history"])
-                               for lang in self._scopes()}
+                               for lang in self._scopes(scfg)}
             entry["compression"] = models["teacher"]["parameters"] / entry["parameters"]
             entry["speedup"] = models["teacher"]["latency"]["median_ms"] / entry["latency"]["median_ms"]
             models[scfg.name] = entry
@@ -363,7 +369,7 @@ class Run(RunLayout):
         if self.acc.is_main_process:
             write_report(report, self.root)
             for scfg in self.students:
-                for lang in self._scopes():
+                for lang in self._scopes(scfg):
                     self.write_card(scfg, lang, load_student(self.student_dir(scfg.name, lang) / FINAL), report)
         return report
 
@@ -378,7 +384,7 @@ class Run(RunLayout):
         c = self.corpus
         preds: list[list[str] | None] = [None] * len(c.test)
         params: list[int] = []
-        for lang, path in zip(self._scopes(), dirs):
+        for lang, path in zip(self._scopes(scfg), dirs):
             student = load_student(path, self.acc.device)
             params.append(student.num_parameters())
             idx, sents, wins = restrict(c.test, test_windows, lang)
@@ -387,7 +393,8 @@ class Run(RunLayout):
                 preds[i] = p
         return {
             "test_f1": _f1(score(c.test, preds)),  # type: ignore[arg-type]
-            "parameters": int(np.mean(params)),
+            "parameters": int(np.mean(params)),  # per tagger: what one language's user deploys
+            "total_parameters": int(np.sum(params)),
             "type": scfg.type,
             **{k: getattr(student.config, k) for k in ARCHITECTURE if hasattr(student.config, k)},
             "latency": measure(logits_fn(student), lat_ids, lat_mask, self.cfg.eval.latency_repeats),
@@ -397,7 +404,7 @@ class Run(RunLayout):
         """Distillation wall time per stage (representation, logits, gold, ...), summed over its
         sub-stages and, for per-language students, over languages."""
         out: dict[str, float] = {}
-        for lang in self._scopes():
+        for lang in self._scopes(scfg):
             for record in self.progress(scfg.name, lang)["history"]:
                 out[record["stage"]] = round(out.get(record["stage"], 0.0) + record["seconds"], 1)
         return out

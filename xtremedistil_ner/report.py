@@ -34,7 +34,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     for name, m in models.items():
         f1 = m["test_f1"]
         cells = "".join(f"{f1[l]:.2f} | " if l in f1 else "– | " for l in shown)
-        lines.append(f"| {name} | {m['parameters'] / 1e6:.2f}M | {m.get('compression', 1.0):.1f}x | {cells}"
+        label = f"{name} (one per language)" if m.get("mode") == "per_language" else name
+        lines.append(f"| {label} | {m['parameters'] / 1e6:.2f}M | {m.get('compression', 1.0):.1f}x | {cells}"
                      f"{f1.get('macro', float('nan')):.2f} |" + (f" {_median(f1, langs):.2f} |" if wide else ""))
     if wide:
         lines += per_language_table(report) + ["", f"![test F1 per language]({LANGUAGES_PNG})"]
@@ -51,6 +52,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                       "| | " + "".join(f"{l} | " for l in shown) + "macro |" + (" median |" if wide else ""),
                       "|" + "---|" * (len(shown) + 2 + wide),
                       f"| {m['baseline_of']} vs {name} | " + " | ".join(gain) + " |"]
+    lines += joint_vs_per_language(report)
     if any("latency" in m for m in models.values()):
         lat = next(m["latency"] for m in models.values() if "latency" in m)
         lines += ["", f"## Batch-inference latency (batch {lat['batch_size']}, length {lat['seq_len']}, {lat['threads']} threads, {report.get('device', 'cpu')})", ""]
@@ -88,6 +90,36 @@ def render_markdown(report: dict[str, Any]) -> str:
         if report["data"].get("labels_not_in_train"):
             lines += ["", f"Labels in dev/test never seen in train: {', '.join(report['data']['labels_not_in_train'])}"]
     return "\n".join(lines) + "\n"
+
+
+SIZE = ("type", "embedding_dim", "hidden_dim", "num_layers")
+
+
+def joint_vs_per_language(report: dict[str, Any]) -> list[str]:
+    """Each set of per-language taggers next to the joint student of the same type and size:
+    F1, what the taggers weigh together (a per-language row's params above are per tagger) and
+    what they took to distil."""
+    models, langs = report["models"], report["languages"]
+    distilled = {n: m for n, m in models.items() if n != "teacher" and "baseline_of" not in m}
+    pairs = [(j, p) for p, m in distilled.items() if m.get("mode") == "per_language"
+             for j, n in distilled.items() if n.get("mode") == "joint" and all(n.get(k) == m.get(k) for k in SIZE)]
+    if not pairs:
+        return []
+    wide = len(langs) > WIDE
+    shown = [] if wide else langs
+    lines = ["", "## One joint tagger or one per language?", "",
+             "Same type and size; parameters and distillation time over all of a model's taggers.", "",
+             "| model | taggers | parameters | distillation (s) | " + "".join(f"{l} | " for l in shown) + "macro |"
+             + (" median | languages better |" if wide else ""), "|" + "---|" * (len(shown) + 5 + 2 * wide)]
+    for joint, per in pairs:
+        for name, other in ((joint, per), (per, joint)):
+            m, f1 = models[name], models[name]["test_f1"]
+            taggers = len(langs) if m["mode"] == "per_language" else 1
+            better = sum(f1[l] > models[other]["test_f1"][l] for l in langs)
+            lines.append(f"| {name} | {taggers} | {m.get('total_parameters', m['parameters']) / 1e6:.2f}M | "
+                         f"{sum(m.get('stage_seconds', {}).values()):.0f} | " + "".join(f"{f1[l]:.2f} | " for l in shown)
+                         + f"{f1['macro']:.2f} |" + (f" {_median(f1, langs):.2f} | {better} of {len(langs)} |" if wide else ""))
+    return lines
 
 
 def _median(f1: dict[str, float], langs: list[str]) -> float:
