@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from xtremedistil_ner.benchmarking import FinishedRun
+from xtremedistil_ner.benchmarking import FinishedRun, retention_targets
 from xtremedistil_ner.config import resolve
 from xtremedistil_ner.log import configure as configure_logging
 from xtremedistil_ner.pipeline import Run
@@ -35,24 +35,8 @@ BASELINE = "bilstm-50-200-gold-only"
 
 
 def with_targets(report: dict) -> dict:
-    """The #15 goals, each with its measured value (benchmark goals, not test assertions)."""
-    models, teacher = report["models"], report["models"]["teacher"]["test_f1"]
-    targets = []
-    for name, goal in RETENTION.items():
-        if name not in models:
-            continue
-        f1 = models[name]["test_f1"]
-        kept = 100 * f1["macro"] / teacher["macro"]
-        targets.append({"name": f"{name} macro F1 / teacher's", "value": kept, "goal": goal, "unit": "%", "met": bool(kept >= goal)})
-        worst = min(report["languages"], key=lambda lang: f1[lang] / teacher[lang])
-        low = 100 * f1[worst] / teacher[worst]
-        targets.append({"name": f"{name} lowest language ({worst}) / teacher's", "value": low, "goal": LANGUAGE_FLOOR,
-                        "unit": "%", "met": bool(low >= LANGUAGE_FLOOR)})
-        if BASELINE in models:
-            gap = f1["macro"] - models[BASELINE]["test_f1"]["macro"]
-            targets.append({"name": f"{name} over {BASELINE} (macro F1 points)", "value": gap, "goal": OVER_GOLD_ONLY,
-                            "unit": " pts", "met": bool(gap >= OVER_GOLD_ONLY)})
-    report["targets"] = targets
+    """The #15 goals, each with its measured value."""
+    report["targets"] = retention_targets(report, RETENTION, LANGUAGE_FLOOR, BASELINE, OVER_GOLD_ONLY)
     return report
 
 

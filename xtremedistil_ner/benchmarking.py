@@ -11,7 +11,7 @@ import argparse
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -19,6 +19,7 @@ from .config import RunConfig, load_config
 from .data.conll import Sentence, read_conll
 from .data.corpus import Corpus, build_corpus, split_file
 from .data.labels import LabelSet
+from .figures import share_of_teacher
 from .io import read_json
 from .layout import CONFIG, RunLayout
 from .teacher import load_teacher, load_tokenizer
@@ -69,6 +70,34 @@ class FinishedRun(RunLayout):
                 raise ValueError(f"{self.root}: test data for {lang} comes from the Hub; benchmarks read local files (pass --data-root)")
             out += read_conll(path, lang, self.cfg.data.strict)[:limit]
         return out
+
+
+def retention_targets(report: dict[str, Any], retention: Mapping[str, float], floor: float,
+                      baseline: str | None = None, over_baseline: float | None = None) -> list[dict[str, Any]]:
+    """Benchmark goals with their measured values (goals, not test assertions): each student's
+    macro test F1 as a % of the teacher's against `retention[name]`, its lowest language against
+    `floor` (languages the teacher scored 0 on have no share and are left out, and counted), and
+    optionally its lead in macro F1 points over the gold-only `baseline`."""
+    models, teacher = report["models"], report["models"]["teacher"]["test_f1"]
+    scored = [lang for lang in report["languages"] if teacher.get(lang)]
+    left_out = len(report["languages"]) - len(scored)
+    targets = []
+    for name, goal in retention.items():
+        if name not in models:
+            continue
+        f1 = models[name]["test_f1"]
+        kept = 100 * f1["macro"] / teacher["macro"]
+        targets.append({"name": f"{name} macro F1 / teacher's", "value": kept, "goal": goal, "unit": "%", "met": bool(kept >= goal)})
+        worst = min(scored, key=lambda lang: share_of_teacher(models, name, lang))
+        low = share_of_teacher(models, name, worst)
+        note = f"; {left_out} language(s) where the teacher scored 0 left out" if left_out else ""
+        targets.append({"name": f"{name} lowest language ({worst}) / teacher's{note}", "value": low, "goal": floor,
+                        "unit": "%", "met": bool(low >= floor)})
+        if baseline in models and over_baseline is not None:
+            gap = f1["macro"] - models[baseline]["test_f1"]["macro"]
+            targets.append({"name": f"{name} over {baseline} (macro F1 points)", "value": gap, "goal": over_baseline,
+                            "unit": " pts", "met": bool(gap >= over_baseline)})
+    return targets
 
 
 def file_mb(path: Path) -> float:

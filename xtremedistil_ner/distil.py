@@ -95,8 +95,9 @@ def _split_heldout(n: int, seed: int, fraction: float = 0.02) -> tuple[list[int]
 
 
 class Distiller:
-    """`tokenizer` (the teacher's) is saved into every checkpoint and the final model so each
-    is a self-contained tagger."""
+    """`tokenizer` (the teacher's) is saved with the final model, a self-contained tagger; the
+    checkpoint (a resume state) goes without it: its 17 MB would be copied into every student
+    and, with one tagger per language, every language."""
 
     def __init__(
         self, student: XtremeDistilPreTrainedModel, cfg: DistilConfig, data: StageData, out_dir: Path, accelerator: Accelerator, seed: int,
@@ -306,7 +307,7 @@ class Distiller:
         finished sub-stage's mid-run state is then obsolete."""
         if self.acc.is_main_process:
             with atomic_dir(self.out_dir / CHECKPOINT) as tmp:
-                save_student(self.student, tmp, self.tokenizer)
+                save_student(self.student, tmp)
                 if progress.get("entry") is not None:
                     save_file(self.entry_state, str(tmp / ENTRY))
                 write_json(tmp / PROGRESS, progress)

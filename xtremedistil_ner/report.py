@@ -80,6 +80,11 @@ def render_markdown(report: dict[str, Any]) -> str:
     if any(m.get("curves") for m in models.values()):
         lines += ["", "## Training curves", "", "Train loss and dev macro F1 per epoch over each student's sub-stages "
                   "(stage boundaries dashed):", "", f"![training curves]({PNG})"]
+    if report.get("resources"):
+        lines += ["", "## Resources per step", "", "Each step in its own process; a resumed step's attempts added up.", "",
+                  "| step | attempts | wall time (s) | peak RSS (GiB) | run folder after (GiB) |", "|---|---|---|---|---|"]
+        lines += [f"| {r['step']} | {r['attempts']} | {r['seconds']:.0f} | {r['peak_rss_gib']:.2f} | {r['disk_gib']:.2f} |"
+                  for r in report["resources"]]
     if report.get("timings"):
         lines += ["", "## Wall time per step", "", "| step | seconds |", "|---|---|"]
         lines += [f"| {k} | {v:.0f} |" for k, v in report["timings"].items()]
@@ -166,6 +171,7 @@ def busy_note(models: dict[str, Any]) -> str | None:
 def write_report(report: dict[str, Any], out_dir: Path) -> None:
     """`verify_manifest(out_dir, MANIFEST)` later tells whether the files are as written. The
     training-curves PNG is drawn from the report's own data, so a copied report.json redraws it."""
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
     curves = {name: m["curves"] for name, m in report["models"].items() if m.get("curves")}
     files = REPORT_FILES
     if curves:

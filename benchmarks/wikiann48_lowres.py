@@ -1,0 +1,102 @@
+"""The paper's scale (#16): one joint student over the 48 WikiANN languages of the local snapshot,
+low-resource (`benchmarks/configs/wikiann48-lowres.yaml`), with the 50/200 also as one tagger
+per language from the same teacher and cache. Runs each step (`xdner teach`, `annotate`,
+`distil`, `evaluate`) in its own process and records its wall time, peak resident memory and
+the run folder's disk use after it; a step that is interrupted resumes when the script is run
+again, and every attempt is kept. Writes the report with the targets (50/200 joint >= 95% of
+the teacher's macro test F1 and no language below 85%; 300/600 >= 97%) and the resources per
+step to `benchmarks/results/wikiann48-lowres/`.
+
+    python benchmarks/wikiann48_lowres.py --output-dir runs/wikiann48-lowres     # hours on 2 cores; rerun to resume
+    python benchmarks/wikiann48_lowres.py --output-dir runs/wikiann48-lowres --reuse   # report only
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from xtremedistil_ner.benchmarking import FinishedRun, benchmark_parser, retention_targets
+from xtremedistil_ner.io import read_json, write_json
+from xtremedistil_ner.log import configure as configure_logging
+from xtremedistil_ner.pipeline import STEPS
+from xtremedistil_ner.report import write_report
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "benchmarks" / "configs" / "wikiann48-lowres.yaml"
+RESULTS = ROOT / "benchmarks" / "results" / "wikiann48-lowres"
+RETENTION = {"bilstm-50-200": 95.0, "bilstm-300-600": 97.0}  # % of the teacher's macro test F1
+LANGUAGE_FLOOR = 85.0
+ATTEMPTS = "resources.json"  # in the run folder: one record per step attempt
+
+
+def gib(n_bytes: float) -> float:
+    return round(n_bytes / 2**30, 3)
+
+
+def disk_use(out: Path) -> dict[str, float]:
+    """GiB on disk per top-level entry of the run folder (teacher, cache, students, ...) and in all."""
+    sizes: dict[str, float] = {}
+    for entry in sorted(out.iterdir()) if out.exists() else []:
+        files = [entry] if entry.is_file() else [p for p in entry.rglob("*") if p.is_file()]
+        sizes[entry.name] = gib(sum(p.stat().st_blocks * 512 for p in files))
+    return {**sizes, "total": round(sum(sizes.values()), 3)}
+
+
+def run_step(step: str, out: Path, data_root: str, overrides: list[str]) -> dict[str, Any]:
+    """`xdner STEP` in a child process: its exit status, wall time and peak RSS (from wait4)."""
+    cmd = [sys.executable, "-m", "xtremedistil_ner.cli", step, "--config", str(CONFIG), "--output-dir", str(out), "--data-root", data_root,
+           *(arg for o in overrides for arg in ("--set", o))]
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    child = subprocess.Popen(cmd)
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    return {"step": step, "started": started, "seconds": round(time.perf_counter() - t0, 1), "exit": child.returncode,
+            "peak_rss_gib": gib(usage.ru_maxrss * 1024), "disk_gib_after": disk_use(out)}
+
+
+def per_step(attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per step: every attempt's time added up (a resumed step took all of them), the highest
+    peak RSS, and the disk use after the last attempt."""
+    out = []
+    for step in STEPS:
+        mine = [a for a in attempts if a["step"] == step]
+        if mine:
+            out.append({"step": step, "attempts": len(mine), "seconds": round(sum(a["seconds"] for a in mine), 1),
+                        "peak_rss_gib": max(a["peak_rss_gib"] for a in mine), "disk_gib": mine[-1]["disk_gib_after"]["total"]})
+    return out
+
+
+def main() -> None:
+    parser = benchmark_parser(__doc__, "write the report from the finished run without running a step")
+    parser.add_argument("--output-dir", type=Path, default=Path("runs/wikiann48-lowres"))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="passed to every step (e.g. a smaller trial: --set data.train_per_lang=20); the results "
+                             "then go to --output-dir/results, not benchmarks/results")
+    args = parser.parse_args()
+    configure_logging(0)
+    record = args.output_dir / ATTEMPTS
+    attempts: list[dict[str, Any]] = read_json(record) if record.exists() else []
+    if not args.reuse:
+        for step in STEPS:
+            attempts.append(run_step(step, args.output_dir, args.data_root, args.set))
+            write_json(record, attempts)
+            if attempts[-1]["exit"] != 0:
+                raise SystemExit(f"xdner {step} stopped (exit {attempts[-1]['exit']}); rerun this script to resume")
+    report = FinishedRun.open(args.output_dir, args.data_root).report()
+    report["targets"] = retention_targets(report, RETENTION, LANGUAGE_FLOOR)
+    report["resources"] = per_step(attempts)
+    results = args.output_dir / "results" if args.set else RESULTS
+    write_report(report, results)
+    write_json(results / ATTEMPTS, attempts)
+    print((results / "report.md").read_text(encoding="utf-8"))
+
+
+if __name__ == "__main__":
+    main()
