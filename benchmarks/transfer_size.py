@@ -80,7 +80,7 @@ def row(run: FinishedRun, size: int | None) -> dict[str, Any]:
     }
 
 
-def markdown(rows: list[dict[str, Any]]) -> str:
+def markdown(rows: list[dict[str, Any]], note: str | None = None) -> str:
     lines = ["# Retention vs transfer-set size: 50/200 BiLSTM, wikiann6, 1,000 labeled sentences per language", "",
              f"One teacher (test macro F1 {rows[0]['teacher_test_macro_f1']:.2f}); the default distillation schedule. "
              "Transfer sentences include the 6,000 labeled ones. Unknown: share of test subwords outside the student's "
@@ -91,7 +91,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         lines.append(f"| {r['transfer_per_lang']} | {r['transfer_sentences']:,} | {r['dev_macro_f1']:.2f} | {r['test_macro_f1']:.2f} | "
                      f"{r['retention']:.1f}% | {r['unknown_test_subwords_pct']:.2f}% | {r['parameters'] / 1e6:.2f}M | "
                      f"{r['annotate_seconds'] or 0:.0f} | {r['distil_seconds']:.0f} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + (["", note] if note else [])) + "\n"
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
@@ -119,6 +119,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 def main() -> None:
     parser = benchmark_parser(__doc__, "tabulate finished runs instead of running")
     parser.add_argument("--output-root", type=Path, default=Path("runs/transfer-size"))
+    parser.add_argument("--note", help="how the times were taken (e.g. what else ran), printed under the table")
     args = parser.parse_args()
     configure_logging(0)
     runs = [args.output_root / f"transfer-{label(s)}" for s in SIZES]
@@ -128,8 +129,8 @@ def main() -> None:
             Run(size_config(out, size, args.data_root), command=f"python benchmarks/transfer_size.py --output-root {args.output_root}").run_all()
     rows = [row(FinishedRun.open(out, args.data_root), size) for size, out in zip(SIZES, runs)]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    write_json(RESULTS / "transfer-size.json", {"rows": rows})
-    write_text(RESULTS / "transfer-size.md", markdown(rows))
+    write_json(RESULTS / "transfer-size.json", {"rows": rows, "note": args.note})
+    write_text(RESULTS / "transfer-size.md", markdown(rows, args.note))
     plot(rows, RESULTS / "transfer-size.png")
     print((RESULTS / "transfer-size.md").read_text(encoding="utf-8"))
 
