@@ -4,7 +4,8 @@ is through `transformers.pipeline`, side by side with the run's distilled studen
 ONNX int8). Every system is scored with the package's seqeval scorer (strict IOB2, word level)
 on the run's test sentences, gold tokens in; and timed end to end on the same raw texts (test
 sentences, tokens joined by spaces: text in, entities out, tokenisation included) at batch
-sizes 1 and 64, each system in its own process with the same thread count. Writes
+sizes 1 and 64, each system in its own process with the same thread cap (spaCy's CPU ops
+run on one thread of it). Writes
 `benchmarks/results/peers/peers.{json,md,png}`.
 
     pip install -e '.[bench]'                          # spaCy
@@ -42,7 +43,7 @@ from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _peer_protocol import BATCH_SIZES, read_jsonl, throughput, write_result  # noqa: E402
+from _peer_protocol import BATCH1_TEXTS, BATCH_SIZES, read_jsonl, throughput, write_result  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "peers"
 THROUGHPUT_TEXTS_PER_LANG = 200
@@ -51,11 +52,12 @@ SMOKE = {"spacy": {"training.max_steps": 120, "training.eval_frequency": 40}, "f
 
 
 def students_of(run_dir: Path) -> list[str]:
-    """The run's distilled students (not its gold-only baseline), in the report's order."""
+    """The run's joint distilled students (not its gold-only baseline, nor per-language taggers:
+    the peers are one model for every language), in the report's order."""
     from xtremedistil_ner.benchmarking import FinishedRun
 
     models = FinishedRun.open(run_dir).report()["models"]
-    return [name for name, m in models.items() if name != "teacher" and "baseline_of" not in m]
+    return [name for name, m in models.items() if name != "teacher" and "baseline_of" not in m and m.get("mode", "joint") == "joint"]
 
 
 def systems_of(run_dir: Path) -> list[str]:
@@ -75,7 +77,8 @@ def prepare(run_dir: Path, work: Path, data_root: str) -> None:
         lines = [json.dumps({"lang": s.lang, "tokens": s.tokens, "tags": s.tags}, ensure_ascii=False) for s in getattr(corpus, split)]
         (data / f"{split}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     by_lang = {lang: [" ".join(s.tokens) for s in corpus.test if s.lang == lang][:THROUGHPUT_TEXTS_PER_LANG] for lang in corpus.languages}
-    texts = [t for group in zip(*by_lang.values()) for t in group]  # languages interleaved
+    # Languages interleaved, as many texts from each as the smallest test set has (up to 200).
+    texts = [t for group in zip(*by_lang.values()) for t in group]
     (data / "texts.json").write_text(json.dumps({"texts": texts}, ensure_ascii=False), encoding="utf-8")
 
 
@@ -233,8 +236,8 @@ def markdown(res: dict[str, Any]) -> str:
     lines = [f"# Peers: what else a user could train on the same {res['labeled_sentences']:,} labeled sentences", "",
              f"Languages {', '.join(langs)}; selection on {res['dev_sentences']:,} dev sentences, test F1 (seqeval strict IOB2, "
              f"word level, gold tokens) on {res['test_sentences']:,}. Throughput: {res['throughput_texts']:,} raw test sentences "
-             f"(tokens joined by spaces) in, entities out, batch 1 on the first {min(300, res['throughput_texts'])}; "
-             f"{res['machine']}.", "",
+             f"(tokens joined by spaces) in, entities out, batch 1 on the first {min(BATCH1_TEXTS, res['throughput_texts'])}; "
+             f"{res['machine']}; every system in its own process with the same thread cap (spaCy's CPU ops use one).", "",
              "| system | parameters | macro test F1 | " + " | ".join(langs) + " | sent/s b=1 | sent/s b=64 | words/s b=64 | training (s) |",
              "|---|---|---|" + "---|" * len(langs) + "---|---|---|---|"]
     for r in res["rows"]:

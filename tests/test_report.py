@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from xtremedistil_ner.io import verify_manifest
-from xtremedistil_ner.report import WIDE, render_markdown, write_report
+from xtremedistil_ner.report import WIDE, render_markdown, step_times, write_report
 
 SCRIPTS = ["Latin", "Cyrillic", "Arabic", "Devanagari"]
 
@@ -68,3 +68,8 @@ def test_per_language_taggers_are_set_beside_the_joint_student_of_their_size() -
     assert "| p | 48 | 0.00M | 80 |" in section and "| 24 of 48 |" in section
     assert "other-size" not in section  # no joint student of its size
     assert "| p (one per language) |" in text
+
+
+def test_a_per_language_students_times_are_one_row() -> None:
+    timings = {"teach": 10.0, "distil:s:joint": 5.0, "distil:p:de": 2.0, "distil:p:en": 3.0, "distil": 10.0}
+    assert step_times(timings) == {"teach": 10.0, "distil:s:joint": 5.0, "distil:p:per-language": 5.0, "distil": 10.0}

@@ -79,6 +79,8 @@ def retention_targets(report: dict[str, Any], retention: Mapping[str, float], fl
     `floor` (languages the teacher scored 0 on have no share and are left out, and counted), and
     optionally its lead in macro F1 points over the gold-only `baseline`."""
     models, teacher = report["models"], report["models"]["teacher"]["test_f1"]
+    if not teacher.get("macro"):
+        raise ValueError("the teacher scored 0 macro F1 on test: there is no share of it to keep")
     scored = [lang for lang in report["languages"] if teacher.get(lang)]
     left_out = len(report["languages"]) - len(scored)
     targets = []

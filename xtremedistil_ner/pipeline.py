@@ -51,7 +51,7 @@ from .encoding import Window, encode, special_ids
 from .errors import RunInUseError, StaleArtifactError, XdnerError
 from .evaluate import logits_fn, predict_tags, score
 from .figures import curve_points
-from .io import read_json, sha256_file, sweep_leftovers, write_json, write_text
+from .io import MANIFEST, read_json, sha256_file, sweep_leftovers, write_json, write_text
 from .languages import LanguageConfigError, load_language
 from .latency import make_batch, measure
 from .layout import JOINT, RunLayout
@@ -344,6 +344,7 @@ class Run(RunLayout):
                                       lambda scfg=scfg, dirs=dirs: self._student_result(scfg, dirs, test_windows, lat_ids, lat_mask))
             entry["stage_seconds"] = self.stage_seconds(scfg)
             entry["mode"] = self.mode_of(scfg)
+            entry["total_parameters"] = sum(read_json(d / MANIFEST)["parameters"] for d in dirs)  # all taggers
             if is_baseline(scfg):
                 entry["baseline_of"] = self.students[0].name
             entry["curves"] = {lang or JOINT: curve_points(self.progress(scfg.name, lang)["history"])
@@ -394,7 +395,6 @@ class Run(RunLayout):
         return {
             "test_f1": _f1(score(c.test, preds)),  # type: ignore[arg-type]
             "parameters": int(np.mean(params)),  # per tagger: what one language's user deploys
-            "total_parameters": int(np.sum(params)),
             "type": scfg.type,
             **{k: getattr(student.config, k) for k in ARCHITECTURE if hasattr(student.config, k)},
             "latency": measure(logits_fn(student), lat_ids, lat_mask, self.cfg.eval.latency_repeats),
