@@ -207,6 +207,9 @@ def collect(run_dir: Path, work: Path, data_root: str) -> dict[str, Any]:
     timings = report["timings"]
     rows = []
     students = students_of(run_dir)
+    missing = [s for s in systems_of(run_dir) if not (work / s / "result.json").exists()]
+    if missing:
+        raise SystemExit(f"{work}: no results yet for {', '.join(missing)}; run them with --systems {','.join(missing)}")
     for system in systems_of(run_dir):
         result = json.loads((work / system / "result.json").read_text(encoding="utf-8"))
         if system == "teacher":
