@@ -250,8 +250,10 @@ def markdown(res: dict[str, Any]) -> str:
                      + " | ".join(f"{r['test_f1'][lang]:.1f}" for lang in langs)
                      + f" | {t1['sentences_per_s']:.0f} | {t64['sentences_per_s']:.0f} | {t64['words_per_s']:.0f} | "
                      + (f"{seconds:.0f}" if seconds is not None else "n/a") + " |")
-    lines += ["", f"Our students' training time is their distillation; the teacher they share took {shared['teach_seconds'] or 0:.0f} s "
-              f"to fine-tune and {shared['annotate_seconds'] or 0:.0f} s to annotate the transfer set.", "", "## Settings", ""]
+    teach, annotate = (f"{s:.0f} s" if s is not None else "a time this run did not record"
+                       for s in (shared["teach_seconds"], shared["annotate_seconds"]))
+    lines += ["", f"Our students' training time is their distillation; the teacher they share took {teach} to fine-tune "
+              f"and {annotate} to annotate the transfer set."] + (["", res["note"]] if res.get("note") else []) + ["", "## Settings", ""]
     for r in res["rows"]:
         lines.append(f"- **{r['system']}**: versions {json.dumps(r['versions'])}; " + "; ".join(f"{k}: {v}" for k, v in r["settings"].items()))
     lines += ["", f"Command: `{res['command']}`"]
@@ -292,6 +294,8 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="a minutes-long check of the harness: tiny training budgets, results "
                                                              "under --work only (its figures mean nothing)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads for every system (default: all cores)")
+    parser.add_argument("--note", help="how the times were taken (e.g. where a reused teacher's fine-tuning was timed), "
+                                       "printed under the table")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -310,7 +314,7 @@ def main() -> None:
         for system in (args.systems.split(",") if args.systems else systems_of(args.run)):
             print(f"{system}: training and timing (log: {args.work / system / 'log.txt'})", file=sys.stderr, flush=True)
             run_worker(system, args.work, args.run, args.threads, args.flair_python, args.smoke)
-    res = collect(args.run, args.work, args.data_root)
+    res = collect(args.run, args.work, args.data_root) | {"note": args.note}
     results = args.work / "results" if args.smoke else RESULTS
     results.mkdir(parents=True, exist_ok=True)
     write_json(results / "peers.json", res)
