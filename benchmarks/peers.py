@@ -19,7 +19,9 @@ The peers:
   sentences (spaCy's own patience). ONE multilingual `xx` pipeline for all the run's languages,
   as our students are one joint model: same data, same deployment shape (a per-language
   pipeline would need as many models for the same text).
-- flair: `benchmarks/peers_flair.py`, in its own environment (flair requires transformers<5).
+- flair: `benchmarks/peers_flair.py`, in its own environment (flair requires transformers<5), on a
+  budget this machine affords (`FLAIR_BUDGET`: at most 30 epochs, selection on the first 1,000 dev
+  sentences of each language).
 - the teacher: `pipeline("token-classification", aggregation_strategy="first")` for speed; its
   F1 is the run's own evaluation of it (same scorer and test sentences, gold tokens).
 Ours: the run's students through `Tagger` (raw text -> entities), PyTorch and ONNX int8
@@ -48,6 +50,9 @@ from _peer_protocol import BATCH1_TEXTS, BATCH_SIZES, read_jsonl, throughput, wr
 RESULTS = ROOT / "benchmarks" / "results" / "peers"
 THROUGHPUT_TEXTS_PER_LANG = 200
 PEERS = ("spacy", "flair", "teacher")
+# flair's defaults (up to 100 epochs, each scored on every dev sentence: 2.3 min an epoch for
+# wikiann6's 51k on 2 cores) would take hours here; its budget, stated in its settings:
+FLAIR_BUDGET = ["--max-epochs", "30", "--dev-per-lang", "1000"]
 SMOKE = {"spacy": {"training.max_steps": 120, "training.eval_frequency": 40}, "flair": ["--max-epochs", "2"]}
 
 
@@ -186,7 +191,7 @@ def run_worker(system: str, work: Path, run_dir: Path, threads: int, flair_pytho
     if system == "flair":
         if not flair_python:
             raise SystemExit("flair runs in its own environment: pass --flair-python (see benchmarks/peers_flair.py)")
-        cmd = [flair_python, str(ROOT / "benchmarks" / "peers_flair.py"), "--work", str(work), *(SMOKE["flair"] if smoke else [])]
+        cmd = [flair_python, str(ROOT / "benchmarks" / "peers_flair.py"), "--work", str(work), *FLAIR_BUDGET, *(SMOKE["flair"] if smoke else [])]
     else:
         cmd = [sys.executable, __file__, "--worker", system, "--work", str(work), "--run", str(run_dir), *(["--smoke"] if smoke else [])]
     (work / system).mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,8 @@ No pretrained embeddings can be downloaded here, so the tagger reads word embedd
 from the training sentences (`OneHotEmbeddings`: words seen 3+ times, flair's default) and
 character embeddings over the training sentences' characters; everything else is flair's
 documented default: BiLSTM 256, CRF, SGD at 0.1 annealed by half after 3 epochs without dev
-improvement, stopping below 1e-4 or after `--max-epochs`; the best epoch on dev is kept.
+improvement, stopping below 1e-4 or after `--max-epochs`; the best epoch on dev is kept
+(`--dev-per-lang` caps the dev sentences flair scores after every epoch).
 """
 
 from __future__ import annotations
@@ -58,6 +59,17 @@ def epochs_run(loss_file: Path) -> list[dict[str, str]]:
     return [dict(zip(header, line.split("\t"))) for line in lines[1:]]
 
 
+def first_per_lang(records: list[dict], n: int | None) -> list[dict]:
+    """The first `n` records of each language, in their order (all when `n` is None)."""
+    seen: dict[str, int] = {}
+    kept = []
+    for r in records:
+        seen[r["lang"]] = seen.get(r["lang"], 0) + 1
+        if n is None or seen[r["lang"]] <= n:
+            kept.append(r)
+    return kept
+
+
 def char_dictionary(sentences: list[Sentence]) -> Dictionary:
     """The training sentences' characters (flair's own list is a download)."""
     chars = Dictionary()
@@ -72,11 +84,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, required=True, help="the exchange folder peers.py prepared")
     parser.add_argument("--max-epochs", type=int, default=100, help="flair's default; annealing usually stops it first")
+    parser.add_argument("--dev-per-lang", type=int, help="select on the first N dev sentences of each language (default: all)")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("PEERS_THREADS", torch.get_num_threads())))
     flair.set_seed(42)
     data, out = args.work / "data", args.work / "flair"
-    train, dev = [labeled(r) for r in read_jsonl(data / "train.jsonl")], [labeled(r) for r in read_jsonl(data / "dev.jsonl")]
+    train, dev = [labeled(r) for r in read_jsonl(data / "train.jsonl")], [labeled(r) for r in first_per_lang(read_jsonl(data / "dev.jsonl"), args.dev_per_lang)]
     corpus = Corpus(train=FlairDatapointDataset(train), dev=FlairDatapointDataset(dev), sample_missing_splits=False)
     embeddings = StackedEmbeddings([OneHotEmbeddings.from_corpus(corpus), CharacterEmbeddings(path_to_char_dict=char_dictionary(train))])
     tagger = SequenceTagger(hidden_size=256, embeddings=embeddings, tag_dictionary=corpus.make_label_dictionary("ner", add_unk=False),
@@ -103,7 +116,8 @@ def main() -> None:
         "versions": {"flair": flair.__version__, "torch": torch.__version__},
         "settings": {"embeddings": "OneHotEmbeddings (min_freq 3, 300 d) + CharacterEmbeddings (25 d, training characters)",
                      "hidden_size": 256, "crf": True, "learning_rate": 0.1, "mini_batch_size": 32, "anneal_factor": 0.5,
-                     "patience": 3, "max_epochs": args.max_epochs, "selection": "best dev micro F1 (flair's default)",
+                     "patience": 3, "max_epochs": args.max_epochs,
+                     "selection": f"best dev micro F1 (flair's default) on {len(dev):,} dev sentences",
                      "threads": torch.get_num_threads()},
         "training": {"seconds": train_seconds, "kept": kept.name, "epochs": epochs_run(out / "model" / "loss.tsv")},
         "parameters": sum(p.numel() for p in tagger.parameters()),
