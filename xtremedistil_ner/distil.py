@@ -7,18 +7,15 @@ too, so a killed run resumes mid-epoch and ends with the weights an uninterrupte
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import logging
 import random
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import broadcast_object_list, set_seed
+from accelerate.utils import set_seed
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset, Subset
 from transformers import PreTrainedTokenizerBase, get_scheduler
@@ -38,9 +35,7 @@ from .io import (
     atomic_dir,
     read_json,
     settled_dir,
-    verify_manifest,
     write_json,
-    write_manifest,
 )
 from .layout import CHECKPOINT, FINAL, PROGRESS, RESUME
 from .stages import (
@@ -52,10 +47,8 @@ from .stages import (
     validate_stage,
 )
 from .students import XtremeDistilPreTrainedModel, load_student, save_student
-from .training import LoopState, Plugin, TrainLoop, cpu_copy, tracking
+from .training import ResumeState, TrainLoop, cpu_copy, tracking
 
-POSITION = "position.json"
-BEST = "best.safetensors"
 ENTRY = "stage_entry.safetensors"  # the model that entered a guarded stage, in checkpoints
 
 logger = logging.getLogger(__name__)
@@ -72,19 +65,6 @@ class StageData:
     dev: Sequence[Sentence]
     dev_windows: Sequence[Window]
     pad_id: int
-
-
-class ResumeState(Plugin):
-    """Every `every` optimizer steps, the sub-stage's full training state is saved for an exact
-    mid-epoch resume."""
-
-    def __init__(self, distiller: "Distiller", every: int) -> None:
-        self.distiller, self.every = distiller, every
-
-    def after_step(self, loop: TrainLoop) -> None:
-        if loop.state.steps % self.every == 0:
-            loop.state.seconds = loop.elapsed()
-            self.distiller._save_resume(loop.state, loop.best_state)
 
 
 def _split_heldout(n: int, seed: int, fraction: float = 0.02) -> tuple[list[int], list[int]]:
@@ -118,6 +98,7 @@ class Distiller:
         self.seed = seed
         self.tokenizer = tokenizer
         self.inputs = inputs or {}  # what the student is made from, kept in its progress (see provenance)
+        self.resume = ResumeState(accelerator, self.out_dir / RESUME, cfg.checkpoint_every, self.inputs, "sub-stage")
         self.entry_state: dict[str, torch.Tensor] | None = None  # see `_keep_the_better`
         self.id2label = dict(enumerate(student.labels))
 
@@ -258,7 +239,7 @@ class Distiller:
         # A fresh DDP wrapper per sub-stage: DDP registers the parameters that require grad
         # when it is built, and gradual unfreezing changes that set between sub-stages.
         model, optimizer = acc.prepare(self.student, adam)
-        st, best_state = self._restore(key)
+        st, best_state = self.resume.restore(key)
         # The learning rate is a function of the step: built after the optimizer's state is
         # restored and moved to the step a resumed run had reached, it continues exactly.
         total = epochs * len(sampler)
@@ -281,8 +262,7 @@ class Distiller:
         loop = TrainLoop(acc, model, optimizer, scheduler, loader, sampler, loss, epochs, label, st,
                          select=select if epochs > 1 else None,  # a one-epoch sub-stage has nothing to select from
                          patience=stage.patience, max_grad_norm=self.cfg.max_grad_norm, best_state=best_state,
-                         plugins=([ResumeState(self, self.cfg.checkpoint_every)] if self.cfg.checkpoint_every else [])
-                         + tracking(acc, f"{self.out_dir.parent.name}/{self.out_dir.name}"))
+                         plugins=[self.resume, *tracking(acc, f"{self.out_dir.parent.name}/{self.out_dir.name}")])
         st = loop.run()
         acc.free_memory()
         return {"stage": stage.name, "loss": stage.loss, "trainable": list(trainable), "best_epoch": st.best_epoch, "epochs": st.epochs,
@@ -311,55 +291,7 @@ class Distiller:
                 if progress.get("entry") is not None:
                     save_file(self.entry_state, str(tmp / ENTRY))
                 write_json(tmp / PROGRESS, progress)
-            for stale in [self.out_dir / RESUME, *self.out_dir.glob(f".{RESUME}.*")]:  # with kills' leftovers
-                shutil.rmtree(stale, ignore_errors=True)
-        self.acc.wait_for_everyone()
-
-    def _save_resume(self, st: LoopState, best_state: dict[str, torch.Tensor] | None) -> None:
-        """Replace the mid-sub-stage state atomically: every process writes its part (its RNG
-        states) into the main process's temp directory, which is swapped in once all are done,
-        so a kill at any point leaves the previous state whole."""
-        acc = self.acc
-        with atomic_dir(self.out_dir / RESUME) if acc.is_main_process else contextlib.nullcontext() as tmp:
-            tmp = Path(broadcast_object_list([str(tmp)])[0])
-            acc.save_state(str(tmp))
-            if acc.is_main_process:
-                if best_state is not None:
-                    save_file(best_state, str(tmp / BEST))
-                write_json(tmp / POSITION, dataclasses.asdict(st))
-                write_json(tmp / PROGRESS, {"inputs": self.inputs})  # what this state belongs to (provenance)
-            acc.wait_for_everyone()
-            if acc.is_main_process:  # every process's part, so a damaged state is caught before it is loaded
-                write_manifest(tmp, files=sorted(p.name for p in tmp.iterdir() if p.is_file() and p.name not in (POSITION, PROGRESS)))
-        acc.wait_for_everyone()
-
-    def _restore(self, key: str) -> tuple[LoopState, dict[str, torch.Tensor] | None]:
-        """The saved state of sub-stage `key` loaded into the prepared model, optimizer and RNGs,
-        or a fresh start when there is none for it."""
-        path = settled_dir(self.out_dir / RESUME)
-        if path is None or not (path / POSITION).exists():
-            return LoopState(key), None
-        problems = verify_manifest(path)
-        try:
-            position = read_json(path / POSITION)
-        except (OSError, ValueError) as exc:
-            problems.append(f"{path / POSITION}: unreadable ({exc})")
-        if problems:  # damaged after it was written: back to the last good state, the sub-stage's start
-            if self.acc.is_main_process:
-                logger.warning(f"the mid-sub-stage state in {path} is damaged and is discarded; the sub-stage starts over "
-                               "from the last finished one:\n  " + "\n  ".join(problems))
-            self.acc.wait_for_everyone()
-            if self.acc.is_main_process:
-                shutil.rmtree(path, ignore_errors=True)
-            return LoopState(key), None
-        if position["key"] != key:
-            return LoopState(key), None
-        self.acc.load_state(str(path))
-        st = LoopState(**position)
-        best_state = load_file(str(path / BEST)) if (path / BEST).exists() else None
-        if self.acc.is_main_process:
-            logger.info(f"resuming sub-stage {key} at epoch {st.epoch + 1}, batch {st.batches} ({st.steps} steps done)")
-        return st, best_state
+        self.resume.clear()
 
 
 NOTHING = object()  # `recorded_inputs` of a folder with no distillation work in it

@@ -13,6 +13,7 @@ from .io import read_json
 CONFIG = "config.yaml"  # the resolved config of the run's last command
 TEACHER = "teacher"  # the fine-tuned teacher: a transformers folder plus TEACHER_MANIFEST
 TEACHER_MANIFEST = "xdner_teacher.json"  # its files, what it was made from, its training record
+TEACHER_RESUME = "teacher-resume"  # the fine-tuning's mid-training state, until it is done
 CACHE = "cache"  # the teacher's outputs over the transfer set (cache.MANIFEST inside)
 STUDENTS = "students"  # students/NAME/SCOPE/: one distillation each
 JOINT = "joint"  # the scope folder of a student distilled over all languages together
@@ -37,6 +38,10 @@ class RunLayout:
     @property
     def teacher_dir(self) -> Path:
         return self.root / TEACHER
+
+    @property
+    def teacher_resume_dir(self) -> Path:
+        return self.root / TEACHER_RESUME
 
     @property
     def cache_dir(self) -> Path:

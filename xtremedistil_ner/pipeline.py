@@ -51,10 +51,10 @@ from .encoding import Window, encode, special_ids
 from .errors import RunInUseError, StaleArtifactError, XdnerError
 from .evaluate import logits_fn, predict_tags, score
 from .figures import curve_points
-from .io import MANIFEST, read_json, sha256_file, sweep_leftovers, write_json, write_text
+from .io import MANIFEST, read_json, settled_dir, sha256_file, sweep_leftovers, write_json, write_text
 from .languages import LanguageConfigError, load_language
 from .latency import make_batch, measure
-from .layout import JOINT, RunLayout
+from .layout import JOINT, PROGRESS, RunLayout
 from .provenance import check_inputs, flatten, must_rebuild, sentences_fingerprint
 from .report import write_report
 from .students import (
@@ -135,9 +135,9 @@ class Run(RunLayout):
 
     @cached_property
     def teacher_inputs(self) -> dict[str, Any]:
-        """What the fine-tuned teacher depends on (its evaluation batch size and the layer the
-        students match do not change it)."""
-        teacher = {k: v for k, v in to_dict(self.cfg)["teacher"].items() if k not in ("eval_batch_size", "layer")}
+        """What the fine-tuned teacher depends on (its evaluation batch size, how often it is
+        checkpointed and the layer the students match do not change it)."""
+        teacher = {k: v for k, v in to_dict(self.cfg)["teacher"].items() if k not in ("eval_batch_size", "layer", "checkpoint_every")}
         c = self.corpus
         return {"teacher": teacher, "seed": self.cfg.seed, "labels": list(c.labels.tags),
                 "train_sentences": sentences_fingerprint(c.train), "dev_sentences": sentences_fingerprint(c.dev)}
@@ -170,10 +170,18 @@ class Run(RunLayout):
                 self._log(f"teach: fine-tuned teacher found in {self.teacher_dir}, skipping")
                 return
             self._log(f"teach: {self.teacher_dir} was trained with other settings; retraining it (--overwrite)")
-        t0 = time.time()
+        state = settled_dir(self.teacher_resume_dir)
+        if state is not None and (state / PROGRESS).exists():
+            recorded = read_json(state / PROGRESS).get("inputs")
+            if must_rebuild(state, "teacher's mid-training state", recorded, self.teacher_inputs, self.overwrite):
+                self._log(f"teach: {state} was saved with other settings; starting over (--overwrite)")
+                if self.acc.is_main_process:
+                    shutil.rmtree(state, ignore_errors=True)
+        self.acc.wait_for_everyone()
         c = self.corpus
-        fine_tune(self.cfg.teacher, c.train, c.dev, c.labels, self.teacher_dir, self.acc, self.cfg.seed, self.teacher_inputs)
-        self._time("teach", time.time() - t0)
+        summary = fine_tune(self.cfg.teacher, c.train, c.dev, c.labels, self.teacher_dir, self.acc, self.cfg.seed,
+                            self.teacher_resume_dir, self.teacher_inputs)
+        self._time("teach", summary["train_seconds"])  # over every attempt, as a resumed distillation counts it
         self._require_teacher()  # one that learned nothing stops the run here
 
     def teacher_layer(self, model: torch.nn.Module) -> int:

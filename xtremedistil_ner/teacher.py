@@ -31,7 +31,7 @@ from .evaluate import logits_fn, predict_tags, score
 from .io import atomic_dir, check_manifest, read_json, write_json, write_manifest
 from .layout import TEACHER_MANIFEST
 from .stages import loss_units
-from .training import LoopState, Plugin, TrainLoop, tracking
+from .training import Plugin, ResumeState, TrainLoop, tracking
 
 
 def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
@@ -73,11 +73,13 @@ def fine_tune(
     out_dir: Path,
     accelerator: Accelerator,
     seed: int,
+    resume_dir: Path,
     inputs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Joint multilingual fine-tuning; the checkpoint with the best macro dev F1 is saved to
-    `out_dir` (atomically, with a manifest recording `inputs`, what it was made from). Returns
-    the training summary."""
+    `out_dir` (atomically, with a manifest recording `inputs`, what it was made from). Every
+    `cfg.checkpoint_every` steps the training state goes to `resume_dir`, so a killed fine-tuning
+    (hours over dozens of languages on a CPU) continues where it was. Returns the training summary."""
     model, tokenizer = load_teacher(cfg.model, labels, cfg.trust_remote_code)
     if cfg.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
@@ -100,6 +102,10 @@ def fine_tune(
     steps = cfg.epochs * len(sampler)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * steps), steps)
     model, optimizer = accelerator.prepare(model, optimizer)
+    resume = ResumeState(accelerator, resume_dir, cfg.checkpoint_every, inputs or {}, "the teacher's")
+    state, _ = resume.restore("fine-tuning")  # the teacher keeps no best weights in memory: SaveBest wrote them
+    for _ in range(state.steps):  # the learning rate is a function of the step
+        scheduler.step()
 
     def loss(m: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         out = m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
@@ -112,8 +118,8 @@ def fine_tune(
 
     # Every epoch runs (the schedule decays over all of them); each better one is saved at once.
     loop = TrainLoop(accelerator, model, optimizer, scheduler, loader, sampler, loss, cfg.epochs, "teacher",
-                     LoopState("teacher"), select=select, max_grad_norm=cfg.max_grad_norm, keep_best=False,
-                     plugins=[SaveBest(tokenizer, out_dir, inputs or {}), *tracking(accelerator, "teacher")], leave_bars=True)
+                     state, select=select, max_grad_norm=cfg.max_grad_norm, keep_best=False,
+                     plugins=[SaveBest(tokenizer, out_dir, inputs or {}), resume, *tracking(accelerator, "teacher")], leave_bars=True)
     st = loop.run()
     summary = {"history": st.epochs, "best_epoch": st.best_epoch, "best_dev": st.best_dev,
                "best_dev_macro_f1": st.best, "train_seconds": round(st.seconds, 1)}
@@ -121,7 +127,7 @@ def fine_tune(
         manifest = read_json(out_dir / TEACHER_MANIFEST)
         manifest.update(summary)
         write_json(out_dir / TEACHER_MANIFEST, manifest)
-    accelerator.wait_for_everyone()
+    resume.clear()
     return summary
 
 

@@ -2,22 +2,34 @@
 differs between them (the loss, how an epoch is judged, how long to wait for a better one) is
 passed in; side concerns (mid-epoch resume state, saving the best model, trackers) are plugins
 called after each step and each epoch, as in flair's trainer. The loop's position lives in one
-`LoopState`, so a run restored from it continues exactly."""
+`LoopState`; `ResumeState` saves it with the model, optimizer and RNG states every so many
+steps, so a killed run restored from it continues exactly."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
+from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
 from .batching import LengthBatchSampler, global_batch_loss, to_device
+from .io import atomic_dir, read_json, settled_dir, verify_manifest, write_json, write_manifest
+from .layout import PROGRESS
 from .log import progress
+
+POSITION = "position.json"  # in a resume state: the LoopState
+BEST = "best.safetensors"  # in a resume state: the best weights held in memory, if any
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +82,72 @@ class Track(Plugin):
     def after_epoch(self, loop: "TrainLoop", record: dict[str, Any], improved: bool) -> None:
         values = {f"{self.prefix}/{loop.label}/{k}": v for k, v in record.items() if k != "epoch"}
         loop.accelerator.log(values, step=loop.state.steps)
+
+
+class ResumeState(Plugin):
+    """Every `every` optimizer steps, the loop's full training state (model, optimizer and RNG
+    states via Accelerate, its `LoopState`, the best weights it holds) replaces the one in `path`
+    atomically, with `inputs` (what it belongs to) in PROGRESS (`what` names the loop in messages); `restore` puts it back into a
+    prepared model and optimizer, so a killed run ends with the weights an uninterrupted one gets.
+    Every process writes its part (its RNG states) into the main process's temp directory, so a
+    kill at any point leaves the previous state whole."""
+
+    def __init__(self, accelerator: Accelerator, path: Path, every: int, inputs: dict[str, Any], what: str) -> None:
+        self.acc, self.path, self.every, self.inputs, self.what = accelerator, Path(path), every, inputs, what
+
+    def after_step(self, loop: "TrainLoop") -> None:
+        if self.every and loop.state.steps % self.every == 0:
+            loop.state.seconds = loop.elapsed()
+            self.save(loop.state, loop.best_state)
+
+    def save(self, st: LoopState, best_state: dict[str, torch.Tensor] | None) -> None:
+        acc = self.acc
+        with atomic_dir(self.path) if acc.is_main_process else contextlib.nullcontext() as tmp:
+            tmp = Path(broadcast_object_list([str(tmp)])[0])
+            acc.save_state(str(tmp))
+            if acc.is_main_process:
+                if best_state is not None:
+                    save_file(best_state, str(tmp / BEST))
+                write_json(tmp / POSITION, dataclasses.asdict(st))
+                write_json(tmp / PROGRESS, {"inputs": self.inputs})  # what this state belongs to (provenance)
+            acc.wait_for_everyone()
+            if acc.is_main_process:  # every process's part, so a damaged state is caught before it is loaded
+                write_manifest(tmp, files=sorted(p.name for p in tmp.iterdir() if p.is_file() and p.name not in (POSITION, PROGRESS)))
+        acc.wait_for_everyone()
+
+    def restore(self, key: str) -> tuple[LoopState, dict[str, torch.Tensor] | None]:
+        """The saved state of loop `key` loaded into the prepared model, optimizer and RNGs, or
+        a fresh start when there is none for it (or it is damaged: then said, and discarded)."""
+        path = settled_dir(self.path)
+        if path is None or not (path / POSITION).exists():
+            return LoopState(key), None
+        problems = verify_manifest(path)
+        try:
+            position = read_json(path / POSITION)
+        except (OSError, ValueError) as exc:
+            problems.append(f"{path / POSITION}: unreadable ({exc})")
+        if problems:  # damaged after it was written: back to the loop's start
+            if self.acc.is_main_process:
+                logger.warning(f"the mid-loop state in {path} is damaged and is discarded; {self.what} {key} starts over:\n  "
+                               + "\n  ".join(problems))
+            self.clear()
+            return LoopState(key), None
+        if position["key"] != key:
+            return LoopState(key), None
+        self.acc.load_state(str(path))
+        st = LoopState(**position)
+        best_state = load_file(str(path / BEST)) if (path / BEST).exists() else None
+        if self.acc.is_main_process:
+            logger.info(f"resuming {self.what} {key} at epoch {st.epoch + 1}, batch {st.batches} ({st.steps} steps done)")
+        return st, best_state
+
+    def clear(self) -> None:
+        """Remove the state (and leftovers of kills mid-save): its loop is done, or starts over."""
+        self.acc.wait_for_everyone()
+        if self.acc.is_main_process:
+            for stale in [self.path, *self.path.parent.glob(f".{self.path.name}.*")]:
+                shutil.rmtree(stale, ignore_errors=True)
+        self.acc.wait_for_everyone()
 
 
 def tracking(accelerator: Accelerator, prefix: str) -> list[Plugin]:
