@@ -123,8 +123,8 @@ def interrupted_message(command: str, argv: Sequence[str] | None, output_dir: st
     if command not in (*STEP_HELP, "run"):
         return "\nxdner: interrupted"
     where = f" in {output_dir}" if output_dir else ""
-    return (f"\nxdner: interrupted; finished steps, finished transfer-cache shards and the last distillation "
-            f"checkpoint are kept{where}. To resume, run the same command again:\n  {resume_command(argv)}")
+    return (f"\nxdner: interrupted; finished steps, finished transfer-cache shards and the last saved training states of the "
+            f"teacher and the students are kept{where}. To resume, run the same command again:\n  {resume_command(argv)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
