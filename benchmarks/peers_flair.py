@@ -90,7 +90,8 @@ def main() -> None:
     torch.set_num_threads(int(os.environ.get("PEERS_THREADS", torch.get_num_threads())))
     flair.set_seed(42)
     data, out = args.work / "data", args.work / "flair"
-    train, dev = [labeled(r) for r in read_jsonl(data / "train.jsonl")], [labeled(r) for r in first_per_lang(read_jsonl(data / "dev.jsonl"), args.dev_per_lang)]
+    train = [labeled(r) for r in read_jsonl(data / "train.jsonl")]
+    dev = [labeled(r) for r in first_per_lang(read_jsonl(data / "dev.jsonl"), args.dev_per_lang)]
     corpus = Corpus(train=FlairDatapointDataset(train), dev=FlairDatapointDataset(dev), sample_missing_splits=False)
     embeddings = StackedEmbeddings([OneHotEmbeddings.from_corpus(corpus), CharacterEmbeddings(path_to_char_dict=char_dictionary(train))])
     tagger = SequenceTagger(hidden_size=256, embeddings=embeddings, tag_dictionary=corpus.make_label_dictionary("ner", add_unk=False),

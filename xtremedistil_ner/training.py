@@ -87,8 +87,9 @@ class Track(Plugin):
 class ResumeState(Plugin):
     """Every `every` optimizer steps, the loop's full training state (model, optimizer and RNG
     states via Accelerate, its `LoopState`, the best weights it holds) replaces the one in `path`
-    atomically, with `inputs` (what it belongs to) in PROGRESS (`what` names the loop in messages); `restore` puts it back into a
-    prepared model and optimizer, so a killed run ends with the weights an uninterrupted one gets.
+    atomically, with `inputs` (what it belongs to) in PROGRESS; `restore` puts it back into a
+    prepared model and optimizer, so a killed run ends with the weights an uninterrupted one gets
+    (`what` names the loop in messages).
     Every process writes its part (its RNG states) into the main process's temp directory, so a
     kill at any point leaves the previous state whole."""
 
