@@ -1,5 +1,5 @@
-"""Transfer cache: the teacher's outputs stored faithfully (fp16), shards verified by size and
-checksum, fingerprint sensitive to everything that changes the outputs."""
+"""Transfer cache: the teacher's outputs stored faithfully (fp16, or compact formats close to it),
+shards verified by size and checksum, fingerprint sensitive to everything that changes the outputs."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from accelerate import Accelerator
 from transformers import AutoModelForTokenClassification
 
 from xtremedistil_ner import cache as cache_mod
+from xtremedistil_ner.config import AnnotateConfig
 from xtremedistil_ner.data.conll import Sentence
 from xtremedistil_ner.encoding import encode
 
@@ -135,3 +136,84 @@ def test_reading_a_truncated_cache_is_a_clear_error(annotated) -> None:
     target.write_bytes(target.read_bytes()[:-10])
     with pytest.raises(cache_mod.CacheError, match=r"shard-00001.*rerun `xdner annotate`"):
         cache_mod.TransferCache(out)
+
+
+def _annotate(model, windows, langs, out: Path, fmt: AnnotateConfig) -> cache_mod.TransferCache:
+    fp = cache_mod.fingerprint("teacher", "tok", windows, langs, [1, 2], 12, fmt)
+    cache_mod.annotate(model, windows, langs, [1, 2], out, fp, 0, 8, Accelerator(cpu=True), shard_size=16, fmt=fmt)
+    assert cache_mod.is_complete(out, fp)
+    return cache_mod.TransferCache(out)
+
+
+@pytest.mark.parametrize("hidden, dims, tolerance", [("int8", None, 0.01), ("fp16", 24, 0.002), ("int8", 24, 0.01)])
+def test_compact_hidden_formats_reconstruct_the_teacher(annotated, tmp_path: Path, hidden: str, dims: int | None, tolerance: float) -> None:
+    """int8 codes with a per-token scale read back as fp32 states close to the full fp16 ones;
+    with a principal-component basis, close to their projection on it (relative RMS error);
+    either in fewer bytes per token."""
+    model, windows, langs, _, out = annotated
+    full = cache_mod.TransferCache(out)
+    fmt = AnnotateConfig(hidden=hidden, hidden_dims=dims)
+    compact = _annotate(model, windows, langs, tmp_path / "compact", fmt)
+    assert compact.manifest["format"] == {"precision": "auto", "hidden": hidden, "hidden_dims": dims}
+    width = model.config.hidden_size
+    assert compact.manifest["bytes_per_token"] == 4 + 2 * 5 + 2 * ((dims or width) + 2 if hidden == "int8" else 2 * (dims or width))
+    assert compact.manifest["bytes_per_token"] < cache_mod.bytes_per_token(5, width, 2, AnnotateConfig())
+    ref = np.concatenate([full[j]["teacher_hidden"] for j in range(len(full))]).astype(np.float32)
+    got = np.concatenate([compact[j]["teacher_hidden"] for j in range(len(compact))])
+    assert got.dtype == np.float32 and got.shape == ref.shape
+    target = ref
+    if dims:
+        comps, mean = np.load(tmp_path / "compact" / "basis" / "components.npy"), np.load(tmp_path / "compact" / "basis" / "mean.npy")
+        assert comps.shape == (2, dims, width) and np.allclose(comps @ comps.transpose(0, 2, 1), np.eye(dims), atol=1e-4)
+        target = np.einsum("tld,ldh->tlh", np.einsum("tlh,ldh->tld", ref - mean, comps), comps) + mean
+    assert np.sqrt(((got - target) ** 2).mean() / (target**2).mean()) < tolerance
+    assert np.array_equal(compact[3]["teacher_logits"], full[3]["teacher_logits"])  # logits are kept as they were
+    if dims:
+        assert (tmp_path / "compact" / "basis" / "components.npy").exists()
+        assert all(0 < e <= 1 for e in compact.manifest["explained_variance"])
+
+
+def test_the_basis_is_fitted_once_and_a_damaged_one_is_named(annotated, tmp_path: Path) -> None:
+    model, windows, langs, _, _ = annotated
+    fmt = AnnotateConfig(hidden="int8", hidden_dims=16)
+    out = tmp_path / "pca"
+    _annotate(model, windows, langs, out, fmt)
+    components = out / "basis" / "components.npy"
+    stamp = components.stat().st_mtime_ns
+    _annotate(model, windows, langs, out, fmt)
+    assert components.stat().st_mtime_ns == stamp
+    data = bytearray(components.read_bytes())
+    data[-1] ^= 0xFF
+    components.write_bytes(bytes(data))
+    with pytest.raises(cache_mod.CacheError, match="damaged transfer cache.*components.npy"):
+        cache_mod.TransferCache(out)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_faster_teacher_precisions_agree_with_fp32(annotated, tmp_path: Path, tiny_teacher: Path, precision: str) -> None:
+    model, windows, langs, _, out = annotated
+    full = cache_mod.TransferCache(out)
+    fresh = AutoModelForTokenClassification.from_pretrained(tiny_teacher, num_labels=5, ignore_mismatched_sizes=True).eval()
+    fresh.load_state_dict(model.state_dict())
+    fast = _annotate(fresh, windows, langs, tmp_path / precision, AnnotateConfig(precision=precision))
+    ref = np.concatenate([full[j]["teacher_logits"] for j in range(len(full))]).astype(np.float32)
+    got = np.concatenate([fast[j]["teacher_logits"] for j in range(len(fast))]).astype(np.float32)
+    assert np.abs(got - ref).max() < 0.1
+    assert (got.argmax(-1) == ref.argmax(-1)).mean() > 0.95
+
+
+def test_an_annotate_setting_changes_the_fingerprint(annotated) -> None:
+    _, windows, langs, fp, _ = annotated
+    others = [AnnotateConfig(precision="int8"), AnnotateConfig(hidden="int8"), AnnotateConfig(hidden_dims=8)]
+    fps = {cache_mod.fingerprint("teacher", "tok", windows, langs, [1, 2], 12, f) for f in others}
+    assert len(fps) == 3 and fp not in fps
+
+
+def test_a_cache_written_before_formats_reads_as_fp16(annotated) -> None:
+    """Caches from before `annotate` settings (no `format` in the manifest) are read as they were written."""
+    *_, out = annotated
+    manifest = json.loads((out / cache_mod.MANIFEST).read_text())
+    new = cache_mod.TransferCache(out)[5]["teacher_hidden"]
+    del manifest["format"]
+    (out / cache_mod.MANIFEST).write_text(json.dumps(manifest))
+    assert np.array_equal(cache_mod.TransferCache(out)[5]["teacher_hidden"], new)

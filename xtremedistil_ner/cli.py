@@ -12,6 +12,7 @@ from typing import Sequence
 from .config import RunConfig, resolve
 from .errors import XdnerError
 from .log import configure as configure_logging
+from .threads import configure_threads
 
 # Each command's module (and torch with it) is imported only when that command runs, so
 # `xdner --help` and `xdner validate` start in a fraction of a second.
@@ -132,17 +133,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(getattr(args, "verbosity", 0))
     output_dir: str | None = None
     try:
+        # Threads are settled before anything imports torch (libgomp reads its settings once).
         if args.command in COMMANDS:
+            configure_threads()
             module, function = COMMANDS[args.command].split(":")
             return getattr(importlib.import_module(f".{module}", __package__), function)(args)
         if args.command == "demo":
+            configure_threads()
             from .demo import run_demo
 
             run_demo(args.output_dir, quick=args.quick)
             return 0
+        cfg = resolve_config(args)
+        # A count below 1 is left to the up-front check, which reports it with every other problem.
+        configure_threads(cfg.threads if cfg.threads is not None and cfg.threads >= 1 else None)
         from .pipeline import STEPS, Run
 
-        cfg = resolve_config(args)
         output_dir = cfg.output_dir
         run = Run(cfg, command=resume_command(argv), overwrite=args.overwrite)
         steps = STEPS if args.command == "run" else (args.command,)

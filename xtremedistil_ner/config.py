@@ -58,6 +58,22 @@ class TeacherConfig:
 
 
 @dataclass
+class AnnotateConfig:
+    """The teacher's one pass over the transfer set and what the cache keeps of it.
+    `precision` (auto | bf16 | int8) is the teacher's arithmetic for this pass only (auto: the
+    run's `mixed_precision`, as in every other step; int8: dynamic quantisation of its encoder's
+    linear layers, CPU only). Evaluation always runs the teacher as trained.
+    `hidden` (fp16 | int8) stores the matched hidden states in half precision or as int8 with
+    one scale per token and layer; `hidden_dims` (unset: the teacher's width) stores them in a
+    basis of that many principal components of the teacher's layer, fitted once on the transfer
+    set, and the students train against the reconstruction."""
+
+    precision: str = "auto"
+    hidden: str = "fp16"
+    hidden_dims: int | None = None
+
+
+@dataclass
 class StudentConfig:
     """`type: bilstm` uses `embedding_dim` (E) and `hidden_dim` (H per direction).
     `type: transformer` uses `num_layers`, `hidden_dim` (width h), `num_heads` (default ~h/64),
@@ -152,10 +168,14 @@ class RunConfig:
     languages: list[str] = field(default_factory=list)
     seed: int = 42
     mixed_precision: str = "auto"
+    # CPU threads per process (null: the cores this process may use, split between the processes
+    # of a multi-process launch); see threads.py. Results do not depend on it, so no artifact does.
+    threads: int | None = None
     # Accelerate trackers for the training curves (tensorboard, wandb, mlflow, ...); files under OUTPUT_DIR/logs.
     log_with: list[str] = field(default_factory=list)
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
     students: list[StudentConfig] = field(
         default_factory=lambda: [StudentConfig(), StudentConfig("bilstm-50-200", "bilstm", 50, 200)]
     )

@@ -71,6 +71,7 @@ from .teacher import (
     load_teacher,
     load_tokenizer,
 )
+from .threads import configure_threads
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ class Run(RunLayout):
     def __init__(self, cfg: RunConfig, accelerator: Accelerator | None = None, command: str | None = None, overwrite: bool = False) -> None:
         require_valid(cfg, accelerator.num_processes if accelerator else int(os.environ.get("WORLD_SIZE", "1")))
         self.cfg = cfg
+        configure_threads(cfg.threads)  # torch is loaded by now: an explicit count only (the CLI set the rest)
         self.overwrite = overwrite  # rebuild artifacts made from other settings instead of refusing
         self.root = Path(cfg.output_dir)
         self.acc = accelerator or make_accelerator(cfg)
@@ -217,7 +219,8 @@ class Run(RunLayout):
         teacher_id = sha256_file(self.teacher_dir / "model.safetensors")
         tok_file = self.teacher_dir / "tokenizer.json"
         tokenizer_id = sha256_file(tok_file) if tok_file.exists() else type(self.tokenizer).__name__
-        return cache_mod.fingerprint(teacher_id, tokenizer_id, windows, langs, self.cache_layers(model), self.cfg.teacher.max_length)
+        return cache_mod.fingerprint(teacher_id, tokenizer_id, windows, langs, self.cache_layers(model), self.cfg.teacher.max_length,
+                                     self.cfg.annotate)
 
     def annotate(self) -> None:
         self._require_teacher()
@@ -228,8 +231,8 @@ class Run(RunLayout):
             self._log(f"annotate: transfer cache in {self.cache_dir} is complete and matches, skipping")
             return
         t0 = time.time()
-        model.to(self.acc.device)
-        cache_mod.annotate(model, windows, langs, self.cache_layers(model), self.cache_dir, fp, self.pad_id, self.cfg.teacher.eval_batch_size, self.acc)
+        cache_mod.annotate(model, windows, langs, self.cache_layers(model), self.cache_dir, fp, self.pad_id,
+                           self.cfg.teacher.eval_batch_size, self.acc, fmt=self.cfg.annotate)
         self._time("annotate", time.time() - t0)
 
     def mode_of(self, scfg: StudentConfig) -> str:

@@ -23,7 +23,7 @@ from .batching import (
     batch_loader,
     check_global_batch,
 )
-from .config import TeacherConfig
+from .config import ConfigError, TeacherConfig
 from .data.conll import Sentence
 from .data.labels import LabelSet
 from .encoding import encode, special_ids
@@ -59,6 +59,29 @@ def load_teacher(
         trust_remote_code=trust_remote_code,
     )
     return model, load_tokenizer(path, trust_remote_code)
+
+
+def annotation_forward(model: PreTrainedModel, precision: str, accelerator: Accelerator):
+    """The teacher's forward for the transfer-set pass: (input_ids, attention_mask) -> (logits,
+    hidden states). `auto` runs as every other step (the run's mixed precision); `bf16` under
+    bfloat16 autocast; `int8` with the encoder's linear layers dynamically quantised (CPU only;
+    the classifier stays fp32). Only annotation uses these: evaluation keeps the teacher exact."""
+    device = accelerator.device
+    if precision == "int8":
+        if device.type != "cpu":
+            raise ConfigError(f"annotate.precision: int8 runs on CPUs only (this run is on {device.type}); use bf16 there")
+        model = model.to(device).eval()
+        encoder = model.base_model
+        torch.ao.quantization.quantize_dynamic(encoder, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+    model = model.to(device).eval()
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if precision == "bf16" else accelerator.autocast
+
+    def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        with torch.inference_mode(), autocast():
+            out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        return out.logits, out.hidden_states
+
+    return forward
 
 
 def count_parameters(model: torch.nn.Module) -> int:
