@@ -13,14 +13,10 @@ step to `benchmarks/results/wikiann48-lowres/`. A step recorded as finished is n
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from _steps import run_step  # benchmarks/_steps.py: this script's folder is on sys.path
 from xtremedistil_ner.benchmarking import FinishedRun, benchmark_parser, retention_targets
 from xtremedistil_ner.io import read_json, write_json
 from xtremedistil_ner.log import configure as configure_logging
@@ -33,35 +29,6 @@ RESULTS = ROOT / "benchmarks" / "results" / "wikiann48-lowres"
 RETENTION = {"bilstm-50-200": 95.0, "bilstm-300-600": 97.0}  # % of the teacher's macro test F1
 LANGUAGE_FLOOR = 85.0
 ATTEMPTS = "resources.json"  # in the run folder: one record per step attempt
-
-
-def gib(n_bytes: float) -> float:
-    return round(n_bytes / 2**30, 3)
-
-
-def disk_use(out: Path) -> dict[str, float]:
-    """GiB on disk per top-level entry of the run folder (teacher, cache, students, ...) and in all."""
-    sizes: dict[str, float] = {}
-    for entry in sorted(out.iterdir()) if out.exists() else []:
-        files = [entry] if entry.is_file() else [p for p in entry.rglob("*") if p.is_file()]
-        sizes[entry.name] = gib(sum(p.stat().st_blocks * 512 for p in files))
-    return {**sizes, "total": round(sum(sizes.values()), 3)}
-
-
-def run_step(step: str, out: Path, data_root: str, overrides: list[str]) -> dict[str, Any]:
-    """`xdner STEP` in a child process: its exit status, wall time and peak RSS (from wait4)."""
-    cmd = [sys.executable, "-m", "xtremedistil_ner.cli", step, "--config", str(CONFIG), "--output-dir", str(out), "--data-root", data_root,
-           *(arg for o in overrides for arg in ("--set", o))]
-    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    t0 = time.perf_counter()
-    child = subprocess.Popen(cmd)
-    try:
-        _, status, usage = os.wait4(child.pid, 0)
-    except KeyboardInterrupt:  # Ctrl-C reached the child too: let it save its state, then record the attempt
-        _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    return {"step": step, "started": started, "seconds": round(time.perf_counter() - t0, 1), "exit": child.returncode,
-            "peak_rss_gib": gib(usage.ru_maxrss * 1024), "disk_gib_after": disk_use(out)}
 
 
 def per_step(attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -90,7 +57,7 @@ def main() -> None:
         for step in STEPS:
             if any(a["step"] == step and a["exit"] == 0 for a in attempts):
                 continue  # finished in an earlier go
-            attempts.append(run_step(step, args.output_dir, args.data_root, args.set))
+            attempts.append(run_step(step, CONFIG, args.output_dir, args.data_root, args.set))
             write_json(record, attempts)
             if attempts[-1]["exit"] != 0:
                 raise SystemExit(f"xdner {step} stopped (exit {attempts[-1]['exit']}); rerun this script to resume")

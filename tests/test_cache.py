@@ -3,6 +3,7 @@ shards verified by size and checksum, fingerprint sensitive to everything that c
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -20,15 +21,18 @@ from xtremedistil_ner.encoding import encode
 from conftest import make_sentences
 
 
+FULL = AnnotateConfig(precision="fp32", hidden="fp16", hidden_dims=None)  # the teacher's outputs as they are
+
+
 @pytest.fixture
 def annotated(tmp_path: Path, tiny_teacher: Path, tiny_tokenizer):
     sents = [Sentence([w for w, _ in s], None, "en" if i % 3 else "de") for i, s in enumerate(make_sentences(40, seed=3))]
     windows = encode(sents, tiny_tokenizer, max_length=12)
     langs = [sents[w.sent].lang for w in windows]
     model = AutoModelForTokenClassification.from_pretrained(tiny_teacher, num_labels=5, ignore_mismatched_sizes=True).eval()
-    fp = cache_mod.fingerprint("teacher", "tok", windows, langs, [1, 2], 12)
+    fp = cache_mod.fingerprint("teacher", "tok", windows, langs, [1, 2], 12, FULL)
     out = tmp_path / "cache"
-    cache_mod.annotate(model, windows, langs, [1, 2], out, fp, tiny_tokenizer.pad_token_id, 8, Accelerator(cpu=True), shard_size=16)
+    cache_mod.annotate(model, windows, langs, [1, 2], out, fp, tiny_tokenizer.pad_token_id, 8, Accelerator(cpu=True), shard_size=16, fmt=FULL)
     return model, windows, langs, fp, out
 
 
@@ -68,13 +72,13 @@ def test_language_filter(annotated) -> None:
 
 def test_fingerprint_tracks_every_input(annotated) -> None:
     _, windows, langs, fp, _ = annotated
-    base = ("teacher", "tok", windows, langs, [1, 2], 12)
+    base = ("teacher", "tok", windows, langs, [1, 2], 12, FULL)
     variants = [
         ("other-teacher",) + base[1:],
         base[:1] + ("other-tok",) + base[2:],
         base[:2] + (windows[:-1], langs[:-1]) + base[4:],
-        base[:4] + ([1], 12),
-        base[:5] + (16,),
+        base[:4] + ([1], 12, FULL),
+        base[:5] + (16, FULL),
     ]
     assert cache_mod.fingerprint(*base) == fp
     assert len({cache_mod.fingerprint(*v) for v in variants} | {fp}) == len(variants) + 1
@@ -93,7 +97,7 @@ def test_truncated_or_corrupted_shard_is_detected_and_rebuilt(annotated) -> None
     assert not cache_mod.is_complete(out, fp, verify=True)
     # Rebuilding only redoes damaged shards (the checksum decides) and restores the exact bytes.
     untouched = (out / "shard-00000" / "hidden.npy").stat().st_mtime_ns
-    cache_mod.annotate(model, windows, langs, [1, 2], out, fp, 0, 8, Accelerator(cpu=True), shard_size=16)
+    cache_mod.annotate(model, windows, langs, [1, 2], out, fp, 0, 8, Accelerator(cpu=True), shard_size=16, fmt=FULL)
     assert cache_mod.is_complete(out, fp)
     assert target.read_bytes() == original
     assert (out / "shard-00000" / "hidden.npy").stat().st_mtime_ns == untouched
@@ -110,7 +114,7 @@ def test_shard_manifest_lists_its_files_and_old_listings_are_rebuilt(annotated) 
     assert not cache_mod.is_complete(out, fp, verify=False)
     with pytest.raises(cache_mod.CacheError, match=r"shard-00000/input_ids: missing"):
         cache_mod.TransferCache(out)
-    cache_mod.annotate(model, windows, langs, [1, 2], out, fp, 0, 8, Accelerator(cpu=True), shard_size=16)
+    cache_mod.annotate(model, windows, langs, [1, 2], out, fp, 0, 8, Accelerator(cpu=True), shard_size=16, fmt=FULL)
     assert cache_mod.is_complete(out, fp)
 
 
@@ -152,12 +156,12 @@ def test_compact_hidden_formats_reconstruct_the_teacher(annotated, tmp_path: Pat
     either in fewer bytes per token."""
     model, windows, langs, _, out = annotated
     full = cache_mod.TransferCache(out)
-    fmt = AnnotateConfig(hidden=hidden, hidden_dims=dims)
+    fmt = AnnotateConfig(precision="fp32", hidden=hidden, hidden_dims=dims)
     compact = _annotate(model, windows, langs, tmp_path / "compact", fmt)
-    assert compact.manifest["format"] == {"precision": "auto", "hidden": hidden, "hidden_dims": dims}
+    assert compact.manifest["format"] == {"precision": "fp32", "hidden": hidden, "hidden_dims": dims}
     width = model.config.hidden_size
     assert compact.manifest["bytes_per_token"] == 4 + 2 * 5 + 2 * ((dims or width) + 2 if hidden == "int8" else 2 * (dims or width))
-    assert compact.manifest["bytes_per_token"] < cache_mod.bytes_per_token(5, width, 2, AnnotateConfig())
+    assert compact.manifest["bytes_per_token"] < cache_mod.bytes_per_token(5, width, 2, FULL)
     ref = np.concatenate([full[j]["teacher_hidden"] for j in range(len(full))]).astype(np.float32)
     got = np.concatenate([compact[j]["teacher_hidden"] for j in range(len(compact))])
     assert got.dtype == np.float32 and got.shape == ref.shape
@@ -175,7 +179,7 @@ def test_compact_hidden_formats_reconstruct_the_teacher(annotated, tmp_path: Pat
 
 def test_the_basis_is_fitted_once_and_a_damaged_one_is_named(annotated, tmp_path: Path) -> None:
     model, windows, langs, _, _ = annotated
-    fmt = AnnotateConfig(hidden="int8", hidden_dims=16)
+    fmt = AnnotateConfig(precision="fp32", hidden="int8", hidden_dims=16)
     out = tmp_path / "pca"
     _annotate(model, windows, langs, out, fmt)
     components = out / "basis" / "components.npy"
@@ -195,7 +199,7 @@ def test_faster_teacher_precisions_agree_with_fp32(annotated, tmp_path: Path, ti
     full = cache_mod.TransferCache(out)
     fresh = AutoModelForTokenClassification.from_pretrained(tiny_teacher, num_labels=5, ignore_mismatched_sizes=True).eval()
     fresh.load_state_dict(model.state_dict())
-    fast = _annotate(fresh, windows, langs, tmp_path / precision, AnnotateConfig(precision=precision))
+    fast = _annotate(fresh, windows, langs, tmp_path / precision, dataclasses.replace(FULL, precision=precision))
     ref = np.concatenate([full[j]["teacher_logits"] for j in range(len(full))]).astype(np.float32)
     got = np.concatenate([fast[j]["teacher_logits"] for j in range(len(fast))]).astype(np.float32)
     assert np.abs(got - ref).max() < 0.1
@@ -204,9 +208,10 @@ def test_faster_teacher_precisions_agree_with_fp32(annotated, tmp_path: Path, ti
 
 def test_an_annotate_setting_changes_the_fingerprint(annotated) -> None:
     _, windows, langs, fp, _ = annotated
-    others = [AnnotateConfig(precision="int8"), AnnotateConfig(hidden="int8"), AnnotateConfig(hidden_dims=8)]
+    others = [dataclasses.replace(FULL, **change) for change in ({"precision": "int8"}, {"hidden": "int8"}, {"hidden_dims": 8})]
     fps = {cache_mod.fingerprint("teacher", "tok", windows, langs, [1, 2], 12, f) for f in others}
     assert len(fps) == 3 and fp not in fps
+    assert cache_mod.fingerprint("teacher", "tok", windows, langs, [1, 2], 12, dataclasses.replace(FULL, batch_size=7)) == fp
 
 
 def test_a_cache_written_before_formats_reads_as_fp16(annotated) -> None:

@@ -33,13 +33,13 @@ from .encoding import Window
 from .errors import XdnerError
 from .io import atomic_dir, read_json, verify_manifest, write_json, write_manifest
 from .log import progress
-from .teacher import annotation_forward
+from .teacher import annotation_forward, resolve_precision
 
 MANIFEST = "manifest.json"
 SHARD_MANIFEST = "shard.json"
 BASIS = "basis"
 FIELDS = ("input_ids", "offsets", "sent_lang", "logits", "hidden")
-PRECISIONS = ("auto", "bf16", "int8")
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
 HIDDEN_FORMATS = ("fp16", "int8")
 BASIS_SAMPLE = 1024  # windows the principal components are fitted on, spread over the transfer set
 
@@ -54,7 +54,7 @@ class CacheError(XdnerError, RuntimeError):
 def fingerprint(teacher_id: str, tokenizer_id: str, windows: Sequence[Window], langs: Sequence[str], layers: Sequence[int],
                 max_length: int, fmt: AnnotateConfig = AnnotateConfig()) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps([teacher_id, tokenizer_id, list(layers), max_length, dataclasses.asdict(fmt)]).encode())
+    h.update(json.dumps([teacher_id, tokenizer_id, list(layers), max_length, stored_format(fmt)]).encode())
     for w, lang in zip(windows, langs, strict=True):
         h.update(lang.encode())
         h.update(w.input_ids.tobytes())
@@ -67,6 +67,11 @@ def bytes_per_token(num_labels: int, hidden: int, num_layers: int, fmt: Annotate
     width = min(fmt.hidden_dims or hidden, hidden)
     per_layer = 2 * width if fmt.hidden == "fp16" else width + 2  # int8 codes + an fp16 scale
     return 4 + 2 * num_labels + per_layer * num_layers
+
+
+def stored_format(fmt: AnnotateConfig) -> dict[str, Any]:
+    """The annotate settings that change what the cache holds (not how fast it was written)."""
+    return {k: v for k, v in dataclasses.asdict(fmt).items() if k != "batch_size"}
 
 
 def shard_fields(fmt: AnnotateConfig) -> tuple[str, ...]:
@@ -90,6 +95,7 @@ def annotate(
     shard k is written by process k % world_size, so every window is annotated exactly once
     however many processes run."""
     out_dir = Path(out_dir)
+    fmt = dataclasses.replace(fmt, precision=resolve_precision(fmt.precision, accelerator.device))
     lang_names = sorted(set(langs))
     num_labels, hidden = model.config.num_labels, model.config.hidden_size
     layers = list(layers)
@@ -124,7 +130,7 @@ def annotate(
         "hidden_size": hidden,
         "num_labels": num_labels,
         "layers": layers,
-        "format": dataclasses.asdict(fmt),
+        "format": stored_format(fmt),
         "bytes_per_token": bytes_per_token(num_labels, hidden, len(layers), fmt),
     }
     if codec.basis is not None:
@@ -300,7 +306,8 @@ class TransferCache(Dataset):
         if missing:
             raise CacheError(f"{out_dir}: teacher layers {missing} are not in this cache (it holds {cached}); rerun `xdner annotate`")
         self.layer_index = [cached.index(g) for g in layers] if layers is not None else list(range(len(cached)))
-        fmt = AnnotateConfig(**self.manifest.get("format", {}))  # caches from before formats: fp16, full width
+        # Caches from before annotate settings have no format: fp16 at full width.
+        fmt = AnnotateConfig(**self.manifest.get("format", {"precision": "fp32", "hidden": "fp16", "hidden_dims": None}))
         basis = None
         if fmt.hidden_dims is not None and fmt.hidden_dims < self.manifest["hidden_size"]:
             problems = verify_manifest(out_dir / BASIS, MANIFEST_BASIS)

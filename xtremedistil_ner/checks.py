@@ -79,6 +79,7 @@ def config_problems(cfg: RunConfig, num_processes: int = 1) -> list[str]:
 
     a = cfg.annotate
     need(a.precision in PRECISIONS, f"annotate.precision: {a.precision!r} is not one of {PRECISIONS}")
+    need(a.batch_size >= 1, f"annotate.batch_size must be >= 1 (got {a.batch_size})")
     need(a.hidden in HIDDEN_FORMATS, f"annotate.hidden: {a.hidden!r} is not one of {HIDDEN_FORMATS}")
     need(a.hidden_dims is None or a.hidden_dims >= 1, f"annotate.hidden_dims must be >= 1 or unset for the teacher's width (got {a.hidden_dims})")
 

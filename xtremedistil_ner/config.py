@@ -59,18 +59,21 @@ class TeacherConfig:
 
 @dataclass
 class AnnotateConfig:
-    """The teacher's one pass over the transfer set and what the cache keeps of it.
-    `precision` (auto | bf16 | int8) is the teacher's arithmetic for this pass only (auto: the
-    run's `mixed_precision`, as in every other step; int8: dynamic quantisation of its encoder's
-    linear layers, CPU only). Evaluation always runs the teacher as trained.
-    `hidden` (fp16 | int8) stores the matched hidden states in half precision or as int8 with
-    one scale per token and layer; `hidden_dims` (unset: the teacher's width) stores them in a
-    basis of that many principal components of the teacher's layer, fitted once on the transfer
-    set, and the students train against the reconstruction."""
+    """The teacher's one pass over the transfer set and what the cache keeps of it (#29).
+    `precision` is the teacher's arithmetic for this pass only: `fp32` (as it is evaluated, or
+    the run's `mixed_precision` on a GPU), `bf16`, `int8` (dynamic quantisation of its
+    encoder's linear layers, CPU only) or `auto` (int8 on a CPU, as fp32 on a GPU).
+    `hidden` (fp16 | int8) stores the matched hidden states in half precision or as int8 codes
+    with one scale per token and layer; `hidden_dims` (unset: the teacher's width) stores them in
+    a basis of that many principal components of each layer, fitted once on the transfer set,
+    and the students train against the reconstruction. `batch_size`: windows per teacher
+    forward (it does not change the cache). The defaults were measured on wikiann6
+    (benchmarks/results/scale)."""
 
     precision: str = "auto"
-    hidden: str = "fp16"
-    hidden_dims: int | None = None
+    batch_size: int = 64
+    hidden: str = "int8"
+    hidden_dims: int | None = 192
 
 
 @dataclass

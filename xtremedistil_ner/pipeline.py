@@ -28,6 +28,7 @@ from . import cache as cache_mod
 from .card import student_card
 from .checks import require_valid
 from .config import (
+    AnnotateConfig,
     ConfigError,
     RunConfig,
     StageConfig,
@@ -66,6 +67,7 @@ from .students import (
 )
 from .teacher import (
     count_parameters,
+    resolve_precision,
     fine_tune,
     is_trained,
     load_teacher,
@@ -220,7 +222,12 @@ class Run(RunLayout):
         tok_file = self.teacher_dir / "tokenizer.json"
         tokenizer_id = sha256_file(tok_file) if tok_file.exists() else type(self.tokenizer).__name__
         return cache_mod.fingerprint(teacher_id, tokenizer_id, windows, langs, self.cache_layers(model), self.cfg.teacher.max_length,
-                                     self.cfg.annotate)
+                                     self.annotate_format)
+
+    @property
+    def annotate_format(self) -> AnnotateConfig:
+        """The annotate settings with `auto` precision resolved for this run's device (what the cache records)."""
+        return dataclasses.replace(self.cfg.annotate, precision=resolve_precision(self.cfg.annotate.precision, self.acc.device))
 
     def annotate(self) -> None:
         self._require_teacher()
@@ -232,7 +239,7 @@ class Run(RunLayout):
             return
         t0 = time.time()
         cache_mod.annotate(model, windows, langs, self.cache_layers(model), self.cache_dir, fp, self.pad_id,
-                           self.cfg.teacher.eval_batch_size, self.acc, fmt=self.cfg.annotate)
+                           self.cfg.annotate.batch_size, self.acc, fmt=self.annotate_format)
         self._time("annotate", time.time() - t0)
 
     def mode_of(self, scfg: StudentConfig) -> str:

