@@ -4,6 +4,7 @@ test sentence predicted, report contents, and reruns that skip finished steps.""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 
@@ -144,6 +145,33 @@ def test_joint_and_per_language_students_share_one_run(tmp_path: Path, tiny_data
     section = text.split("## One joint tagger or one per language?")[1]
     assert f"| s | 1 | {joint['parameters'] / 1e6:.2f}M | " in section and f"| s-per | 2 | {sum(taggers) / 1e6:.2f}M | " in section
     assert f"{per['test_f1']['macro']:.2f} |" in section
+
+
+def test_per_language_taggers_specialised_from_the_joint_student(tmp_path: Path, tiny_data: Path, tiny_teacher: Path) -> None:
+    """`from_student`: each language's tagger starts from the joint student, keeps only its
+    language's pieces (fewer parameters), distils on its language with the specialisation
+    schedule, and the report sets joint, specialised and from-scratch taggers side by side."""
+    run = make_run(tmp_path, tiny_data, tiny_teacher, "joint")
+    joint = dataclasses.replace(run.cfg.students[0], stages=None)
+    run.cfg.students = [joint, dataclasses.replace(joint, name="s-spec", mode="per_language", from_student="s", embedding_dim=99),
+                        dataclasses.replace(joint, name="s-per", mode="per_language")]
+    run.cfg.distil.gold_only_baseline = False
+    report = run.run_all()
+    out = run.root
+    source = load_student(out / "students" / "s" / "joint" / "model")
+    for lang in ("de", "en"):
+        tagger = load_student(out / "students" / "s-spec" / lang / "model")
+        assert tagger.config.embedding_dim == source.config.embedding_dim  # the joint student's architecture
+        assert tagger.num_parameters() <= source.num_parameters()  # its language's pieces only (here they share most)
+        progress = json.loads((out / "students" / "s-spec" / lang / "progress.json").read_text())
+        assert [h["stage"] for h in progress["history"]] == ["logits", "gold"]
+        assert "stage_entry_dev_macro_f1" in progress["history"][0]  # the first stage is guarded: it entered trained
+        assert progress["inputs"]["student"]["from_student"] == hashlib.sha256(
+            (out / "students" / "s" / "joint" / "model" / "model.safetensors").read_bytes()).hexdigest()
+    section = (out / "report.md").read_text().split("## One joint tagger or one per language?")[1].split("\n## ")[0]
+    rows = [line.split(" | ")[0].strip("| ") for line in section.splitlines() if line.startswith("| s")]
+    assert rows == ["s", "s-spec", "s-per"]
+    assert report["models"]["s-spec"]["total_parameters"] <= 2 * report["models"]["s"]["parameters"]
 
 
 def test_restrict_renumbers_windows(tiny_data: Path, tiny_teacher: Path, tmp_path: Path) -> None:

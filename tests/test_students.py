@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForTokenClassification, pipeline
 
 from xtremedistil_ner.encoding import special_ids
-from xtremedistil_ner.students import REGISTRY, StudentType, load_student, pca_embeddings, save_student
+from xtremedistil_ner.students import REGISTRY, StudentType, load_student, pca_embeddings, save_student, specialise
 from xtremedistil_ner.students.base import register
 from xtremedistil_ner.students.modeling_xtremedistil import reverse_padded
 
@@ -224,3 +224,24 @@ def test_importing_the_package_registers_the_types_whenever_transformers_comes(t
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "BiLSTMForTokenClassification"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_specialised_student_keeps_its_pieces_and_maps_the_rest_to_the_nearest(kind: str) -> None:
+    """Trimmed to some of its pieces, a student gives the same logits on them with fewer
+    parameters; a piece it knew but dropped reads the row of the kept piece closest to it in
+    the teacher's embedding space; a piece it never knew stays unknown."""
+    source = make(kind)
+    teacher_emb = torch.randn(50, 10, generator=torch.Generator().manual_seed(0))
+    teacher_emb[16] = teacher_emb[12] * 3 + 0.01  # 16 points where 12 does
+    kept = np.array([10, 11, 12, 13, 14])
+    small = specialise(source, kept, 0, teacher_emb)
+    assert small.num_parameters() == source.num_parameters() - 5 * small.get_input_embeddings().weight.shape[1]
+    ids = torch.tensor([[10, 11, 12, 13, 14], [14, 13, 12, 0, 0]])
+    with torch.no_grad():
+        assert torch.allclose(small(ids, (ids != 0).long()).logits, source(ids, (ids != 0).long()).logits, atol=1e-6)
+    assert small.id_map[16].item() == small.id_map[12].item() == 4
+    assert all(small.id_map[i].item() >= 2 for i in range(15, 20))  # every dropped piece has a row
+    assert small.id_map[42].item() == 1 and small.id_map[0].item() == 0
+    with pytest.raises(ValueError, match="unknown to the source student"):
+        specialise(source, np.array([10, 42]), 0, teacher_emb)

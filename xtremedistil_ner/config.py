@@ -87,7 +87,12 @@ class StudentConfig:
     rate for this student (transformers usually want a smaller one than BiLSTMs). `stages`, when
     set, replaces `distil.stages` for this student (a small student can afford more epochs).
     `mode` (joint | per_language), when set, replaces `distil.mode` for this student, so one
-    joint student and per-language taggers share a run, its teacher and its transfer cache."""
+    joint student and per-language taggers share a run, its teacher and its transfer cache.
+    `from_student` (with `mode: per_language`) names a joint student listed before it: each
+    language's tagger starts from that student's weights with only the embedding rows of the
+    pieces its language uses (every other piece the joint student knew maps to its nearest kept
+    piece in the teacher's embedding space), then distils on its language alone with `stages`
+    or, by default, `specialise_schedule()`; its architecture is the joint student's."""
 
     name: str = "bilstm-300-600"
     type: str = "bilstm"
@@ -102,6 +107,7 @@ class StudentConfig:
     lr_scale: float = 1.0
     stages: list[StageConfig] | None = None
     mode: str | None = None
+    from_student: str | None = None
 
 
 @dataclass
@@ -138,6 +144,16 @@ def default_schedule() -> list[StageConfig]:
         StageConfig("representation", "representation", "transfer", ["embeddings", "encoder", "projection"], 1, 1e-3),
         StageConfig("logits", "logits_mse", "transfer", "gradual", [1, 1, 1, 3], 1e-3, patience=1),
         StageConfig("gold", "gold", "labeled", "gradual", [1, 1, 1, 2], 5e-4, patience=1),
+    ]
+
+
+def specialise_schedule() -> list[StageConfig]:
+    """A per-language tagger started from the joint student: its logits on the language's transfer
+    windows, then its gold labels, everything trainable, at half the joint schedule's rates;
+    selection on the language's dev set, and a stage that lowers dev F1 is undone."""
+    return [
+        StageConfig("logits", "logits_mse", "transfer", "all", 2, 5e-4, patience=1),
+        StageConfig("gold", "gold", "labeled", "all", 2, 2.5e-4, patience=1),
     ]
 
 
@@ -329,6 +345,12 @@ def run_students(cfg: RunConfig) -> list[StudentConfig]:
     first = cfg.students[0]
     twin = dataclasses.replace(first, name=first.name + BASELINE_SUFFIX, init="random", stages=[BASELINE_STAGE])
     return [*cfg.students, twin]
+
+
+def student_stages(scfg: StudentConfig, cfg: RunConfig) -> list[StageConfig]:
+    """A student's schedule before its `lr_scale`: its own stages, else the specialisation
+    schedule for a student started from another, else `distil.stages`."""
+    return scfg.stages or (specialise_schedule() if scfg.from_student else cfg.distil.stages)
 
 
 def is_baseline(scfg: StudentConfig) -> bool:

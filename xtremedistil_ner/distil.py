@@ -81,7 +81,7 @@ class Distiller:
 
     def __init__(
         self, student: XtremeDistilPreTrainedModel, cfg: DistilConfig, data: StageData, out_dir: Path, accelerator: Accelerator, seed: int,
-        tokenizer: PreTrainedTokenizerBase | None = None, inputs: dict[str, Any] | None = None,
+        tokenizer: PreTrainedTokenizerBase | None = None, inputs: dict[str, Any] | None = None, trained: bool = False,
     ) -> None:
         for stage in cfg.stages:
             validate_stage(stage, student)
@@ -98,6 +98,7 @@ class Distiller:
         self.seed = seed
         self.tokenizer = tokenizer
         self.inputs = inputs or {}  # what the student is made from, kept in its progress (see provenance)
+        self.trained = trained  # the student enters with a trained classifier (specialised from another)
         self.resume = ResumeState(accelerator, self.out_dir / RESUME, cfg.checkpoint_every, self.inputs, "sub-stage")
         self.entry_state: dict[str, torch.Tensor] | None = None  # see `_keep_the_better`
         self.id2label = dict(enumerate(student.labels))
@@ -187,9 +188,10 @@ class Distiller:
 
     def _guarded(self, si: int) -> bool:
         """Whether stage `si` is compared with the model that entered it: only when that model
-        already has a trained classifier (an earlier stage trained it), so dev F1 means something."""
+        already has a trained classifier (it came trained, or an earlier stage trained it), so
+        dev F1 means something."""
         stages = self.cfg.stages
-        return stages[si].loss != "representation" and any(s.loss != "representation" for s in stages[:si])
+        return stages[si].loss != "representation" and (self.trained or any(s.loss != "representation" for s in stages[:si]))
 
     def _current_dev(self, progress: dict[str, Any]) -> dict[str, Any]:
         """Dev scores of the student as it is: the last sub-stage's, when it selected on dev F1

@@ -36,6 +36,7 @@ from .config import (
     is_baseline,
     run_students,
     save_config,
+    student_stages,
     to_dict,
 )
 from .data.conll import Sentence
@@ -63,6 +64,7 @@ from .students import (
     StudentType,
     XtremeDistilPreTrainedModel,
     load_student,
+    specialise,
     student_type,
 )
 from .teacher import (
@@ -291,11 +293,16 @@ class Run(RunLayout):
                 _, dev_sents, dev_w = restrict(self.corpus.dev, dev_windows, lang)
                 kept = np.union1d(transfer.token_ids(), np.unique(np.concatenate([w.input_ids for w in lab])))
                 kept = kept[kept != self.pad_id]
-                student = self.build_student(scfg, kept, teacher)
+                if scfg.from_student:
+                    source = load_student(self.student_dir(scfg.from_student, None) / FINAL)
+                    student = specialise(source, kept, self.pad_id, teacher.get_input_embeddings().weight.detach())
+                else:
+                    student = self.build_student(scfg, kept, teacher)
                 self._log(f"distil: {scfg.name} ({scope_name}): {student.num_parameters() / 1e6:.2f}M parameters, vocabulary {len(kept) + 2}")
                 data = StageData(transfer, transfer.lengths(), lab, dev_sents, dev_w, self.pad_id)
                 distil_cfg = dataclasses.replace(self.cfg.distil, stages=self.stages_of(scfg))
-                progress = Distiller(student, distil_cfg, data, out_dir, self.acc, self.cfg.seed, self.tokenizer, inputs).run()
+                progress = Distiller(student, distil_cfg, data, out_dir, self.acc, self.cfg.seed, self.tokenizer, inputs,
+                                     trained=scfg.from_student is not None).run()
                 self.write_card(scfg, lang, student)
                 # The sub-stages' own times: right also when the distillation was resumed.
                 timings = self._time(f"distil:{scfg.name}:{scope_name}", sum(h["seconds"] for h in progress["history"]))
@@ -304,7 +311,7 @@ class Run(RunLayout):
 
     def stages_of(self, scfg: StudentConfig) -> list[StageConfig]:
         """The student's schedule: its own stages or `distil.stages`, learning rates scaled."""
-        return [dataclasses.replace(st, lr=st.lr * scfg.lr_scale) for st in scfg.stages or self.cfg.distil.stages]
+        return [dataclasses.replace(st, lr=st.lr * scfg.lr_scale) for st in student_stages(scfg, self.cfg)]
 
     def student_inputs(self, scfg: StudentConfig, lang: str | None) -> dict[str, Any]:
         """What a distilled student depends on: its architecture and schedule, the training
@@ -312,6 +319,8 @@ class Run(RunLayout):
         and the labeled and dev sentences of its scope."""
         spec = {k: v for k, v in dataclasses.asdict(scfg).items() if k not in ("name", "stages", "lr_scale", "mode")}  # mode: the scope
         in_scope = lambda sents: [s for s in sents if lang is None or s.lang == lang]  # noqa: E731
+        if scfg.from_student:  # the joint student it starts from, by its weights
+            spec["from_student"] = sha256_file(self.student_dir(scfg.from_student, None) / FINAL / "model.safetensors")
         return {"student": spec, "stages": [dataclasses.asdict(st) for st in self.stages_of(scfg)],
                 "batch_size": self.cfg.distil.batch_size, "max_grad_norm": self.cfg.distil.max_grad_norm,
                 "scope": lang or JOINT, "seed": self.cfg.seed,

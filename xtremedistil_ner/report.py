@@ -102,33 +102,35 @@ SIZE = ("type", "embedding_dim", "hidden_dim", "num_layers", "num_heads", "ff_di
 
 
 def joint_vs_per_language(report: dict[str, Any]) -> list[str]:
-    """Each set of per-language taggers next to the joint student of the same type and size:
-    F1, what the taggers weigh together (a per-language row's params above are per tagger) and
-    what they took to distil."""
+    """Each joint student, then every set of per-language taggers of its type and size (those
+    specialised from it and those trained from scratch): F1, what the taggers weigh together (a
+    per-language row's params above are per tagger) and what they took to distil."""
     models, langs = report["models"], report["languages"]
     distilled = {n: m for n, m in models.items() if n != "teacher" and "baseline_of" not in m}
-    pairs = []  # (joint, per-language): each set of taggers beside the first joint student of its size
+    groups: dict[str, list[str]] = {}  # joint student -> its per-language sets
     for p, m in distilled.items():
         if m.get("mode") == "per_language":
             joint = next((j for j, n in distilled.items() if n.get("mode") == "joint" and all(n.get(k) == m.get(k) for k in SIZE)), None)
             if joint is not None:
-                pairs.append((joint, p))
-    if not pairs:
+                groups.setdefault(joint, []).append(p)
+    if not groups:
         return []
     wide = len(langs) > WIDE
     shown = [] if wide else langs
     lines = ["", "## One joint tagger or one per language?", "",
-             "Same type and size; parameters and distillation time over all of a model's taggers.", "",
+             "Same type and size; parameters and distillation time over all of a model's taggers; *languages better*: "
+             "against the joint student (for the joint student: against the first set of taggers).", "",
              "| model | taggers | parameters | distillation (s) | " + "".join(f"{l} | " for l in shown) + "macro |"
-             + (" median | languages better |" if wide else ""), "|" + "---|" * (len(shown) + 5 + 2 * wide)]
-    for joint, per in pairs:
-        for name, other in ((joint, per), (per, joint)):
+             + (" median |" if wide else "") + " languages better |", "|" + "---|" * (len(shown) + 6 + wide)]
+    for joint, sets in groups.items():
+        for name in (joint, *sets):
             m, f1 = models[name], models[name]["test_f1"]
+            other = sets[0] if name == joint else joint
             taggers = len(langs) if m["mode"] == "per_language" else 1
             better = sum(f1[l] > models[other]["test_f1"][l] for l in langs)
             lines.append(f"| {name} | {taggers} | {m.get('total_parameters', m['parameters']) / 1e6:.2f}M | "
                          f"{sum(m.get('stage_seconds', {}).values()):.0f} | " + "".join(f"{f1[l]:.2f} | " for l in shown)
-                         + f"{f1['macro']:.2f} |" + (f" {_median(f1, langs):.2f} | {better} of {len(langs)} |" if wide else ""))
+                         + f"{f1['macro']:.2f} |" + (f" {_median(f1, langs):.2f} |" if wide else "") + f" {better} of {len(langs)} |")
     return lines
 
 

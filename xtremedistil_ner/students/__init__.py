@@ -12,6 +12,7 @@ from .base import (
     load_student,
     pca_embeddings,
     save_student,
+    specialise,
     student_type,
 )
 from .bilstm import BiLSTMType
@@ -36,6 +37,6 @@ for _type in REGISTRY.values():
 
 __all__ = [
     "CARD", "REGISTRY", "StudentType", "BiLSTMType", "TransformerType", "student_type", "load_student", "save_student",
-    "pca_embeddings", "XtremeDistilConfig", "BiLSTMStudentConfig", "TransformerStudentConfig",
+    "pca_embeddings", "specialise", "XtremeDistilConfig", "BiLSTMStudentConfig", "TransformerStudentConfig",
     "XtremeDistilPreTrainedModel", "BiLSTMForTokenClassification", "TransformerForTokenClassification", "StudentOutput",
 ]

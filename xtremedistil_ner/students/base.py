@@ -140,6 +140,35 @@ def load_student(path: Path | str, device: str | torch.device = "cpu") -> Xtreme
     return model.to(device).eval()
 
 
+def specialise(source: XtremeDistilPreTrainedModel, kept_ids: np.ndarray, pad_id: int, teacher_embeddings: torch.Tensor,
+               chunk: int = 4096) -> XtremeDistilPreTrainedModel:
+    """A copy of `source` whose compact vocabulary is only `kept_ids` (teacher ids, each a piece
+    `source` knows), with their embedding rows and every other weight copied. Each other teacher
+    id `source` had a row for maps to the row of its nearest kept piece (cosine in the teacher's
+    embedding space) rather than to unknown: it costs no parameters, only `id_map` entries."""
+    kept = torch.as_tensor(np.asarray(kept_ids), dtype=torch.long)
+    old_map = source.id_map.cpu()
+    if bool((old_map[kept] < 2).any()):
+        raise ValueError("specialise: some kept pieces are unknown to the source student; it can only keep pieces it knows")
+    config = type(source.config).from_dict(source.config.to_dict())
+    config.vocab_size = len(kept) + 2
+    model = type(source)(config)
+    state = {k: v.clone() for k, v in source.state_dict().items()}
+    emb_key = next(n for n, p in source.named_parameters() if p is source.get_input_embeddings().weight)
+    state[emb_key] = torch.cat([state[emb_key][:2], state[emb_key][old_map[kept]]])
+    model.load_state_dict(state)  # id_map too (same shape); set_vocabulary rewrites it
+    model.set_vocabulary(kept.numpy(), pad_id)
+    known = torch.nonzero(old_map >= 2).squeeze(1)
+    dropped = known[model.id_map[known] < 2]
+    if len(dropped) and len(kept):
+        unit = torch.nn.functional.normalize(teacher_embeddings.float(), dim=-1)
+        targets = unit[kept]
+        for i in range(0, len(dropped), chunk):
+            ids = dropped[i : i + chunk]
+            model.id_map[ids] = 2 + (unit[ids] @ targets.T).argmax(-1)
+    return model.eval()
+
+
 def pca_embeddings(teacher_emb: torch.Tensor, kept_ids: np.ndarray, dim: int, seed: int = 0) -> torch.Tensor:
     """Rows for [pad, unk, *kept_ids]: the kept teacher embeddings projected on their top `dim`
     principal components (the paper's SVD compression), scaled to unit average variance;
