@@ -44,9 +44,10 @@ def _short(value: Any) -> str:
 
 
 def must_rebuild(artifact: Path, what: str, recorded: Mapping[str, Any] | None, current: Mapping[str, Any], overwrite: bool) -> bool:
-    """Whether an existing artifact has to be built again: False when it was made from `current`;
+    """Whether an existing artifact has to be built again: False when it was made from `current`
+    (a key it did not record counts as unset, so a new setting left at None changes nothing);
     True when it was not and `overwrite` allows rebuilding; otherwise `check_inputs` refuses."""
-    if recorded == current:
+    if not changed_keys(recorded, current):
         return False
     if not overwrite:
         check_inputs(artifact, what, recorded, current)
