@@ -10,6 +10,7 @@ from .base import (
     REGISTRY,
     StudentType,
     load_student,
+    map_to_nearest,
     pca_embeddings,
     save_student,
     specialise,
@@ -37,6 +38,6 @@ for _type in REGISTRY.values():
 
 __all__ = [
     "CARD", "REGISTRY", "StudentType", "BiLSTMType", "TransformerType", "student_type", "load_student", "save_student",
-    "pca_embeddings", "specialise", "XtremeDistilConfig", "BiLSTMStudentConfig", "TransformerStudentConfig",
+    "pca_embeddings", "specialise", "map_to_nearest", "XtremeDistilConfig", "BiLSTMStudentConfig", "TransformerStudentConfig",
     "XtremeDistilPreTrainedModel", "BiLSTMForTokenClassification", "TransformerForTokenClassification", "StudentOutput",
 ]

@@ -159,14 +159,22 @@ def specialise(source: XtremeDistilPreTrainedModel, kept_ids: np.ndarray, pad_id
     model.load_state_dict(state)  # id_map too (same shape); set_vocabulary rewrites it
     model.set_vocabulary(kept.numpy(), pad_id)
     known = torch.nonzero(old_map >= 2).squeeze(1)
-    dropped = known[model.id_map[known] < 2]
-    if len(dropped) and len(kept):
-        unit = torch.nn.functional.normalize(teacher_embeddings.float(), dim=-1)
-        targets = unit[kept]
-        for i in range(0, len(dropped), chunk):
-            ids = dropped[i : i + chunk]
-            model.id_map[ids] = 2 + (unit[ids] @ targets.T).argmax(-1)
+    map_to_nearest(model, known[model.id_map[known] < 2], teacher_embeddings, chunk)
     return model.eval()
+
+
+def map_to_nearest(model: XtremeDistilPreTrainedModel, ids: torch.Tensor, teacher_embeddings: torch.Tensor, chunk: int = 4096) -> None:
+    """Point teacher `ids` at the compact row of the kept piece nearest each of them (cosine in
+    the teacher's embedding space), in place: ids the student has no row for read a related
+    piece's row instead of the unknown one, at no cost in parameters."""
+    kept = torch.nonzero(model.id_map >= 2).squeeze(1)  # every id that reads a row of its own or another's
+    if not len(ids) or not len(kept):
+        return
+    unit = torch.nn.functional.normalize(teacher_embeddings.detach().float().cpu(), dim=-1)
+    targets = unit[kept].T.contiguous()
+    for i in range(0, len(ids), chunk):
+        part = ids[i : i + chunk]
+        model.id_map[part] = model.id_map[kept[(unit[part] @ targets).argmax(-1)]]
 
 
 def pca_embeddings(teacher_emb: torch.Tensor, kept_ids: np.ndarray, dim: int, seed: int = 0) -> torch.Tensor:
