@@ -25,13 +25,14 @@ def disk_use(out: Path) -> dict[str, float]:
     return {**sizes, "total": round(sum(sizes.values()), 3)}
 
 
-def run_step(step: str, config: Path, out: Path, data_root: str, overrides: list[str]) -> dict[str, Any]:
-    """`xdner STEP` in a child process: its exit status, wall time and peak RSS (from wait4)."""
+def run_step(step: str, config: Path, out: Path, data_root: str, overrides: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """`xdner STEP` in a child process (`env` added to this one's): its exit status, wall time and
+    peak RSS (from wait4)."""
     cmd = [sys.executable, "-m", "xtremedistil_ner.cli", step, "--config", str(config), "--output-dir", str(out), "--data-root", data_root,
            *(arg for o in overrides for arg in ("--set", o))]
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     t0 = time.perf_counter()
-    child = subprocess.Popen(cmd)
+    child = subprocess.Popen(cmd, env={**os.environ, **(env or {})})
     try:
         _, status, usage = os.wait4(child.pid, 0)
     except KeyboardInterrupt:  # Ctrl-C reached the child too: let it save its state, then record the attempt

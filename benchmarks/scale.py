@@ -9,8 +9,8 @@ records sentences/s and windows/s of each step, the cache's bytes per token, the
 disk, and writes `results/scale/scale.{json,md,png}` with a linear extrapolation to the paper's
 7.2M sentences from the largest size (the log-log slopes show whether linear holds).
 
-    python benchmarks/scale.py --sizes 2000,10000,60000            # on an otherwise idle machine
-    python benchmarks/scale.py --sizes 2000,10000 --device cuda     # on a GPU: bf16 for "current"
+    python benchmarks/scale.py --sizes 1000,5000,30000             # on an otherwise idle machine
+    python benchmarks/scale.py --sizes 1000,5000 --device cuda      # on a GPU: bf16 for "current"
 """
 
 from __future__ import annotations
@@ -37,9 +37,14 @@ PAPER_SENTENCES = 7_200_000
 # The annotate settings before #29 (fp32 teacher at the teacher's evaluation batch size, fp16
 # hidden states at full width) and the defaults now (the package's own; on CUDA, bf16).
 SETTINGS = {
-    "before": ["annotate.precision=auto", "annotate.batch_size=128", "annotate.hidden=fp16", "annotate.hidden_dims=null"],
+    "before": ["annotate.precision=fp32", "annotate.batch_size=128", "annotate.hidden=fp16", "annotate.hidden_dims=null"],
     "current": [],
 }
+
+
+def device_env(device: str) -> dict[str, str]:
+    """`--device cpu` hides any GPU from the steps (they would take one if they saw it)."""
+    return {"CUDA_VISIBLE_DEVICES": ""} if device == "cpu" else {}
 
 
 def cache_tokens(cache: Path) -> tuple[int, int]:
@@ -63,7 +68,7 @@ def measure(size: int, setting: str, args: argparse.Namespace, teacher: Path, la
         overrides.append("annotate.precision=bf16")
     row: dict[str, Any] = {"size": size // languages * languages, "setting": setting}
     for step in ("annotate", "distil"):
-        rec = run_step(step, CONFIG, out, args.data_root, overrides)
+        rec = run_step(step, CONFIG, out, args.data_root, overrides, device_env(args.device))
         if rec["exit"]:
             raise SystemExit(f"xdner {step} for {setting}-{size} failed (exit {rec['exit']})")
         row[step] = {"wall_s": rec["seconds"], "peak_rss_gib": rec["peak_rss_gib"]}
@@ -157,7 +162,7 @@ def write_results(record: dict[str, Any], out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="2000,10000,60000", help="transfer sentences, comma-separated (split evenly over the languages)")
+    parser.add_argument("--sizes", default="1000,5000,30000", help="transfer sentences, comma-separated (split evenly over the languages)")
     parser.add_argument("--settings", default="before,current")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--out", type=Path, default=Path("runs/scale"), help="work folder (teacher and per-size runs)")
@@ -169,7 +174,7 @@ def main() -> None:
 
     languages = len(yaml.safe_load(CONFIG.read_text())["languages"])
     base = args.out / "teacher-run"
-    rec = run_step("teach", CONFIG, base, args.data_root, ["data.transfer_per_lang=1"])
+    rec = run_step("teach", CONFIG, base, args.data_root, ["data.transfer_per_lang=1"], device_env(args.device))
     if rec["exit"]:
         raise SystemExit(f"xdner teach failed (exit {rec['exit']})")
     rows = [measure(int(size), setting, args, base / TEACHER, languages)

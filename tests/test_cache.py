@@ -222,3 +222,10 @@ def test_a_cache_written_before_formats_reads_as_fp16(annotated) -> None:
     del manifest["format"]
     (out / cache_mod.MANIFEST).write_text(json.dumps(manifest))
     assert np.array_equal(cache_mod.TransferCache(out)[5]["teacher_hidden"], new)
+
+
+def test_int8_codes_of_all_zero_states_are_zero() -> None:
+    codec = cache_mod.Codec(AnnotateConfig(precision="fp32", hidden="int8", hidden_dims=None), 4, None)
+    stored = codec.encode(torch.zeros(3, 1, 4))
+    assert not stored["hidden"].any() and (stored["hidden_scale"] > 0).all()
+    assert not codec.decode(stored["hidden"], stored["hidden_scale"], [0]).any()

@@ -174,6 +174,25 @@ def test_per_language_taggers_specialised_from_the_joint_student(tmp_path: Path,
     assert report["models"]["s-spec"]["total_parameters"] <= 2 * report["models"]["s"]["parameters"]
 
 
+def test_a_cache_from_other_annotate_settings_is_refused_or_rebuilt(tmp_path: Path, tiny_data: Path, tiny_teacher: Path) -> None:
+    """Another cache format is never misread: annotate refuses the finished cache, naming the
+    changed setting and --overwrite, and rebuilds it only when told to."""
+    from xtremedistil_ner.errors import StaleArtifactError
+
+    first = make_run(tmp_path, tiny_data, tiny_teacher, "joint")
+    first.cfg.students = first.cfg.students[:1]
+    first.cfg.distil.gold_only_baseline = False
+    first.teach()
+    first.annotate()
+    other = make_run(tmp_path, tiny_data, tiny_teacher, "joint")
+    other.cfg.annotate.hidden = "fp16"
+    with pytest.raises(StaleArtifactError, match=r"annotate\.hidden: int8 -> fp16.*--overwrite"):
+        other.annotate()
+    other.overwrite = True
+    other.annotate()
+    assert json.loads((other.cache_dir / "manifest.json").read_text())["format"]["hidden"] == "fp16"
+
+
 def test_restrict_renumbers_windows(tiny_data: Path, tiny_teacher: Path, tmp_path: Path) -> None:
     run = make_run(tmp_path, tiny_data, tiny_teacher, "joint")
     run.teach()

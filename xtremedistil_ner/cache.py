@@ -41,6 +41,7 @@ BASIS = "basis"
 FIELDS = ("input_ids", "offsets", "sent_lang", "logits", "hidden")
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 HIDDEN_FORMATS = ("fp16", "int8")
+LEGACY_FORMAT = {"precision": "fp32", "hidden": "fp16", "hidden_dims": None}  # caches from before annotate settings
 BASIS_SAMPLE = 1024  # windows the principal components are fitted on, spread over the transfer set
 
 # A teacher forward for annotation: (input_ids, attention_mask) -> (logits, hidden_states).
@@ -161,7 +162,7 @@ class Codec:
             states = torch.einsum("tlh,ldh->tld", states - mean, comps)
         if self.fmt.hidden == "fp16":
             return {"hidden": states.half().numpy()}
-        scale = (states.abs().amax(-1) / 127).clamp_min(1e-8).half()
+        scale = (states.abs().amax(-1) / 127).half().clamp_min(torch.finfo(torch.float16).tiny)  # never 0 in fp16
         codes = torch.round(states / scale.float().unsqueeze(-1)).clamp_(-127, 127).to(torch.int8)
         return {"hidden": codes.numpy(), "hidden_scale": scale.numpy()}
 
@@ -306,8 +307,7 @@ class TransferCache(Dataset):
         if missing:
             raise CacheError(f"{out_dir}: teacher layers {missing} are not in this cache (it holds {cached}); rerun `xdner annotate`")
         self.layer_index = [cached.index(g) for g in layers] if layers is not None else list(range(len(cached)))
-        # Caches from before annotate settings have no format: fp16 at full width.
-        fmt = AnnotateConfig(**self.manifest.get("format", {"precision": "fp32", "hidden": "fp16", "hidden_dims": None}))
+        fmt = AnnotateConfig(**self.manifest.get("format", LEGACY_FORMAT))
         basis = None
         if fmt.hidden_dims is not None and fmt.hidden_dims < self.manifest["hidden_size"]:
             problems = verify_manifest(out_dir / BASIS, MANIFEST_BASIS)

@@ -57,7 +57,7 @@ from .io import MANIFEST, read_json, settled_dir, sha256_file, sweep_leftovers, 
 from .languages import LanguageConfigError, load_language
 from .latency import make_batch, measure
 from .layout import JOINT, PROGRESS, RunLayout
-from .provenance import check_inputs, flatten, must_rebuild, sentences_fingerprint
+from .provenance import changed_keys, check_inputs, flatten, must_rebuild, sentences_fingerprint
 from .report import write_report
 from .students import (
     CARD,
@@ -239,10 +239,25 @@ class Run(RunLayout):
         if cache_mod.is_complete(self.cache_dir, fp):
             self._log(f"annotate: transfer cache in {self.cache_dir} is complete and matches, skipping")
             return
+        self._replace_cache(fp)
         t0 = time.time()
         cache_mod.annotate(model, windows, langs, self.cache_layers(model), self.cache_dir, fp, self.pad_id,
                            self.cfg.annotate.batch_size, self.acc, fmt=self.annotate_format)
         self._time("annotate", time.time() - t0)
+
+    def _replace_cache(self, fp: str) -> None:
+        """A finished cache made from other inputs is rebuilt only with --overwrite (students
+        distilled from it would be refused anyway); a half-written one just continues."""
+        path = self.cache_dir / cache_mod.MANIFEST
+        if not path.exists() or read_json(path).get("fingerprint") == fp:
+            return
+        recorded = read_json(path).get("format", cache_mod.LEGACY_FORMAT)
+        changed = changed_keys({"annotate": recorded}, {"annotate": cache_mod.stored_format(self.annotate_format)})
+        what = "; ".join(changed) if changed else "the teacher, the transfer set or the layers the students match"
+        if not self.overwrite:
+            raise StaleArtifactError(f"{self.cache_dir}: the transfer cache there was made from other inputs ({what}); rerun "
+                                     "with --overwrite to rebuild it (and the students distilled from it), or choose another --output-dir")
+        self._log(f"annotate: {self.cache_dir} was made from other inputs ({what}); rebuilding it (--overwrite)")
 
     def mode_of(self, scfg: StudentConfig) -> str:
         return scfg.mode or self.cfg.distil.mode
