@@ -62,7 +62,8 @@ class AnnotateConfig:
     """The teacher's one pass over the transfer set and what the cache keeps of it (#29).
     `precision` is the teacher's arithmetic for this pass only: `fp32` (as it is evaluated, or
     the run's `mixed_precision` on a GPU), `bf16`, `int8` (dynamic quantisation of its
-    encoder's linear layers, CPU only) or `auto` (int8 on a CPU, as fp32 on a GPU).
+    encoder's linear layers, CPU only; fastest but least faithful) or `auto` (bf16 on a CPU
+    that computes it natively, else fp32).
     `hidden` (fp16 | int8) stores the matched hidden states in half precision or as int8 codes
     with one scale per token and layer; `hidden_dims` (unset: the teacher's width) stores them in
     a basis of that many principal components of each layer, fitted once on the transfer set,

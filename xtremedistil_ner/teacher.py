@@ -62,10 +62,21 @@ def load_teacher(
     return model, load_tokenizer(path, trust_remote_code)
 
 
+def native_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX), where bf16 runs the
+    teacher about twice as fast as fp32; elsewhere it is emulated and slower."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """`annotate.precision` as it runs on `device`: `auto` is int8 on a CPU, fp32 elsewhere."""
+    """`annotate.precision` as it runs on `device`: `auto` is bf16 on a CPU that has it natively,
+    else fp32 (on a GPU, fp32 means the run's mixed precision, bf16 where it is supported)."""
     if precision == "auto":
-        return "int8" if device.type == "cpu" else "fp32"
+        return "bf16" if device.type == "cpu" and native_bf16() else "fp32"
     return precision
 
 
