@@ -181,7 +181,8 @@ def main() -> None:
             for size in args.sizes.split(",") for setting in args.settings.split(",")]
     from xtremedistil_ner.pipeline import machine_description
 
-    record = {"command": " ".join(["python", "benchmarks/scale.py", *[a for a in sys.argv[1:]]]), "machine": machine_description(),
+    argv = [a for i, a in enumerate(sys.argv[1:]) if "--note" not in (a, sys.argv[i])]  # the note is printed on its own
+    record = {"command": " ".join(["python", "benchmarks/scale.py", *argv]), "machine": machine_description(),
               "device": args.device, "note": args.note, "teacher_seconds": rec["seconds"], "rows": rows,
               "extrapolation": {s: extrapolate([r for r in rows if r["setting"] == s]) for s in args.settings.split(",")}}
     write_results(record, args.results)
