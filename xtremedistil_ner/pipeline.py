@@ -69,11 +69,11 @@ from .students import (
 )
 from .teacher import (
     count_parameters,
-    resolve_precision,
     fine_tune,
     is_trained,
     load_teacher,
     load_tokenizer,
+    resolve_precision,
 )
 from .threads import configure_threads
 
@@ -249,9 +249,10 @@ class Run(RunLayout):
         """A finished cache made from other inputs is rebuilt only with --overwrite (students
         distilled from it would be refused anyway); a half-written one just continues."""
         path = self.cache_dir / cache_mod.MANIFEST
-        if not path.exists() or read_json(path).get("fingerprint") == fp:
+        manifest = read_json(path) if path.exists() else {"fingerprint": fp}
+        if manifest.get("fingerprint") == fp:
             return
-        recorded = read_json(path).get("format", cache_mod.LEGACY_FORMAT)
+        recorded = manifest.get("format", cache_mod.LEGACY_FORMAT)
         changed = changed_keys({"annotate": recorded}, {"annotate": cache_mod.stored_format(self.annotate_format)})
         what = "; ".join(changed) if changed else "the teacher, the transfer set or the layers the students match"
         if not self.overwrite:
@@ -293,6 +294,7 @@ class Run(RunLayout):
         dev_windows = self.windows("dev")
         train_langs = [self.corpus.train[w.sent].lang for w in labeled]
         for scfg in self.students:
+            source = None  # the joint student a specialised one starts from, loaded once for all its languages
             for lang in self._scopes(scfg):
                 out_dir, scope_name = self.student_dir(scfg.name, lang), lang or JOINT
                 inputs = self.student_inputs(scfg, lang)
@@ -309,7 +311,7 @@ class Run(RunLayout):
                 kept = np.union1d(transfer.token_ids(), np.unique(np.concatenate([w.input_ids for w in lab])))
                 kept = kept[kept != self.pad_id]
                 if scfg.from_student:
-                    source = load_student(self.student_dir(scfg.from_student, None) / FINAL)
+                    source = source or load_student(self.student_dir(scfg.from_student, None) / FINAL)
                     student = specialise(source, kept, self.pad_id, teacher.get_input_embeddings().weight.detach())
                 else:
                     student = self.build_student(scfg, kept, teacher)

