@@ -75,6 +75,12 @@ def test_pipeline_end_to_end(tmp_path: Path, tiny_data: Path, tiny_teacher: Path
     gain = s["test_f1"]["macro"] - base["test_f1"]["macro"]
     assert "| s vs s-gold-only | " in (out / "report.md").read_text() and f"{gain:+.2f} |" in (out / "report.md").read_text()
     card = (out / "students" / "s-gold-only" / scopes[0] / "model" / "README.md").read_text()
+    # A teacher piece no transfer or labeled sentence has reads its nearest kept piece's row
+    # (`unseen: nearest`), except in the teacher-free baseline, where it reads the unknown row.
+    distilled, gold_only = (load_student(out / "students" / n / scopes[0] / "model") for n in ("s", "s-gold-only"))
+    special = set(run.tokenizer.all_special_ids)
+    assert int((gold_only.id_map == 1).sum()) > len(special)
+    assert {int(i) for i in (distilled.id_map == 1).nonzero().flatten()} <= special
     assert "the gold-only baseline that `s`" in card and "## How it was trained" in card
     # Training curves: every trained epoch of every scope, drawn into a PNG the report links.
     for name in ("s", "t"):

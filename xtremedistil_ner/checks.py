@@ -22,7 +22,7 @@ from .config import ConfigError, RunConfig, StudentConfig, run_students, student
 from .layout import TEACHER
 from .stages import validate_stage
 from .students import student_type
-from .students.base import INITS
+from .students.base import INITS, UNSEEN
 
 MODES = ("joint", "per_language")
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
@@ -237,6 +237,8 @@ def _student_problems(spec: StudentConfig, cfg: RunConfig, depth: int | None) ->
     problems = []
     if spec.init not in INITS:
         problems.append(f"{where}: init must be one of {INITS} (got {spec.init!r})")
+    if spec.unseen not in UNSEEN:
+        problems.append(f"{where}: unseen must be one of {UNSEEN} (got {spec.unseen!r})")
     if not 0 <= spec.dropout < 1:
         problems.append(f"{where}: dropout must be in [0, 1) (got {spec.dropout})")
     if spec.lr_scale <= 0:

@@ -93,7 +93,11 @@ class StudentConfig:
     language's tagger starts from that student's weights with only the embedding rows of the
     pieces its language uses (every other piece the joint student knew maps to its nearest kept
     piece in the teacher's embedding space), then distils on its language alone with `stages`
-    or, by default, `specialise_schedule()`; its architecture is the joint student's."""
+    or, by default, `specialise_schedule()`; its architecture is the joint student's.
+    `unseen` (nearest | unknown): what a teacher piece that no transfer or labeled sentence
+    contains reads. It has no row of its own; `nearest` points it at the row of the kept piece
+    nearest it in the teacher's embedding space (no parameters: `id_map` entries), `unknown` at
+    the unknown row as the reference implementation does. `init: random` always uses unknown."""
 
     name: str = "bilstm-300-600"
     type: str = "bilstm"
@@ -109,6 +113,7 @@ class StudentConfig:
     stages: list[StageConfig] | None = None
     mode: str | None = None
     from_student: str | None = None
+    unseen: str = "nearest"
 
 
 @dataclass

@@ -64,6 +64,7 @@ from .students import (
     StudentType,
     XtremeDistilPreTrainedModel,
     load_student,
+    map_to_nearest,
     specialise,
     student_type,
 )
@@ -282,7 +283,12 @@ class Run(RunLayout):
             "max_length": self.cfg.teacher.max_length,
             "teacher": self.cfg.teacher.model,
         }
-        return self.student_class(scfg).from_teacher(scfg, teacher, base, kept_ids, self.pad_id, self.cfg.seed)
+        student = self.student_class(scfg).from_teacher(scfg, teacher, base, kept_ids, self.pad_id, self.cfg.seed)
+        if scfg.unseen == "nearest" and scfg.init != "random":
+            unseen = torch.nonzero(student.id_map == 1).squeeze(1)
+            special = torch.as_tensor(self.tokenizer.all_special_ids, dtype=torch.long)
+            map_to_nearest(student, unseen[~torch.isin(unseen, special)], teacher.get_input_embeddings().weight.detach())
+        return student
 
     def distil(self) -> None:
         self._require_teacher()

@@ -56,6 +56,8 @@ def student_type(name: str) -> type["StudentType"]:
 
 
 INITS = ("auto", "teacher", "random")  # what a student takes from the teacher at birth (see StudentConfig)
+NEAREST_BLOCK = 1 << 26
+UNSEEN = ("nearest", "unknown")  # what a teacher piece without a row of its own reads (see StudentConfig)
 
 
 class StudentType:
@@ -140,8 +142,7 @@ def load_student(path: Path | str, device: str | torch.device = "cpu") -> Xtreme
     return model.to(device).eval()
 
 
-def specialise(source: XtremeDistilPreTrainedModel, kept_ids: np.ndarray, pad_id: int, teacher_embeddings: torch.Tensor,
-               chunk: int = 4096) -> XtremeDistilPreTrainedModel:
+def specialise(source: XtremeDistilPreTrainedModel, kept_ids: np.ndarray, pad_id: int, teacher_embeddings: torch.Tensor) -> XtremeDistilPreTrainedModel:
     """A copy of `source` whose compact vocabulary is only `kept_ids` (teacher ids, each a piece
     `source` knows), with their embedding rows and every other weight copied. Each other teacher
     id `source` had a row for maps to the row of its nearest kept piece (cosine in the teacher's
@@ -159,11 +160,11 @@ def specialise(source: XtremeDistilPreTrainedModel, kept_ids: np.ndarray, pad_id
     model.load_state_dict(state)  # id_map too (same shape); set_vocabulary rewrites it
     model.set_vocabulary(kept.numpy(), pad_id)
     known = torch.nonzero(old_map >= 2).squeeze(1)
-    map_to_nearest(model, known[model.id_map[known] < 2], teacher_embeddings, chunk)
+    map_to_nearest(model, known[model.id_map[known] < 2], teacher_embeddings)
     return model.eval()
 
 
-def map_to_nearest(model: XtremeDistilPreTrainedModel, ids: torch.Tensor, teacher_embeddings: torch.Tensor, chunk: int = 4096) -> None:
+def map_to_nearest(model: XtremeDistilPreTrainedModel, ids: torch.Tensor, teacher_embeddings: torch.Tensor) -> None:
     """Point teacher `ids` at the compact row of the kept piece nearest each of them (cosine in
     the teacher's embedding space), in place: ids the student has no row for read a related
     piece's row instead of the unknown one, at no cost in parameters."""
@@ -172,6 +173,7 @@ def map_to_nearest(model: XtremeDistilPreTrainedModel, ids: torch.Tensor, teache
         return
     unit = torch.nn.functional.normalize(teacher_embeddings.detach().float().cpu(), dim=-1)
     targets = unit[kept].T.contiguous()
+    chunk = max(1, NEAREST_BLOCK // len(kept))  # similarities held at once: 256 MB, however large the vocabulary
     for i in range(0, len(ids), chunk):
         part = ids[i : i + chunk]
         model.id_map[part] = model.id_map[kept[(unit[part] @ targets).argmax(-1)]]
