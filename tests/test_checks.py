@@ -52,6 +52,7 @@ BAD = [
     (["students=[{name: s, type: transformer, hidden_dim: 16, num_layers: 2, layer_map: [1, 5]}]"], "one teacher layer in 1..2"),
     (["students=[{name: s, type: transformer, hidden_dim: 16, num_layers: 2, init: pretrained}]"], "init must be one of"),
     (["students=[{name: s, embedding_dim: 8, hidden_dim: 8, unseen: oov}]"], "unseen must be one of"),
+    (["students=[{name: j, embedding_dim: 8, hidden_dim: 8}, {name: s, mode: per_language, from_student: j, keep_share: 1.5}]"], "keep_share must be in [0, 1]"),
     (["students=[{name: s}, {name: s, embedding_dim: 10}]"], "names must be unique"),
     (["students=[{name: s, mode: per_language, from_student: j}, {name: j}]"], "from_student 'j' is not a student listed before it"),
     (["students=[{name: j}, {name: s, from_student: j}]"], "is one tagger per language; set its mode: per_language"),

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForTokenClassification, pipeline
 
 from xtremedistil_ner.encoding import special_ids
-from xtremedistil_ner.students import REGISTRY, StudentType, load_student, pca_embeddings, save_student, specialise
+from xtremedistil_ner.students import REGISTRY, StudentType, load_student, pca_embeddings, save_student, specialise, specialised_vocabulary
 from xtremedistil_ner.students.base import register
 from xtremedistil_ner.students.modeling_xtremedistil import reverse_padded
 
@@ -245,3 +245,20 @@ def test_a_specialised_student_keeps_its_pieces_and_maps_the_rest_to_the_nearest
     assert small.id_map[42].item() == 1 and small.id_map[0].item() == 0
     with pytest.raises(ValueError, match="unknown to the source student"):
         specialise(source, np.array([10, 42]), 0, teacher_emb)
+
+
+def test_a_specialised_vocabulary_fills_its_parameter_share_with_the_most_frequent_other_pieces() -> None:
+    """After its own pieces a specialised tagger keeps the source's most frequent other pieces,
+    exactly as many as keep its parameters within the share; a share too small for more than
+    its own pieces keeps just those."""
+    source = make("bilstm")  # teacher ids 10..19 have rows of their own
+    width = source.get_input_embeddings().weight.shape[1]
+    counts = np.zeros(len(source.id_map), dtype=np.int64)
+    counts[10:20] = [9, 9, 1, 5, 7, 3, 8, 2, 6, 4]
+    own = np.array([10, 11])
+    fixed = source.num_parameters() - source.get_input_embeddings().weight.numel()
+    share = (fixed + (2 + 2 + 3) * width) / source.num_parameters()  # room for pad, unknown, 2 own and 3 more rows
+    kept = specialised_vocabulary(source, own, counts, share)
+    assert kept.tolist() == [10, 11, 14, 16, 18]  # counts 7, 8, 6: the three most frequent others
+    assert specialise(source, kept, 0, torch.randn(50, 10)).num_parameters() <= share * source.num_parameters()
+    assert specialised_vocabulary(source, own, counts, 0.0).tolist() == [10, 11]

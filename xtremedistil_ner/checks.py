@@ -222,6 +222,8 @@ def _source_problems(spec: StudentConfig, cfg: RunConfig) -> list[str]:
         problems.append(f"{where}: a student specialised from {source.name!r} is one tagger per language; set its mode: per_language")
     if spec.type != source.type:
         problems.append(f"{where}: type {spec.type!r} differs from its from_student's {source.type!r}")
+    if not 0 <= spec.keep_share <= 1:
+        problems.append(f"{where}: keep_share must be in [0, 1] (got {spec.keep_share})")
     return problems
 
 

@@ -94,6 +94,9 @@ class StudentConfig:
     pieces its language uses (every other piece the joint student knew maps to its nearest kept
     piece in the teacher's embedding space), then distils on its language alone with `stages`
     or, by default, `specialise_schedule()`; its architecture is the joint student's.
+    `keep_share` caps such a tagger's parameters at that share of the joint student's: after its
+    own language's pieces it keeps the rows of the joint student's most frequent other pieces
+    (in the run's transfer and labeled text) until the cap is reached (0: its own pieces only).
     `unseen` (nearest | unknown): what a teacher piece that no transfer or labeled sentence
     contains reads. It has no row of its own; `nearest` points it at the row of the kept piece
     nearest it in the teacher's embedding space (no parameters: `id_map` entries), `unknown` at
@@ -113,6 +116,7 @@ class StudentConfig:
     stages: list[StageConfig] | None = None
     mode: str | None = None
     from_student: str | None = None
+    keep_share: float = 0.5
     unseen: str = "nearest"
 
 

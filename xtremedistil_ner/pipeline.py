@@ -66,6 +66,7 @@ from .students import (
     load_student,
     map_to_nearest,
     specialise,
+    specialised_vocabulary,
     student_type,
 )
 from .teacher import (
@@ -317,7 +318,10 @@ class Run(RunLayout):
                 kept = np.union1d(transfer.token_ids(), np.unique(np.concatenate([w.input_ids for w in lab])))
                 kept = kept[kept != self.pad_id]
                 if scfg.from_student:
-                    source = source or load_student(self.student_dir(scfg.from_student, None) / FINAL)
+                    if source is None:
+                        source = load_student(self.student_dir(scfg.from_student, None) / FINAL)
+                        counts = self._token_counts(labeled, len(source.id_map))
+                    kept = specialised_vocabulary(source, kept, counts, scfg.keep_share)
                     student = specialise(source, kept, self.pad_id, teacher.get_input_embeddings().weight.detach())
                 else:
                     student = self.build_student(scfg, kept, teacher)
@@ -331,6 +335,11 @@ class Run(RunLayout):
                 timings = self._time(f"distil:{scfg.name}:{scope_name}", sum(h["seconds"] for h in progress["history"]))
                 # Every student's time, also those distilled by earlier runs.
                 self._time("distil", sum(v for k, v in timings.items() if k.startswith("distil:")))
+
+    def _token_counts(self, labeled: list[Window], size: int) -> np.ndarray:
+        """How often each teacher id occurs in the run's transfer and labeled windows."""
+        counts = cache_mod.TransferCache(self.cache_dir).token_counts(size)
+        return counts + np.bincount(np.concatenate([w.input_ids for w in labeled]), minlength=size)
 
     def stages_of(self, scfg: StudentConfig) -> list[StageConfig]:
         """The student's schedule: its own stages or `distil.stages`, learning rates scaled."""

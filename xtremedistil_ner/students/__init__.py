@@ -14,6 +14,7 @@ from .base import (
     pca_embeddings,
     save_student,
     specialise,
+    specialised_vocabulary,
     student_type,
 )
 from .bilstm import BiLSTMType
@@ -38,6 +39,6 @@ for _type in REGISTRY.values():
 
 __all__ = [
     "CARD", "REGISTRY", "StudentType", "BiLSTMType", "TransformerType", "student_type", "load_student", "save_student",
-    "pca_embeddings", "specialise", "map_to_nearest", "XtremeDistilConfig", "BiLSTMStudentConfig", "TransformerStudentConfig",
+    "pca_embeddings", "specialise", "specialised_vocabulary", "map_to_nearest", "XtremeDistilConfig", "BiLSTMStudentConfig", "TransformerStudentConfig",
     "XtremeDistilPreTrainedModel", "BiLSTMForTokenClassification", "TransformerForTokenClassification", "StudentOutput",
 ]

@@ -164,6 +164,19 @@ def specialise(source: XtremeDistilPreTrainedModel, kept_ids: np.ndarray, pad_id
     return model.eval()
 
 
+def specialised_vocabulary(source: XtremeDistilPreTrainedModel, own_ids: np.ndarray, counts: np.ndarray, share: float) -> np.ndarray:
+    """The teacher ids a tagger specialised from `source` keeps: `own_ids` (its language's
+    pieces), then the other pieces most frequent in `counts` (the run's transfer and labeled
+    text, which gave `source` its rows), while its parameters stay within `share` of the source's."""
+    rows = source.get_input_embeddings().weight
+    fixed = source.num_parameters() - rows.numel()  # everything but the embedding rows
+    budget = int((share * source.num_parameters() - fixed) // rows.shape[1]) - 2 - len(own_ids)
+    if budget <= 0:
+        return own_ids
+    candidates = np.setdiff1d(np.nonzero(counts)[0], own_ids)  # the source's own pieces: it was built from this text
+    return np.union1d(own_ids, candidates[np.argsort(-counts[candidates], kind="stable")][:budget])
+
+
 def map_to_nearest(model: XtremeDistilPreTrainedModel, ids: torch.Tensor, teacher_embeddings: torch.Tensor) -> None:
     """Point teacher `ids` at the compact row of the kept piece nearest each of them (cosine in
     the teacher's embedding space), in place: ids the student has no row for read a related
