@@ -148,12 +148,12 @@ def check_graph(session: Any, student: XtremeDistilPreTrainedModel, graph: Path,
     """Refuse a graph exported from another student than the one in `folder` (whose labels and
     tokenizer would be paired with other weights): by the weights' sha256 the export recorded,
     and by the number of labels for graphs exported before it was recorded."""
-    width = session.get_outputs()[0].shape[-1]
+    width, digest = session.get_outputs()[0].shape[-1], weights_sha256(student)
     recorded = session.get_modelmeta().custom_metadata_map.get(WEIGHTS_KEY)
-    if width != len(student.labels) or recorded not in (None, weights_sha256(student)):
+    if width != len(student.labels) or recorded not in (None, digest):
         raise ArtifactError(f"{graph}: the graph was exported from another student than the one in {folder} "
                             f"({width} labels, {len(student.labels)} there; weights sha256 {str(recorded)[:12]}, "
-                            f"{weights_sha256(student)[:12]} there); export it again: xdner export --model {folder}")
+                            f"{digest[:12]} there); export it again: xdner export --model {folder}")
     if recorded is None:
         logger.warning(f"{graph}: exported before graphs recorded their student's weights; it cannot be checked against {folder}")
 

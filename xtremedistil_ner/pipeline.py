@@ -150,16 +150,21 @@ class Run(RunLayout):
         return {"teacher": teacher, "seed": self.cfg.seed, "labels": list(c.labels.tags),
                 "train_sentences": sentences_fingerprint(c.train), "dev_sentences": sentences_fingerprint(c.dev)}
 
-    def _require_teacher(self) -> None:
-        """A fine-tuned teacher made from this config's settings and data, its files as written:
-        hashed once per manifest (the step's loads then skip it), so a flipped byte or an edited
-        config is named as damaged, never trained on or blamed on settings."""
-        if not is_trained(self.teacher_dir):
-            raise XdnerError(f"{self.teacher_dir}: no fine-tuned teacher yet; run `xdner teach` first")
+    def _verify_teacher(self) -> dict[str, Any]:
+        """The fine-tuned teacher's record, its files checked against it (sizes and sha256) once
+        per record, so the step's loads skip the hashing: a flipped byte or an edited config is
+        named as damaged, never trained on or blamed on settings."""
         record = self.teacher_record()
         if record != self._verified_teacher:
             check_manifest(self.teacher_dir, TEACHER_MANIFEST, what="teacher checkpoint", remedy=RETRAIN)
             self._verified_teacher = record
+        return record
+
+    def _require_teacher(self) -> None:
+        """An intact fine-tuned teacher made from this config's settings and data."""
+        if not is_trained(self.teacher_dir):
+            raise XdnerError(f"{self.teacher_dir}: no fine-tuned teacher yet; run `xdner teach` first")
+        record = self._verify_teacher()
         check_inputs(self.teacher_dir, "fine-tuned teacher", record.get("inputs"), self.teacher_inputs)
         if record["best_dev_macro_f1"] <= 0:
             raise XdnerError(
@@ -186,7 +191,7 @@ class Run(RunLayout):
         try:
             if not is_trained(self.teacher_dir):
                 return False
-            check_manifest(self.teacher_dir, TEACHER_MANIFEST, what="teacher checkpoint", remedy=RETRAIN)
+            self._verify_teacher()
             return True
         except ArtifactError as exc:
             if not self.overwrite:
