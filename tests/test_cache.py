@@ -17,6 +17,7 @@ from xtremedistil_ner import cache as cache_mod
 from xtremedistil_ner.config import AnnotateConfig
 from xtremedistil_ner.data.conll import Sentence
 from xtremedistil_ner.encoding import encode
+from xtremedistil_ner.io import ArtifactError
 
 from conftest import make_sentences
 
@@ -89,12 +90,14 @@ def test_truncated_or_corrupted_shard_is_detected_and_rebuilt(annotated) -> None
     target = out / "shard-00001" / "hidden.npy"
     original = target.read_bytes()
     target.write_bytes(original[:-10])
-    assert not cache_mod.is_complete(out, fp, verify=False)
+    assert not cache_mod.is_complete(out, fp)
     flipped = bytearray(original)
     flipped[-3] ^= 0xFF
     target.write_bytes(bytes(flipped))
-    assert cache_mod.is_complete(out, fp, verify=False)  # same size: only the checksum catches it
-    assert not cache_mod.is_complete(out, fp, verify=True)
+    assert len(cache_mod.TransferCache(out)) > 0  # same size: only the checksum catches it
+    assert not cache_mod.is_complete(out, fp)
+    with pytest.raises(ArtifactError, match=rf"{out} is a damaged transfer cache: {target}: sha256 differs"):
+        cache_mod.check_shards(out, fp)
     # Rebuilding only redoes damaged shards (the checksum decides) and restores the exact bytes.
     untouched = (out / "shard-00000" / "hidden.npy").stat().st_mtime_ns
     cache_mod.annotate(model, windows, langs, [1, 2], out, fp, 0, 8, Accelerator(cpu=True), shard_size=16, fmt=FULL)
@@ -111,7 +114,7 @@ def test_shard_manifest_lists_its_files_and_old_listings_are_rebuilt(annotated) 
     # Listings by field name (written before shard manifests named their files) count as damaged.
     meta["files"] = {name.removesuffix(".npy"): info for name, info in meta["files"].items()}
     meta_path.write_text(json.dumps(meta))
-    assert not cache_mod.is_complete(out, fp, verify=False)
+    assert not cache_mod.is_complete(out, fp)
     with pytest.raises(cache_mod.CacheError, match=r"shard-00000/input_ids: missing"):
         cache_mod.TransferCache(out)
     cache_mod.annotate(model, windows, langs, [1, 2], out, fp, 0, 8, Accelerator(cpu=True), shard_size=16, fmt=FULL)

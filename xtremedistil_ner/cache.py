@@ -31,7 +31,7 @@ from .batching import LengthBatchSampler, WindowDataset, batch_loader
 from .config import AnnotateConfig
 from .encoding import Window
 from .errors import XdnerError
-from .io import atomic_dir, read_json, verify_manifest, write_json, write_manifest
+from .io import ArtifactError, atomic_dir, damaged, first_of, read_json, verify_manifest, write_json, write_manifest
 from .log import progress
 from .teacher import annotation_forward, resolve_precision
 
@@ -262,21 +262,33 @@ def shard_problems(shard_dir: Path, fp: str, checksums: bool = False) -> list[st
     meta = Path(shard_dir) / SHARD_MANIFEST
     if not meta.exists():
         return [f"{shard_dir}: unfinished (no {SHARD_MANIFEST})"]
-    if read_json(meta).get("fingerprint") != fp:
-        return [f"{shard_dir}: built for another teacher, data or layer set"]
+    try:
+        if read_json(meta).get("fingerprint") != fp:
+            return [f"{shard_dir}: built for another teacher, data or layer set"]
+    except ArtifactError as exc:  # annotate rebuilds it like any damaged shard
+        return [exc.problem]
     return verify_manifest(shard_dir, SHARD_MANIFEST, checksums)
 
 
-def is_complete(out_dir: Path, fp: str, verify: bool = True) -> bool:
-    """True if the cache at `out_dir` was built for `fp` and every shard checks out (size and,
-    with `verify`, sha256); a damaged shard makes this False so the caller rebuilds it."""
+def _problems(out_dir: Path, fp: str, checksums: bool) -> list[str]:
+    return [p for s in read_json(Path(out_dir) / MANIFEST)["shards"] for p in shard_problems(Path(out_dir) / s, fp, checksums)]
+
+
+def is_complete(out_dir: Path, fp: str) -> bool:
+    """True if the cache at `out_dir` was built for `fp` and every shard checks out (size and
+    sha256); a damaged shard makes this False so the caller rebuilds it."""
     path = Path(out_dir) / MANIFEST
-    if not path.exists():
-        return False
-    manifest = read_json(path)
-    return manifest.get("fingerprint") == fp and not any(
-        shard_problems(Path(out_dir) / s, fp, verify) for s in manifest["shards"]
-    )
+    return path.exists() and read_json(path).get("fingerprint") == fp and not _problems(out_dir, fp, checksums=True)
+
+
+def check_shards(out_dir: Path, fp: str) -> None:
+    """Every shard of the finished cache for `fp` at `out_dir` as annotate wrote it (sizes and
+    sha256, about 1 GB/s: 30 s for the 28.6 GiB cache of 7.2M sentences, against hours of
+    distillation), or an `ArtifactError` naming the first damaged file: a student never
+    trains on altered teacher outputs."""
+    problems = _problems(out_dir, fp, checksums=True)
+    if problems:
+        raise damaged(out_dir, "transfer cache", first_of(problems), "rerun `xdner annotate` to rebuild its damaged shards")
 
 
 @dataclass
@@ -299,7 +311,7 @@ class TransferCache(Dataset):
         if not (out_dir / MANIFEST).exists():
             raise CacheError(f"{out_dir}: no transfer cache here (run `xdner annotate` first)")
         self.manifest = read_json(out_dir / MANIFEST)
-        problems = [p for s in self.manifest["shards"] for p in shard_problems(out_dir / s, self.manifest["fingerprint"])]
+        problems = _problems(out_dir, self.manifest["fingerprint"], checksums=False)  # sizes: `check_shards` hashed them
         if problems:
             raise CacheError(f"{out_dir}: damaged transfer cache: {'; '.join(problems)}; rerun `xdner annotate` to rebuild it")
         cached = self.manifest.get("layers", [])

@@ -90,6 +90,17 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     return p
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a count of at least 1 (a usage error otherwise, not a traceback later)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
+
+
 def add_predict_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """`xdner predict` (predict.run_predict)."""
     text = "tag raw text or CoNLL files with a distilled student"
@@ -99,7 +110,8 @@ def add_predict_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument("--input-format", choices=("text", "conll"), default="text", help="default: text")
     p.add_argument("--format", choices=("jsonl", "conll"), help="output format (default: jsonl for text input, conll for CoNLL input)")
     p.add_argument("--output", type=Path, help="output file, written atomically (default: stdout)")
-    p.add_argument("--batch-size", type=int, default=64, help="model windows per forward pass")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="model windows per forward pass")
+    p.add_argument("--encoding", default="utf-8", help="the input's text encoding (default: utf-8, a BOM dropped)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--onnx", type=Path, help="run this graph from `xdner export` (e.g. DIR/model.int8.onnx) with onnxruntime instead of PyTorch")
     return p

@@ -12,6 +12,10 @@ pack_padded_sequence) traces without data-dependent control flow, so tracing is 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import importlib
+import json
+import logging
 import sys
 import tempfile
 import warnings
@@ -26,11 +30,16 @@ from torch import nn
 from .batching import LengthBatchSampler, WindowDataset, batch_loader
 from .encoding import Window
 from .evaluate import LogitsFn
-from .io import atomic_path
+from .errors import XdnerError
+from .io import ArtifactError, atomic_path
 from .students import XtremeDistilPreTrainedModel, load_student
 
 INPUTS = ("input_ids", "attention_mask")
 OUTPUT = "logits"
+WEIGHTS_KEY = "xdner.student_weights_sha256"  # in the graph's metadata_props: the student it was exported from
+MIN_OPSET = 14  # the transformer student's attention exports from 14 on (the BiLSTM's from 9); measured with torch 2.13
+
+logger = logging.getLogger(__name__)
 
 
 class _Logits(nn.Module):
@@ -44,8 +53,30 @@ class _Logits(nn.Module):
         return self.student(input_ids, attention_mask).logits
 
 
+def weights_sha256(student: XtremeDistilPreTrainedModel) -> str:
+    """sha256 over the student's tensors (names, dtypes, shapes and bytes, in name order): what
+    an exported graph records, so it is only ever run with the student it came from."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(student.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(json.dumps([name, str(t.dtype), list(t.shape)]).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def check_opset(opset: int) -> None:
+    """Opsets both student types export at with the installed torch's TorchScript exporter."""
+    from torch.onnx._constants import ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET as top
+
+    if not MIN_OPSET <= opset <= top:
+        raise XdnerError(f"--opset {opset}: students export at opsets {MIN_OPSET} to {top} (the transformer student needs "
+                         f"{MIN_OPSET}; this torch's exporter stops at {top})")
+
+
 def export_onnx(student: XtremeDistilPreTrainedModel, path: Path, opset: int = 17) -> Path:
-    """Write `student` (in eval mode, on the CPU) to `path` atomically."""
+    """Write `student` (in eval mode, on the CPU) to `path` atomically, its weights' sha256 in
+    the graph's metadata."""
+    check_opset(opset)
     student = student.cpu().eval()
     # A traced example with batch > 1 and a padded row: nothing is specialised to batch 1 or to
     # full rows; the dynamic axes make every size a runtime input.
@@ -72,21 +103,25 @@ def export_onnx(student: XtremeDistilPreTrainedModel, path: Path, opset: int = 1
             wrapper, (ids, mask), str(tmp), input_names=list(INPUTS), output_names=[OUTPUT],
             dynamic_axes=axes, opset_version=opset, dynamo=False,
         )
+        onnx = _optional("onnx")
+        graph = onnx.load(str(tmp))
+        graph.metadata_props.add(key=WEIGHTS_KEY, value=weights_sha256(student))
+        onnx.save(graph, str(tmp))
     return Path(path)
 
 
-def _onnxruntime() -> ModuleType:
+def _optional(name: str) -> ModuleType:
+    """`onnx` (export) or `onnxruntime` (int8 export, inference): the `onnx` extra, not a dependency."""
     try:
-        import onnxruntime
+        return importlib.import_module(name)
     except ImportError as exc:
-        raise ImportError("int8 export and ONNX inference need onnxruntime: pip install 'xtremedistil-ner[onnx]'") from exc
-    return onnxruntime
+        raise ImportError(f"ONNX export and inference need {name}: pip install 'xtremedistil-ner[onnx]'") from exc
 
 
 def quantize_int8(src: Path, dst: Path) -> Path:
     """Dynamic int8 quantisation (weights int8, activations quantised at run time): no
     calibration data needed, and the LSTM and linear layers are where the time goes."""
-    _onnxruntime()
+    _optional("onnxruntime")
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with atomic_path(Path(dst)) as tmp:
@@ -97,11 +132,30 @@ def quantize_int8(src: Path, dst: Path) -> Path:
 def onnx_session(path: Path, threads: int | None = None) -> Any:
     """A CPU `InferenceSession` with `threads` intra-op threads (default: torch's count) and one
     inter-op thread, so ONNX and PyTorch timings use the same cores."""
-    ort = _onnxruntime()
+    ort = _optional("onnxruntime")
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidGraph, InvalidProtobuf, NoSuchFile
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except (Fail, InvalidGraph, InvalidProtobuf, NoSuchFile) as exc:
+        raise ArtifactError(f"{path}: not an ONNX graph onnxruntime can run ({str(exc).splitlines()[0]})") from None
+
+
+def check_graph(session: Any, student: XtremeDistilPreTrainedModel, graph: Path, folder: Path) -> None:
+    """Refuse a graph exported from another student than the one in `folder` (whose labels and
+    tokenizer would be paired with other weights): by the weights' sha256 the export recorded,
+    and by the number of labels for graphs exported before it was recorded."""
+    width, digest = session.get_outputs()[0].shape[-1], weights_sha256(student)
+    recorded = session.get_modelmeta().custom_metadata_map.get(WEIGHTS_KEY)
+    if width != len(student.labels) or recorded not in (None, digest):
+        raise ArtifactError(f"{graph}: the graph was exported from another student than the one in {folder} "
+                            f"({width} labels, {len(student.labels)} there; weights sha256 {str(recorded)[:12]}, "
+                            f"{digest[:12]} there); export it again: xdner export --model {folder}")
+    if recorded is None:
+        logger.warning(f"{graph}: exported before graphs recorded their student's weights; it cannot be checked against {folder}")
 
 
 def onnx_logits(session: Any) -> LogitsFn:
@@ -141,6 +195,7 @@ def compare_logits(
 
 
 def run_export(args: argparse.Namespace) -> int:
+    check_opset(args.opset)  # before loading anything
     student = load_student(args.model)
     output = args.output or args.model / ("model.int8.onnx" if args.int8 else "model.onnx")
     if args.int8:

@@ -12,7 +12,7 @@ import signal
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 from .errors import XdnerError
 
@@ -20,7 +20,12 @@ MANIFEST = "manifest.json"
 
 
 class ArtifactError(XdnerError, ValueError):
-    """A file written by a run that is now missing, truncated or corrupted; the message names it."""
+    """A file written by a run that is now missing, truncated or corrupted; the message names it
+    (`problem`) and says what to do (`remedy`, kept apart for callers that do it themselves)."""
+
+    def __init__(self, problem: str, remedy: str = "") -> None:
+        super().__init__(f"{problem}; {remedy}" if remedy else problem)
+        self.problem, self.remedy = problem, remedy
 
 
 def _umask() -> int:
@@ -28,6 +33,19 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def follow_umask(path: Path) -> None:
+    """Give `path` (and, for a folder, everything under it) the modes a plain `open`/`mkdir`
+    would: the temp files and folders artifacts are written as start 0600/0700 (mkstemp,
+    mkdtemp), and writers such as safetensors create their own 0600 files, which would make
+    artifacts private on a shared cluster folder. Called just before an artifact is renamed
+    into place, so every writer is covered. Symlinks are left alone (chmod would follow them)."""
+    mask = _umask()
+    path = Path(path)
+    for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        if not p.is_symlink():
+            os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
 
 
 @contextlib.contextmanager
@@ -38,9 +56,9 @@ def atomic_path(path: Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp's 0600 would make every artifact private
     try:
         yield tmp_path
+        follow_umask(tmp_path)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -71,9 +89,9 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would lock a shared cluster folder to its writer
     try:
         yield tmp
+        follow_umask(tmp)
         with _deferred_interrupt():
             if path.exists():
                 old = path.with_name(f".{path.name}.old")
@@ -96,8 +114,31 @@ def write_json(path: Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
 
 
-def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+REWRITE = "delete it and rerun the step that writes it"
+
+
+def damaged(path: Path, what: str, problem: str, remedy: str = REWRITE) -> ArtifactError:
+    """The one wording for an artifact altered after it was written: named as damaged, so it is
+    never mistaken for one made from other settings."""
+    return ArtifactError(f"{path} is a damaged {what}: {problem}", remedy)
+
+
+def first_of(problems: Sequence[str]) -> str:
+    """The first of `problems`, with how many more there are: errors stay on one line."""
+    return problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON record a run wrote (every one is an object). One that no longer parses is an
+    `ArtifactError` naming it, not a JSONDecodeError traceback."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise damaged(path, "JSON record", f"not valid JSON ({exc})") from None
+    if not isinstance(record, dict):
+        raise damaged(path, "JSON record", f"a JSON {type(record).__name__}, not the object written there")
+    return record
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -133,30 +174,32 @@ def verify_manifest(directory: Path, name: str = MANIFEST, checksums: bool = Tru
     catch truncation at the cost of a stat; checksums also catch altered bytes."""
     directory = Path(directory)
     try:
-        files = read_json(directory / name).get("files", {})  # none listed: written before listings existed
-    except (OSError, ValueError, AttributeError) as exc:
+        files = json.loads((directory / name).read_text(encoding="utf-8")).get("files", {})  # none listed: from before listings
+        listed = {rel: (int(info["bytes"]), str(info["sha256"])) for rel, info in files.items()}
+    except (OSError, ValueError, AttributeError, KeyError, TypeError) as exc:
         return [f"{directory / name}: unreadable manifest ({exc})"]
     problems = []
-    for rel, info in files.items():
+    for rel, (size, digest) in listed.items():
         path = directory / rel
         if not path.is_file():
             problems.append(f"{path}: missing (listed in {name})")
-        elif (size := path.stat().st_size) != info["bytes"]:
-            problems.append(f"{path}: {size:,} bytes, {name} says {info['bytes']:,} (truncated or overwritten)")
-        elif checksums and sha256_file(path) != info["sha256"]:
+        elif (found := path.stat().st_size) != size:
+            problems.append(f"{path}: {found:,} bytes, {name} says {size:,} (truncated or overwritten)")
+        elif checksums and sha256_file(path) != digest:
             problems.append(f"{path}: sha256 differs from {name} (corrupted)")
     return problems
 
 
-def check_manifest(directory: Path, name: str = MANIFEST, checksums: bool = True, what: str = "artifact") -> None:
-    """Raise `ArtifactError` listing every damaged file, if `directory` has a manifest `name`;
-    artifacts written before manifests existed (no manifest, or one without `files`) load unchecked."""
+def check_manifest(directory: Path, name: str = MANIFEST, checksums: bool = True, what: str = "artifact", remedy: str = REWRITE) -> None:
+    """Every file `directory`'s manifest `name` lists is as written (sizes and, with
+    `checksums`, sha256: about 1 GB/s, so a step verifies what it reads every time), or an
+    `ArtifactError` on one line naming the first damaged file; artifacts written before
+    manifests existed (no manifest, or one without `files`) load unchecked."""
     if not (Path(directory) / name).exists():
         return
     problems = verify_manifest(directory, name, checksums)
     if problems:
-        raise ArtifactError(f"{directory}: damaged {what}, it cannot be loaded:\n  " + "\n  ".join(problems)
-                            + "\n  delete it and rerun the step that writes it")
+        raise damaged(directory, what, first_of(problems), remedy)
 
 
 def sweep_leftovers(root: Path) -> list[Path]:

@@ -53,10 +53,10 @@ from .encoding import Window, encode, special_ids
 from .errors import RunInUseError, StaleArtifactError, XdnerError
 from .evaluate import logits_fn, predict_tags, score
 from .figures import curve_points
-from .io import MANIFEST, read_json, settled_dir, sha256_file, sweep_leftovers, write_json, write_text
+from .io import MANIFEST, ArtifactError, check_manifest, read_json, settled_dir, sha256_file, sweep_leftovers, write_json, write_text
 from .languages import LanguageConfigError, load_language
 from .latency import make_batch, measure
-from .layout import JOINT, PROGRESS, RunLayout
+from .layout import JOINT, PROGRESS, TEACHER_MANIFEST, RunLayout
 from .provenance import changed_keys, check_inputs, flatten, must_rebuild, sentences_fingerprint
 from .report import write_report
 from .students import (
@@ -70,6 +70,7 @@ from .students import (
     student_type,
 )
 from .teacher import (
+    RETRAIN,
     count_parameters,
     fine_tune,
     is_trained,
@@ -113,6 +114,7 @@ class Run(RunLayout):
         self.root = Path(cfg.output_dir)
         self.acc = accelerator or make_accelerator(cfg)
         self.command = command or shlex.join(sys.orig_argv)  # the interpreter's own command line
+        self._verified_teacher: dict[str, Any] | None = None  # the teacher record whose files were last verified
         set_seed(cfg.seed)
 
     @property
@@ -150,11 +152,21 @@ class Run(RunLayout):
         return {"teacher": teacher, "seed": self.cfg.seed, "labels": list(c.labels.tags),
                 "train_sentences": sentences_fingerprint(c.train), "dev_sentences": sentences_fingerprint(c.dev)}
 
+    def _verify_teacher(self) -> dict[str, Any]:
+        """The fine-tuned teacher's record, its files checked against it (sizes and sha256) once
+        per record, so the step's loads skip the hashing: a flipped byte or an edited config is
+        named as damaged, never trained on or blamed on settings."""
+        record = self.teacher_record()
+        if record != self._verified_teacher:
+            check_manifest(self.teacher_dir, TEACHER_MANIFEST, what="teacher checkpoint", remedy=RETRAIN)
+            self._verified_teacher = record
+        return record
+
     def _require_teacher(self) -> None:
-        """A fine-tuned teacher made from this config's settings and data."""
+        """An intact fine-tuned teacher made from this config's settings and data."""
         if not is_trained(self.teacher_dir):
             raise XdnerError(f"{self.teacher_dir}: no fine-tuned teacher yet; run `xdner teach` first")
-        record = self.teacher_record()
+        record = self._verify_teacher()
         check_inputs(self.teacher_dir, "fine-tuned teacher", record.get("inputs"), self.teacher_inputs)
         if record["best_dev_macro_f1"] <= 0:
             raise XdnerError(
@@ -170,9 +182,28 @@ class Run(RunLayout):
             write_json(self.timings_path, timings)
         return timings
 
+    def fine_tuned_teacher(self) -> torch.nn.Module:
+        """The fine-tuned teacher, verified by `_require_teacher`."""
+        self._require_teacher()
+        return load_teacher(str(self.teacher_dir), self.corpus.labels, self.cfg.teacher.trust_remote_code, checksums=False)[0]
+
+    def _intact_teacher(self) -> bool:
+        """Whether a fine-tuned teacher is there with its record and files as written; a damaged
+        one is refused, or under --overwrite trained again."""
+        try:
+            if not is_trained(self.teacher_dir):
+                return False
+            self._verify_teacher()
+            return True
+        except ArtifactError as exc:
+            if not self.overwrite:
+                raise
+            self._log(f"teach: {exc.problem}; training it again (--overwrite)")
+            return False
+
     # -- steps -------------------------------------------------------------------------------
     def teach(self) -> None:
-        if is_trained(self.teacher_dir):
+        if self._intact_teacher():
             recorded = self.teacher_record().get("inputs")
             if not must_rebuild(self.teacher_dir, "fine-tuned teacher", recorded, self.teacher_inputs, self.overwrite):
                 self._log(f"teach: fine-tuned teacher found in {self.teacher_dir}, skipping")
@@ -234,8 +265,7 @@ class Run(RunLayout):
         return dataclasses.replace(self.cfg.annotate, precision=resolve_precision(self.cfg.annotate.precision, self.acc.device))
 
     def annotate(self) -> None:
-        self._require_teacher()
-        model, _ = load_teacher(str(self.teacher_dir), self.corpus.labels, self.cfg.teacher.trust_remote_code)
+        model = self.fine_tuned_teacher()
         windows, langs = self.transfer_windows
         fp = self._fingerprint(model, windows, langs)
         if cache_mod.is_complete(self.cache_dir, fp):
@@ -292,11 +322,13 @@ class Run(RunLayout):
         return student
 
     def distil(self) -> None:
-        self._require_teacher()
-        teacher, _ = load_teacher(str(self.teacher_dir), self.corpus.labels, self.cfg.teacher.trust_remote_code)
-        if not cache_mod.is_complete(self.cache_dir, self._fingerprint(teacher, *self.transfer_windows), verify=False):
+        teacher = self.fine_tuned_teacher()
+        fp = self._fingerprint(teacher, *self.transfer_windows)
+        manifest = self.cache_dir / cache_mod.MANIFEST
+        if not manifest.exists() or read_json(manifest).get("fingerprint") != fp:
             raise StaleArtifactError(f"{self.cache_dir}: the transfer cache is missing, unfinished or was made by another "
                                      "teacher, transfer set or layer set; run `xdner annotate` first")
+        cache_mod.check_shards(self.cache_dir, fp)  # every shard a student trains on, hashed once for all of them
         labeled = self.windows("train")
         dev_windows = self.windows("dev")
         train_langs = [self.corpus.train[w.sent].lang for w in labeled]
@@ -383,7 +415,7 @@ class Run(RunLayout):
         test_key = _test_key(c.test, to_dict(self.cfg)["eval"], self.cfg.teacher.max_length)
 
         def teacher_result() -> dict[str, Any]:
-            teacher, _ = load_teacher(str(self.teacher_dir), c.labels, self.cfg.teacher.trust_remote_code)
+            teacher = self.fine_tuned_teacher()
             teacher.to(self.acc.device).eval()
             pred = predict_tags(logits_fn(teacher), c.test, test_windows, c.labels.id2label, self.pad_id,
                                 self.cfg.teacher.eval_batch_size, self.acc, "teacher test")

@@ -146,13 +146,10 @@ class Tagger:
             raise ValueError(f"an ONNX graph runs on the CPU (onnxruntime), not on {device}")
         if not Path(onnx).is_file():
             raise FileNotFoundError(f"{onnx}: no such ONNX file (write one with `xdner export --model {path} --format onnx`)")
-        from .export import onnx_logits, onnx_session
+        from .export import check_graph, onnx_logits, onnx_session
 
         session = onnx_session(Path(onnx))
-        width = session.get_outputs()[0].shape[-1]
-        if width != len(student.labels):
-            raise ValueError(f"{onnx}: the graph scores {width} labels, the student in {path} has {len(student.labels)}: "
-                             "it was exported from another student")
+        check_graph(session, student, Path(onnx), path)
         return cls(student, load_tokenizer(str(path)), "cpu", batch_size, logits=onnx_logits(session))
 
     @overload

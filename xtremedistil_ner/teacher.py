@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
+from safetensors import SafetensorError
 from transformers import (
     AutoModelForTokenClassification,
     AutoTokenizer,
@@ -30,7 +31,7 @@ from .data.conll import Sentence
 from .data.labels import LabelSet
 from .encoding import encode, special_ids
 from .evaluate import logits_fn, predict_tags, score
-from .io import atomic_dir, check_manifest, read_json, write_json, write_manifest
+from .io import atomic_dir, check_manifest, damaged, read_json, write_json, write_manifest
 from .layout import TEACHER_MANIFEST
 from .stages import loss_units
 from .training import Plugin, ResumeState, TrainLoop, tracking
@@ -43,23 +44,32 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> PreTra
     return tok
 
 
+RETRAIN = "rerun `xdner teach --overwrite` to train it again"
+
+
 def load_teacher(
-    name_or_path: str, labels: LabelSet, trust_remote_code: bool = False
+    name_or_path: str, labels: LabelSet, trust_remote_code: bool = False, checksums: bool = True
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Model with a token-classification head for `labels` (new head unless the checkpoint already
     has exactly these labels), and its tokenizer. Remote code runs only when asked for. A teacher
-    fine-tuned here is first checked against the file sizes in its manifest (a stat per file,
-    where hashing would reread hundreds of MB each load), so a truncated file is named."""
+    fine-tuned here is first checked against its manifest (sizes and, unless the caller has just
+    verified it, sha256: 0.5 s for 450 MB), so a truncated or altered file (weights, or a config
+    whose activation was edited) is named as damaged instead of loading silently; weights that
+    safetensors cannot read are named too."""
     path = resolve_backbone(name_or_path)
-    check_manifest(Path(path), TEACHER_MANIFEST, checksums=False, what="teacher checkpoint")
-    model = AutoModelForTokenClassification.from_pretrained(
-        path,
-        num_labels=len(labels),
-        id2label=labels.id2label,
-        label2id=labels.label2id,
-        ignore_mismatched_sizes=True,
-        trust_remote_code=trust_remote_code,
-    )
+    check_manifest(Path(path), TEACHER_MANIFEST, checksums, what="teacher checkpoint", remedy=RETRAIN)
+    try:
+        model = AutoModelForTokenClassification.from_pretrained(
+            path,
+            num_labels=len(labels),
+            id2label=labels.id2label,
+            label2id=labels.label2id,
+            ignore_mismatched_sizes=True,
+            trust_remote_code=trust_remote_code,
+        )
+    except SafetensorError as exc:
+        raise damaged(Path(path) / "model.safetensors", "teacher checkpoint", f"unreadable weights ({exc})",
+                      f"replace it (a teacher fine-tuned here: {RETRAIN})") from None
     return model, load_tokenizer(path, trust_remote_code)
 
 

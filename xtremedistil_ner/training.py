@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
+from accelerate.utils import load as load_checkpoint
+from accelerate.utils.constants import RNG_STATE_NAME
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
@@ -30,6 +32,7 @@ from .log import progress
 
 POSITION = "position.json"  # in a resume state: the LoopState
 BEST = "best.safetensors"  # in a resume state: the best weights held in memory, if any
+RNG_KEYS = {"random_state", "numpy_random_seed", "torch_manual_seed"}  # what every process's RNG file must hold
 
 logger = logging.getLogger(__name__)
 
@@ -122,15 +125,15 @@ class ResumeState(Plugin):
         path = settled_dir(self.path)
         if path is None or not (path / POSITION).exists():
             return LoopState(key), None
-        problems = verify_manifest(path)
+        problems = verify_manifest(path) + self._rng_problems(path)
         try:
             position = read_json(path / POSITION)
         except (OSError, ValueError) as exc:
             problems.append(f"{path / POSITION}: unreadable ({exc})")
-        if problems:  # damaged after it was written: back to the loop's start
+        if problems:  # damaged after it was written, or never whole: back to the loop's start
             if self.acc.is_main_process:
-                logger.warning(f"the mid-loop state in {path} is damaged and is discarded; {self.what} {key} starts over:\n  "
-                               + "\n  ".join(problems))
+                logger.warning(f"the mid-loop state in {path} is damaged and is discarded (it cannot be fully restored); "
+                               f"{self.what} {key} starts over:\n  " + "\n  ".join(problems))
             self.clear()
             return LoopState(key), None
         if position["key"] != key:
@@ -141,6 +144,27 @@ class ResumeState(Plugin):
         if self.acc.is_main_process:
             logger.info(f"resuming {self.what} {key} at epoch {st.epoch + 1}, batch {st.batches} ({st.steps} steps done)")
         return st, best_state
+
+    def _rng_problems(self, path: Path) -> list[str]:
+        """Why some process's RNG states in `path` would not be restored. Accelerate's
+        `load_state` skips RNG states it cannot load without a word, and the resumed run then
+        draws other dropout masks and shuffles: such a state is half a state. Every process
+        checks every process's file, so all of them decide alike."""
+        problems = []
+        for k in range(self.acc.num_processes):
+            file = path / f"{RNG_STATE_NAME}_{k}.pkl"
+            if not file.is_file():
+                problems.append(f"{file}: missing (process {k}'s RNG states)")
+                continue
+            try:
+                states = load_checkpoint(file)  # as load_state reads it (weights only: no code runs)
+            except Exception as exc:  # noqa: BLE001 - anything load_state would swallow
+                problems.append(f"{file}: unreadable RNG states ({type(exc).__name__}: {str(exc)[:120]})")
+                continue
+            missing = sorted(RNG_KEYS - set(states)) if isinstance(states, dict) else sorted(RNG_KEYS)
+            if missing:
+                problems.append(f"{file}: RNG states without {', '.join(missing)}")
+        return problems
 
     def clear(self) -> None:
         """Remove the state (and leftovers of kills mid-save): its loop is done, or starts over."""

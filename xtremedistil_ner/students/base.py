@@ -23,7 +23,7 @@ from transformers import AutoModelForTokenClassification
 from transformers.utils import logging as hf_logging
 
 from ..config import ConfigError
-from ..io import MANIFEST, ArtifactError, atomic_dir, check_manifest, write_manifest
+from ..io import MANIFEST, ArtifactError, atomic_dir, check_manifest, read_json, write_manifest
 from .configuration_xtremedistil import XtremeDistilConfig
 from .modeling_xtremedistil import XtremeDistilPreTrainedModel
 
@@ -131,15 +131,32 @@ def load_student(path: Path | str, device: str | torch.device = "cpu") -> Xtreme
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path}: not a student folder (no config.json)")
     check_manifest(path, what="student folder")
+    _refuse_foreign(path)
     try:
         with _no_progress_bars():
             model = AutoModelForTokenClassification.from_pretrained(str(path), trust_remote_code=False)
     except SafetensorError as exc:  # a damaged file in a folder without a manifest (e.g. saved by another tool)
         raise ArtifactError(f"{path / 'model.safetensors'}: unreadable student weights ({exc}); the file is damaged: "
                             "delete the folder and rerun the step that writes it") from exc
-    if not isinstance(model, XtremeDistilPreTrainedModel):
-        raise ArtifactError(f"{path}: a {type(model).__name__}, not an xtremedistil student")
     return model.to(device).eval()
+
+
+PICKLES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")  # weight files `torch.load` reads: pickles
+
+
+def _refuse_foreign(path: Path) -> None:
+    """Refuse, before transformers reads it, a folder that is no student: its config names
+    another model type (with custom code through `auto_map`, which never runs here), or its
+    weights are not model.safetensors (loading a pickle can run code)."""
+    model_type = read_json(path / "config.json").get("model_type")
+    ours = sorted(t.config_class.model_type for t in REGISTRY.values())
+    if model_type not in ours:
+        raise ArtifactError(f"{path}: a {model_type!r} model, not an xtremedistil student ({' or '.join(ours)}); "
+                            "a folder's own model code (auto_map) is never run")
+    if not (path / "model.safetensors").is_file():
+        pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLES)
+        raise ArtifactError(f"{path}: no model.safetensors ({', '.join(pickles) or 'no weights at all'}); pickled weights "
+                            "are refused, as loading a pickle can run code")
 
 
 def specialise(source: XtremeDistilPreTrainedModel, kept_ids: np.ndarray, pad_id: int, teacher_embeddings: torch.Tensor) -> XtremeDistilPreTrainedModel:
