@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from xtremedistil_ner.cli import main
-from xtremedistil_ner.config import ConfigError, Range, load_config
+from xtremedistil_ner.config import ConfigError, load_config
 from xtremedistil_ner.data.conll import read_conll
 from xtremedistil_ner.data.labels import DataError
 from xtremedistil_ner.layout import RunLayout
@@ -146,6 +146,8 @@ def test_a_stage_without_a_name_is_a_missing_key(base: Path, tmp_path: Path, cap
 
 
 def test_a_range_says_what_its_values_mean() -> None:
+    from xtremedistil_ner.config import Range
+
     assert Range(low=0, meaning="0: never").message("k", -1, False) == "k must be >= 0 (0: never; got -1)"
     assert Range(low=1, unset="for all").message("k", 0, True) == "k must be >= 1 or unset for all (got 0)"
     assert Range(low=0, high=1, high_open=True).message("k", 2.0, False) == "k must be in [0, 1) (got 2.0)"

@@ -399,15 +399,16 @@ def _student_problems(spec: StudentConfig, cfg: RunConfig, depth: int | None) ->
 
 
 def _probe(kind, spec: StudentConfig, depth: int | None):
-    """A tiny model of `spec`'s architecture (2-piece vocabulary): its parameter groups are what
-    a stage's `train` list is checked against."""
+    """A tiny model with `spec`'s parameter groups (its layer count, but widths of 2 and a 2-piece
+    vocabulary, so a huge configured size costs nothing here): what a stage's `train` list is
+    checked against."""
     from .students.base import config_kwargs
 
     layers = kind.teacher_layers(spec, depth or 12, (depth or 12) // 2)
-    base = {"labels": ["O"], "vocab_size": 2, "teacher_vocab_size": 2, "teacher_hidden_size": spec.hidden_dim,
+    base = {"labels": ["O"], "vocab_size": 2, "teacher_vocab_size": 2, "teacher_hidden_size": 2,
             "teacher_layers": layers, "max_length": MIN_WINDOW}
-    sizes = {"embedding_dim": spec.embedding_dim, "hidden_dim": spec.hidden_dim} if spec.type == "bilstm" else {
-        "num_layers": spec.num_layers, "hidden_dim": spec.hidden_dim, "num_heads": 1, "ff_dim": 1}
+    sizes = {"embedding_dim": 2, "hidden_dim": 2} if spec.type == "bilstm" else {
+        "num_layers": spec.num_layers, "hidden_dim": 2, "num_heads": 1, "ff_dim": 1}
     return kind.model_class(kind.config_class(**config_kwargs(base), **sizes))
 
 

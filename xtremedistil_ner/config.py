@@ -158,7 +158,7 @@ class StudentConfig:
     embedding_dim: int = 300
     hidden_dim: int = 600
     dropout: float = ranged(0.1, RATIO)
-    num_layers: int | None = ranged(None, AT_LEAST_1)
+    num_layers: int | None = ranged(None, Range(low=1, high=1024))
     num_heads: int | None = ranged(None, AT_LEAST_1)
     ff_dim: int | None = ranged(None, AT_LEAST_1)
     layer_map: list[int] | None = None

@@ -1,5 +1,6 @@
 """CoNLL-style files: `token<TAB>tag` or whitespace columns with the tag last, blank line
-between sentences. Errors name the file and line; nothing is silently skipped."""
+between sentences. Errors name the file and line; nothing is silently skipped (TAB-separated
+columns between the token and the tag are dropped with a warning, an error under data.strict)."""
 
 from __future__ import annotations
 
