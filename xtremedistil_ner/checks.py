@@ -15,7 +15,6 @@ import math
 import os
 import socket
 import struct
-import unicodedata
 from pathlib import Path
 from typing import Any, Callable, get_args, get_type_hints
 from urllib.parse import urlparse
