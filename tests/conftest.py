@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 @pytest.fixture(autouse=True, scope="session")
 def package_logging() -> None:
@@ -146,3 +147,16 @@ def crashing_accelerator(at: int, after_writing: bool = True):
 
     acc.save_state = save
     return acc
+
+
+@pytest.fixture
+def base(tmp_path: Path, tiny_data: Path, tiny_teacher: Path) -> Path:
+    """A valid config for the tiny data and teacher; each case overrides part of it."""
+    files = {lang: {split: str(tiny_data / lang / f"{split}.txt") for split in ("train", "dev", "test")} for lang in ("en", "de")}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({
+        "output_dir": str(tmp_path / "out"), "languages": ["en", "de"], "data": {"files": files},
+        "teacher": {"model": str(tiny_teacher), "max_length": 32},
+        "students": [{"name": "s", "type": "bilstm", "embedding_dim": 8, "hidden_dim": 8}],
+    }))
+    return path

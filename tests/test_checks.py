@@ -40,7 +40,7 @@ BAD = [
     (["teacher.lr=0"], "teacher.lr must be > 0"),
     (["teacher.warmup_ratio=1.5"], "teacher.warmup_ratio must be in [0, 1)"),
     (["mixed_precision=fp8"], "mixed_precision: 'fp8' is not one of"),
-    (["threads=0"], "threads must be >= 1 or unset"),
+    (["threads=0"], "threads must be in [1, 65536] or unset"),
     (["students=[{name: s, type: bilstm, embedding_dim: -5}]"], "embedding_dim must be >= 1"),
     (["students=[{name: s, type: bilstm, hidden_dim: 0}]"], "hidden_dim must be >= 1"),
     (["students=[{name: s, type: bilstm, dropout: 1.0}]"], "dropout must be in [0, 1)"),
@@ -57,7 +57,7 @@ BAD = [
     (["students=[{name: s, mode: per_language, from_student: j}, {name: j}]"], "from_student 'j' is not a student listed before it"),
     (["students=[{name: j}, {name: s, from_student: j}]"], "is one tagger per language; set its mode: per_language"),
     (["students=[{name: j, mode: per_language}, {name: s, mode: per_language, from_student: j}]"], "must be a joint student"),
-    (["students=[{name: 'a/b'}]"], "contain no '/'"),
+    (["students=[{name: 'a/b'}]"], "the name contains a path separator '/'"),
     (["students=[]"], "students: none given"),
     (["data.format=parquet"], "data.format: 'parquet' is not one of"),
     (["data.train_per_lang=0"], "data.train_per_lang must be >= 1"),
@@ -66,20 +66,28 @@ BAD = [
     (["output_dir=' '"], "output_dir: empty"),
     (["log_with=[tensorbord]"], "log_with: 'tensorbord' is not an Accelerate tracker"),
     (["log_with=[clearml]"], "log_with: 'clearml' needs its package"),
+    # #28: every value range-checked from its one description (config.Range), floats finite.
+    (["seed=-1"], "seed must be in [0, 4294967295] (got -1)"),
+    (["seed=4294967296"], "seed must be in [0, 4294967295]"),
+    (["threads=99999999999999999999"], "threads must be in [1, 65536] or unset"),
+    (["teacher.lr=.inf"], "teacher.lr must be a finite number (got inf)"),
+    (["teacher.lr=.nan"], "teacher.lr must be a finite number (got nan)"),
+    (["teacher.max_grad_norm=-1"], "teacher.max_grad_norm must be > 0 (got -1.0)"),
+    (["teacher.weight_decay=-.inf"], "teacher.weight_decay must be a finite number (got -inf)"),
+    (["distil.max_grad_norm=.nan"], "distil.max_grad_norm must be a finite number (got nan)"),
+    (["distil.stages=[{name: r, loss: gold, data: labeled, lr: .nan}]"], "distil: stage 'r': lr must be a finite number (got nan)"),
+    (["students=[{name: s, lr_scale: .nan}]"], "student 's': lr_scale must be a finite number (got nan)"),
+    (["distil.stages=[{name: r, loss: logits_kl, data: transfer, temperature: .inf}]"], "stage 'r': temperature must be a finite number"),
+    (["students=[{name: s, lr_scale: 1.0e+300, stages: [{name: g, loss: gold, data: labeled, lr: 1.0e+300}]}]"],
+     "lr 1e+300 times lr_scale 1e+300 is inf, not a usable learning rate"),
+    (["students=[{name: s, type: transformer, hidden_dim: 16, num_layers: 2, num_heads: 0}]"], "student 's': num_heads must be >= 1 or unset"),
+    (["teacher.max_length=1000"], "teacher.max_length=1000 is more than the teacher's 128 positions; use at most 128"),
+    (["students=[{name: '..'}]"], "student '..': the name is empty, '.' or '..'"),
+    (['students=[{name: "a\\0b"}]'], "the name contains the control character U+0000"),
+    (["languages=[en, de, '../../../ESCAPED']"], "languages: '../../../ESCAPED' contains a path separator '/'"),
+    (["teacher.model=/no/such/teacher"], "teacher.model: '/no/such/teacher' is neither an existing folder nor a Hub id"),
+    (["data.files.de={train: x.txt}"], "data.files.de has no dev file and data.root is not set"),
 ]
-
-
-@pytest.fixture
-def base(tmp_path: Path, tiny_data: Path, tiny_teacher: Path) -> Path:
-    """A valid config for the tiny data and teacher; each case overrides part of it."""
-    files = {lang: {split: str(tiny_data / lang / f"{split}.txt") for split in ("train", "dev", "test")} for lang in ("en", "de")}
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump({
-        "output_dir": str(tmp_path / "out"), "languages": ["en", "de"], "data": {"files": files},
-        "teacher": {"model": str(tiny_teacher), "max_length": 32},
-        "students": [{"name": "s", "type": "bilstm", "embedding_dim": 8, "hidden_dim": 8}],
-    }))
-    return path
 
 
 def test_the_base_config_is_valid(base: Path) -> None:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .config import RunConfig, resolve
+from .config import RunConfig, key_range, resolve
 from .errors import XdnerError
 from .log import configure as configure_logging
 from .threads import configure_threads
@@ -157,8 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_demo(args.output_dir, quick=args.quick)
             return 0
         cfg = resolve_config(args)
-        # A count below 1 is left to the up-front check, which reports it with every other problem.
-        configure_threads(cfg.threads if cfg.threads is not None and cfg.threads >= 1 else None)
+        # A count out of range is left to the up-front check, which reports it with every other problem.
+        threads_ok = cfg.threads is not None and key_range(RunConfig, "threads").contains(cfg.threads)
+        configure_threads(cfg.threads if threads_ok else None)
         from .pipeline import STEPS, Run
 
         output_dir = cfg.output_dir

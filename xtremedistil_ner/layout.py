@@ -5,9 +5,12 @@ seeds anything."""
 
 from __future__ import annotations
 
+import os
+import unicodedata
 from pathlib import Path
 from typing import Any
 
+from .errors import XdnerError
 from .io import read_json
 
 CONFIG = "config.yaml"  # the resolved config of the run's last command
@@ -74,6 +77,12 @@ class RunLayout:
         return read_json(self.report_path)
 
     def student_dir(self, name: str, lang: str | None = None) -> Path:
+        """students/NAME/SCOPE, refused if the name or language would lead out of `root` (the
+        up-front check refuses such names; this keeps any other caller inside too)."""
+        for part in (name, lang or JOINT):
+            why = unsafe_component(part)
+            if why:
+                raise XdnerError(f"{part!r} {why}; a student's folder must stay under {self.root}")
         return self.root / STUDENTS / name / (lang or JOINT)
 
     def final_students(self) -> dict[str, Path]:
@@ -95,3 +104,18 @@ def student_parts(path: Path | str) -> tuple[Path | None, str]:
 
 def student_name(path: Path | str) -> str:
     return student_parts(path)[1]
+
+
+def unsafe_component(name: str) -> str | None:
+    """Why `name` (a student name or a language code, used as one folder name under the output
+    directory) is not a safe path component, or None: empty, `.` or `..`, a path separator, a NUL
+    or another control character."""
+    if name in ("", ".", ".."):
+        return "is empty, '.' or '..'"
+    seps = sorted({"/", "\\", os.sep, os.altsep or "/"} & set(name))
+    if seps:
+        return f"contains a path separator {seps[0]!r}"
+    control = next((c for c in name if unicodedata.category(c) == "Cc"), None)
+    if control is not None:
+        return f"contains the control character U+{ord(control):04X}"
+    return None

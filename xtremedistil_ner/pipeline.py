@@ -124,10 +124,7 @@ class Run(RunLayout):
 
     @cached_property
     def corpus(self) -> Corpus:
-        corpus = build_corpus(self.cfg.data, self.cfg.languages, self.cfg.seed)
-        if self.acc.is_main_process:
-            write_json(self.root / "data_stats.json", corpus.stats)
-        return corpus
+        return build_corpus(self.cfg.data, self.cfg.languages, self.cfg.seed)
 
     @cached_property
     def tokenizer(self):
@@ -517,7 +514,11 @@ class Run(RunLayout):
         return {**result, "eval_seconds": seconds}
 
     def run_all(self, steps: tuple[str, ...] = STEPS) -> dict[str, Any] | None:
+        """`steps` in order under the output directory's lock. Every step reads the corpus, so it
+        is read first: a data file's problem (named by file and line) stops the run before the
+        lock or config.yaml is written."""
         report = None
+        self.corpus  # noqa: B018 (read for its errors; every step uses it)
         with self.claim():
             for step in steps:
                 self._log(f"== {step} ==")
@@ -548,6 +549,7 @@ class Run(RunLayout):
             if left:
                 self._log(f"removed {len(left)} unfinished file(s) or folder(s) a killed run left in {self.root}")
             save_config(self.cfg, self.config_path)
+            write_json(self.root / "data_stats.json", self.corpus.stats)
             if self.cfg.log_with:
                 self.acc.init_trackers(self.root.name, config=flat_scalars(to_dict(self.cfg)))
             self.acc.wait_for_everyone()

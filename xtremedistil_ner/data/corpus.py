@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import DataConfig
+from ..files import not_regular_message
 from ..languages import load_language
 from .conll import ReadStats, Sentence, read_conll, read_transfer
 from .hub import load_hub_split
@@ -41,11 +42,18 @@ def split_file(cfg: DataConfig, lang: str, split: str) -> Path | None:
         return None
     if cfg.format != "local":
         raise DataError(f"data.format must be 'local' or 'hub' (got {cfg.format!r})")
+    if not cfg.root and explicit:
+        raise DataError(f"data.files.{lang} has no {split} file and data.root is not set to find one under: add "
+                        f"data.files.{lang}.{split} (a run reads train, dev and test for every language)")
     if not cfg.root:
-        raise DataError("data.root is not set: point it at the folder holding <dataset>/<lang>/{train,dev,test}.txt")
+        raise DataError(f"data.root is not set (needed for {lang}): point it at the folder holding "
+                        "<dataset>/<lang>/{train,dev,test}.txt, or list the language's files under data.files")
     path = load_language(lang).local_dir(cfg.dataset, Path(cfg.root)) / f"{split}.txt"
     if not path.exists():
-        raise DataError(f"{path}: missing {split} split for language {lang}")
+        raise DataError(f"data.root: {path}: missing {split} split for language {lang}")
+    refused = not_regular_message(path)
+    if refused:
+        raise DataError(f"data.root: {refused} (the {split} split for language {lang})")
     return path
 
 
