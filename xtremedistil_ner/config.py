@@ -35,6 +35,7 @@ class DataConfig:
     dev_limit: int | None = None
     test_limit: int | None = None
     strict: bool = False
+    synthetic: bool = False  # generated data (the demo's): the model cards say so
 
 
 @dataclass
@@ -193,6 +194,8 @@ class RunConfig:
     threads: int | None = None
     # Accelerate trackers for the training curves (tensorboard, wandb, mlflow, ...); files under OUTPUT_DIR/logs.
     log_with: list[str] = field(default_factory=list)
+    # The students' license in their model cards (a Hub identifier such as mit); null: the teacher's, if known.
+    license: str | None = None
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
