@@ -19,6 +19,8 @@ from tqdm.auto import tqdm
 PACKAGE = "xtremedistil_ner"
 LINE_SECONDS = 10  # off a terminal: a bar's first line after this long, then one per this long
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
 class _Stderr(logging.StreamHandler):
     """Writes to whatever `sys.stderr` is when a record comes (pytest and notebooks swap it)."""
 
