@@ -12,6 +12,7 @@ import pytest
 from huggingface_hub import ModelCard
 
 from xtremedistil_ner.config import load_config
+from xtremedistil_ner.errors import XdnerError
 from xtremedistil_ner.io import verify_manifest
 from xtremedistil_ner.pipeline import Run, restrict
 from xtremedistil_ner.students import load_student
@@ -96,7 +97,11 @@ def test_pipeline_end_to_end(tmp_path: Path, tiny_data: Path, tiny_teacher: Path
 
         (events,) = (out / "logs" / "joint").glob("events.out.tfevents.*")
         tags = EventAccumulator(str(events)).Reload().Tags()["scalars"]
-        assert "teacher/teacher/dev_macro_f1" in tags and "s/joint/logits[classifier]/train_loss" in tags
+        # One prefix per model (and student sub-stage); per-step loss and learning rate besides the epochs' records.
+        assert {"teacher/dev_macro_f1", "teacher/step_loss", "teacher/lr", "s/joint/logits/classifier/train_loss",
+                "s/joint/logits/classifier/lr"} <= set(tags) and not any(t.startswith("teacher/teacher") for t in tags)
+        scalars = EventAccumulator(str(events)).Reload()
+        assert len(scalars.Scalars("teacher/lr")) == len(scalars.Scalars("teacher/step_loss")) > len(scalars.Scalars("teacher/dev_macro_f1"))
     assert json.loads((out / "report.json").read_text())["models"].keys() == report["models"].keys()
     for scope in scopes:  # each student ran its own schedule
         s_runs = json.loads((out / "students" / "s" / scope / "progress.json").read_text())["history"]
@@ -119,10 +124,18 @@ def test_pipeline_end_to_end(tmp_path: Path, tiny_data: Path, tiny_teacher: Path
                 lang: report["models"][name]["test_f1"][lang] for lang in langs}
             assert "Not evaluated yet" not in card.text and f"{report['models']['teacher']['test_f1'][langs[0]]:.2f}" in card.text
     # A second run over the same directory skips every finished step.
+    logs_before = sorted((out / "logs").rglob("*"))
     capsys.readouterr()
     again = make_run(tmp_path, tiny_data, tiny_teacher, mode).run_all()
     log = capsys.readouterr().err
     assert "skipping" in log and log.count("already distilled") == 3 * len(scopes)
+    # A run that trains nothing, and one the checks refuse, write no log files.
+    assert sorted((out / "logs").rglob("*")) == logs_before
+    changed = make_run(tmp_path, tiny_data, tiny_teacher, mode)
+    changed.cfg.teacher.epochs = 2
+    with pytest.raises(XdnerError, match="teacher.epochs"):
+        changed.run_all()
+    assert sorted((out / "logs").rglob("*")) == logs_before
     # Evaluation reuses every model's scores: same weights, same test data.
     assert log.count("reusing") == 4 and again["models"]["t"]["test_f1"] == report["models"]["t"]["test_f1"]
     # ... and reports the time the scoring took when it was done, not the time reusing it took.

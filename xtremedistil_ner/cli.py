@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from . import __version__
 from .config import RunConfig, key_range, resolve
 from .errors import XdnerError
 from .log import configure as configure_logging
@@ -51,6 +52,7 @@ def add_verbosity(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xdner", description="Distil multilingual NER teachers into compact students.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for step, text in STEP_HELP.items():
         _common(sub.add_parser(step, help=text, description=text))
@@ -59,9 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output-dir", type=Path, default=Path("xdner-demo"), help="where the demo's data, teacher and outputs go")
     demo.add_argument("--quick", action="store_true", help="a much smaller run (for smoke tests)")
     add_verbosity(demo)
-    add_validate_parser(sub)
-    add_predict_parser(sub)
-    add_export_parser(sub)
+    for add in (add_validate_parser, add_predict_parser, add_export_parser):
+        add_verbosity(add(sub))
     return parser
 
 

@@ -93,6 +93,7 @@ class DataConfig:
     # Refuse what is otherwise repaired or dropped with a warning: an I-X tag that opens an entity,
     # and columns between a line's first (the token) and its last (the tag).
     strict: bool = False
+    synthetic: bool = False  # generated data (the demo's): the model cards say so
 
 
 @dataclass
@@ -260,6 +261,8 @@ class RunConfig:
     threads: int | None = ranged(None, Range(low=1, high=2**16, unset="for all available cores"))
     # Accelerate trackers for the training curves (tensorboard, wandb, mlflow, ...); files under OUTPUT_DIR/logs.
     log_with: list[str] = field(default_factory=list)
+    # The students' license in their model cards (a Hub identifier such as mit); null: the teacher's, if known.
+    license: str | None = None
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     annotate: AnnotateConfig = field(default_factory=AnnotateConfig)

@@ -4,10 +4,12 @@ multilingual data, sized to finish in about ten minutes on two CPU cores."""
 from __future__ import annotations
 
 import logging
+import shlex
 import time
 from pathlib import Path
 
 from .config import (
+    DataConfig,
     DistilConfig,
     EvalConfig,
     RunConfig,
@@ -22,8 +24,8 @@ logger = logging.getLogger(__name__)
 
 BANNER = """\
 xdner demo: SYNTHETIC demo data (faker names + sentence templates in {n} languages), generated in
-{data}. It shows the pipeline working end to end; it is not a benchmark. For real data, see the
-README: `xdner run languages/...` on WikiANN from the Hub or on your own CoNLL files.
+{data}. It shows the pipeline working end to end; it is not a benchmark. For real data, write a
+run config as in the README ("Running on real data") and run `xdner run CONFIG`.
 """
 
 
@@ -45,6 +47,7 @@ def demo_config(out_dir: Path, quick: bool) -> tuple[RunConfig, dict[str, int]]:
     cfg = RunConfig(
         output_dir=str(out_dir / "run"),
         languages=list(DEFAULT_DEMO_LANGUAGES),
+        data=DataConfig(synthetic=True),
         teacher=TeacherConfig(max_length=64, epochs=teacher_epochs, batch_size=16, eval_batch_size=64, lr=teacher_lr),
         students=[StudentConfig("bilstm-50-200", "bilstm", 50, 200)],
         distil=DistilConfig(batch_size=32, eval_batch_size=128, stages=stages),
@@ -57,12 +60,13 @@ def run_demo(out_dir: Path, quick: bool = False) -> dict:
     out_dir = Path(out_dir)
     cfg, sizes = demo_config(out_dir, quick)
     data_dir = out_dir / "data"
+    command = shlex.join(["xdner", "demo", "--output-dir", str(out_dir), *(["--quick"] if quick else [])])
     t0 = time.time()
-    paths = generate_demo_corpus(data_dir, cfg.languages, **sizes)
+    paths = generate_demo_corpus(data_dir, cfg.languages, **sizes, command=command)
     logger.warning(BANNER.format(n=len(cfg.languages), data=data_dir))
     cfg.data.files = {lang: {s: str(p[s]) for s in ("train", "dev", "test")} for lang, p in paths.items()}
     cfg.data.transfer_files = {lang: [str(p["transfer"])] for lang, p in paths.items()}
-    run = Run(cfg, command=f"xdner demo --output-dir {out_dir}" + (" --quick" if quick else ""))
+    run = Run(cfg, command=command)
     report = run.run_all()
     assert report is not None
     print((run.root / "report.md").read_text(encoding="utf-8"))

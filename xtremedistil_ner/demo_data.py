@@ -297,7 +297,9 @@ Per language: `train.txt`, `dev.txt`, `test.txt` (CoNLL: `token<TAB>tag`, IOB2 t
 blank line between sentences) and `transfer.txt` (unlabeled, one sentence per line).
 Dev/test use entity names that never occur in train, plus templates train never sees.
 
-For real data (WikiANN or your own CoNLL files) run `xdner run languages/...`; see the project README.
+Check them as any CoNLL data, from this folder: `xdner validate .`. Rerun the demo that wrote them
+(finished steps are skipped), from where it ran: `{command}`. For real data (WikiANN, or your own CoNLL files in this layout),
+write a run config as in "Running on real data" in the project README and run `xdner run CONFIG`.
 """
 
 
@@ -439,9 +441,11 @@ def generate_demo_corpus(
     n_test: int = 200,
     n_transfer: int = 1500,
     seed: int = 13,
+    command: str = "xdner demo",
 ) -> dict[str, dict[str, Path]]:
     """Write `<out_dir>/<lang>/{train,dev,test}.txt` (CoNLL) and `transfer.txt` (unlabeled) plus a
-    README; return `{lang: {split: path}}`. Same seed -> byte-identical files."""
+    README naming `command`, the demo that wrote them; return `{lang: {split: path}}`. Same seed
+    and command -> byte-identical files."""
     unknown = [lang for lang in languages if lang not in _LANGUAGES]
     if unknown:
         raise ValueError(f"no demo templates for {unknown}; choose from {list(_LANGUAGES)}")
@@ -466,5 +470,5 @@ def generate_demo_corpus(
         for split, sentences in labeled.items():
             write_text(paths[lang][split], _conll(sentences))
         write_text(paths[lang]["transfer"], "".join(" ".join(t for t, _ in s) + "\n" for s in transfer))
-    write_text(out_dir / "README.md", _README)
+    write_text(out_dir / "README.md", _README.format(command=command))
     return paths

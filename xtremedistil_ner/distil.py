@@ -261,10 +261,11 @@ class Distiller:
             return dev["macro"]["f1"], dev, {"dev_macro_f1": dev["macro"]["f1"]}
 
         label = f"{stage.name}[{'+'.join(trainable)}]"
+        tag = f"{self.out_dir.parent.name}/{self.out_dir.name}/{stage.name}/{'-'.join(trainable)}"  # the trackers' prefix
         loop = TrainLoop(acc, model, optimizer, scheduler, loader, sampler, loss, epochs, label, st,
                          select=select if epochs > 1 else None,  # a one-epoch sub-stage has nothing to select from
                          patience=stage.patience, max_grad_norm=self.cfg.max_grad_norm, best_state=best_state,
-                         plugins=[self.resume, *tracking(acc, f"{self.out_dir.parent.name}/{self.out_dir.name}")])
+                         plugins=[self.resume, *tracking(acc, tag)])
         st = loop.run()
         acc.free_memory()
         return {"stage": stage.name, "loss": stage.loss, "trainable": list(trainable), "best_epoch": st.best_epoch, "epochs": st.epochs,

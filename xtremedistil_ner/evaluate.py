@@ -1,23 +1,23 @@
 """Word-level predictions for whole sentences (windows merged) and seqeval strict-IOB2 F1
-per language plus the macro average."""
+per language (overall and per entity type) plus the macro average."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from functools import partial
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object
-from seqeval.metrics import f1_score, precision_score, recall_score
+from seqeval.metrics import classification_report
 from seqeval.scheme import IOB2
-from tqdm.auto import tqdm
 
 from .batching import map_windows
 from .data.conll import Sentence
 from .encoding import Window, merge_predictions
+from .log import progress
 
 LogitsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -43,7 +43,7 @@ def predict_windows(
     process predicts its share of every batch (no padding samples, so nothing is counted twice)
     and the shares are exchanged once at the end; `logits_fn` must be an unwrapped model, as
     processes may run different numbers of batches."""
-    bar = partial(tqdm, desc=desc, disable=not accelerator.is_local_main_process, leave=False)
+    bar = partial(progress, main_process=accelerator.is_local_main_process, desc=desc, leave=False)
     local = list(map_windows(lambda ids, mask: logits_fn(ids, mask).argmax(-1), windows, pad_id, batch_size,
                              accelerator.device, accelerator.num_processes, accelerator.process_index, bar))
     out: list[np.ndarray | None] = [None] * len(windows)
@@ -70,8 +70,9 @@ def predict_tags(
     return [[id2label[int(i)] for i in row] for row in merged]
 
 
-def score(sentences: Sequence[Sentence], predicted: Sequence[Sequence[str]]) -> dict[str, dict[str, float]]:
-    """seqeval strict IOB2 precision/recall/F1 (in %) per language, plus `macro` over languages."""
+def score(sentences: Sequence[Sentence], predicted: Sequence[Sequence[str]]) -> dict[str, dict[str, Any]]:
+    """seqeval strict IOB2 precision/recall/F1 (in %) per language, with the same per entity type
+    (and its gold count) under `types`, plus `macro` over languages."""
     by_lang: dict[str, tuple[list[list[str]], list[list[str]]]] = defaultdict(lambda: ([], []))
     for sent, pred in zip(sentences, predicted, strict=True):
         if sent.tags is None:
@@ -79,18 +80,20 @@ def score(sentences: Sequence[Sentence], predicted: Sequence[Sequence[str]]) -> 
         gold_list, pred_list = by_lang[sent.lang]
         gold_list.append(list(sent.tags))
         pred_list.append(list(pred))
-    result: dict[str, dict[str, float]] = {}
+    result: dict[str, dict[str, Any]] = {}
     for lang in sorted(by_lang):
         gold, pred = by_lang[lang]
-        kw = dict(mode="strict", scheme=IOB2, zero_division=0)
-        result[lang] = {
-            "f1": 100 * f1_score(gold, pred, **kw),
-            "precision": 100 * precision_score(gold, pred, **kw),
-            "recall": 100 * recall_score(gold, pred, **kw),
-            "sentences": len(gold),
-        }
+        with np.errstate(invalid="ignore"):  # its macro average over no entity types at all is nan; unused
+            table = classification_report(gold, pred, mode="strict", scheme=IOB2, zero_division=0, output_dict=True)
+        result[lang] = {**_prf(table["micro avg"]), "sentences": len(gold),
+                        "types": {t: {**_prf(v), "support": int(v["support"])} for t, v in table.items() if not t.endswith(" avg")}}
     if result:
         result["macro"] = {
             k: float(np.mean([v[k] for v in result.values()])) for k in ("f1", "precision", "recall")
         }
     return result
+
+
+def _prf(row: dict[str, Any]) -> dict[str, float]:
+    """One row of seqeval's report as precision, recall and F1 in %."""
+    return {"f1": 100 * float(row["f1-score"]), "precision": 100 * float(row["precision"]), "recall": 100 * float(row["recall"])}

@@ -56,10 +56,19 @@ def plot_curves(curves: dict[str, dict[str, list[dict[str, Any]]]], path: Path) 
     plt.close(fig)
 
 
+def share(value: float, teacher: float | None) -> float:
+    """`value` as a % of the teacher's; nan where the teacher scored 0 (a share of nothing)."""
+    return 100 * value / teacher if teacher else math.nan
+
+
+def percent(value: float) -> str:
+    """A share as a table shows it: "–" for none (never nan% or inf%)."""
+    return "–" if math.isnan(value) else f"{value:.1f}%"
+
+
 def share_of_teacher(models: dict[str, Any], name: str, lang: str) -> float:
     """Model `name`'s test F1 on `lang` as a % of the teacher's; nan where the teacher scored 0."""
-    teacher = models["teacher"]["test_f1"].get(lang)
-    return 100 * models[name]["test_f1"][lang] / teacher if teacher else math.nan
+    return share(models[name]["test_f1"][lang], models["teacher"]["test_f1"].get(lang))
 
 
 def by_share(models: dict[str, Any], name: str) -> Callable[[str], float]:

@@ -84,6 +84,7 @@ logger = logging.getLogger(__name__)
 
 STEPS = ("teach", "annotate", "distil", "evaluate")
 LOCK = ".xdner.lock"
+EVAL_RECORD = 2  # what a model's eval/NAME.json holds (2: test_types too); an older record is recomputed
 ARCHITECTURE = ("embedding_dim", "hidden_dim", "num_layers", "num_heads", "ff_dim", "init")  # reported per student
 
 
@@ -214,6 +215,7 @@ class Run(RunLayout):
                 if self.acc.is_main_process:
                     shutil.rmtree(state, ignore_errors=True)
         self.acc.wait_for_everyone()
+        self.start_trackers()
         c = self.corpus
         summary = fine_tune(self.cfg.teacher, c.train, c.dev, c.labels, self.teacher_dir, self.acc, self.cfg.seed,
                             self.teacher_resume_dir, self.teacher_inputs)
@@ -357,6 +359,7 @@ class Run(RunLayout):
                 self._log(f"distil: {scfg.name} ({scope_name}): {student.num_parameters() / 1e6:.2f}M parameters, vocabulary {len(kept) + 2}")
                 data = StageData(transfer, transfer.lengths(), lab, dev_sents, dev_w, self.pad_id)
                 distil_cfg = dataclasses.replace(self.cfg.distil, stages=self.stages_of(scfg))
+                self.start_trackers()
                 progress = Distiller(student, distil_cfg, data, out_dir, self.acc, self.cfg.seed, self.tokenizer, inputs,
                                      trained=scfg.from_student is not None).run()
                 self.write_card(scfg, lang, student)
@@ -416,7 +419,7 @@ class Run(RunLayout):
             teacher.to(self.acc.device).eval()
             pred = predict_tags(logits_fn(teacher), c.test, test_windows, c.labels.id2label, self.pad_id,
                                 self.cfg.teacher.eval_batch_size, self.acc, "teacher test")
-            return {"test_f1": _f1(score(c.test, pred)), "parameters": count_parameters(teacher), "model": self.cfg.teacher.model,
+            return {**_test_scores(score(c.test, pred)), "parameters": count_parameters(teacher), "model": self.cfg.teacher.model,
                     "latency": measure(logits_fn(teacher), lat_ids, lat_mask, ecfg.latency_repeats)}
 
         models = {"teacher": self._cached_eval("teacher", [self.teacher_dir / "model.safetensors"], test_key, teacher_result)}
@@ -481,7 +484,7 @@ class Run(RunLayout):
             for i, p in zip(idx, out):
                 preds[i] = p
         return {
-            "test_f1": _f1(score(c.test, preds)),  # type: ignore[arg-type]
+            **_test_scores(score(c.test, preds)),  # type: ignore[arg-type]
             "parameters": int(np.mean(params)),  # per tagger: what one language's user deploys
             "type": scfg.type,
             **{k: getattr(student.config, k) for k in ARCHITECTURE if hasattr(student.config, k)},
@@ -550,14 +553,18 @@ class Run(RunLayout):
                 self._log(f"removed {len(left)} unfinished file(s) or folder(s) a killed run left in {self.root}")
             save_config(self.cfg, self.config_path)
             write_json(self.root / "data_stats.json", self.corpus.stats)
-            if self.cfg.log_with:
-                self.acc.init_trackers(self.root.name, config=flat_scalars(to_dict(self.cfg)))
             self.acc.wait_for_everyone()
             yield
         finally:
             if self.cfg.log_with:
                 self.acc.end_training()
             lock.release()
+
+    def start_trackers(self) -> None:
+        """The trackers (`log_with`), started once something is about to train: a run the checks
+        refuse, or one that finds every step done, writes no log files."""
+        if self.cfg.log_with and not self.acc.trackers:
+            self.acc.init_trackers(self.root.name, config=flat_scalars(to_dict(self.cfg)))
 
     def _log(self, msg: str) -> None:
         if self.acc.is_main_process:
@@ -573,14 +580,18 @@ def restrict(sentences: list[Sentence], windows: list[Window], lang: str | None)
 
 
 def _test_key(test: list[Sentence], eval_cfg: dict[str, Any], max_length: int) -> str:
-    h = hashlib.sha256(json.dumps([eval_cfg, max_length]).encode())
+    h = hashlib.sha256(json.dumps([eval_cfg, max_length, EVAL_RECORD]).encode())
     for sent in test:
         h.update(json.dumps([sent.lang, sent.tokens, sent.tags]).encode())
     return h.hexdigest()
 
 
-def _f1(scores: dict[str, dict[str, float]]) -> dict[str, float]:
-    return {lang: round(v["f1"], 2) for lang, v in scores.items()}
+def _test_scores(scores: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A model's test F1 per language and macro, and per language its precision, recall and F1
+    per entity type, rounded as reported (plain floats: a report read back divides the same)."""
+    types = {lang: {t: {k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()} for t, row in s["types"].items()}
+             for lang, s in scores.items() if lang != "macro"}
+    return {"test_f1": {lang: round(float(v["f1"]), 2) for lang, v in scores.items()}, "test_types": types}
 
 
 def scripts_of(languages: list[str]) -> dict[str, str]:

