@@ -83,7 +83,7 @@ def main() -> None:
     cache = cache_mod.TransferCache(out / "cache")
     train = sentences(16, 3, "en", True) + sentences(8, 4, "de", True)
     labeled = encode(train, tokenizer, MAX_LENGTH, labels.label2id)
-    kept = np.union1d(cache.token_ids(), np.unique(np.concatenate([w.input_ids for w in labeled])))
+    kept = np.union1d(np.nonzero(cache.token_counts(teacher.config.vocab_size))[0], np.unique(np.concatenate([w.input_ids for w in labeled])))
     kept = kept[kept != pad_id]
     student = tiny_student(labels.tags, kept, pad_id, teacher.config.vocab_size, hidden_dim=8, dropout=args.dropout,
                            teacher_hidden_size=teacher.config.hidden_size, max_length=128)

@@ -167,12 +167,12 @@ def test_joint_and_per_language_students_share_one_run(tmp_path: Path, tiny_data
 
 
 def test_per_language_taggers_specialised_from_the_joint_student(tmp_path: Path, tiny_data: Path, tiny_teacher: Path) -> None:
-    """`from_student`: each language's tagger starts from the joint student, keeps only its
-    language's pieces (fewer parameters), distils on its language with the specialisation
+    """`from_student`: each language's tagger starts from the joint student, keeps the pieces
+    that fit its share of the parameters (`keep_share`), distils on its language with the specialisation
     schedule, and the report sets joint, specialised and from-scratch taggers side by side."""
     run = make_run(tmp_path, tiny_data, tiny_teacher, "joint")
     joint = dataclasses.replace(run.cfg.students[0], stages=None)
-    run.cfg.students = [joint, dataclasses.replace(joint, name="s-spec", mode="per_language", from_student="s", embedding_dim=99),
+    run.cfg.students = [joint, dataclasses.replace(joint, name="s-spec", mode="per_language", from_student="s", embedding_dim=99, keep_share=0.9),
                         dataclasses.replace(joint, name="s-per", mode="per_language")]
     run.cfg.distil.gold_only_baseline = False
     report = run.run_all()
@@ -181,9 +181,9 @@ def test_per_language_taggers_specialised_from_the_joint_student(tmp_path: Path,
     for lang in ("de", "en"):
         tagger = load_student(out / "students" / "s-spec" / lang / "model")
         assert tagger.config.embedding_dim == source.config.embedding_dim  # the joint student's architecture
-        assert tagger.num_parameters() <= source.num_parameters()  # its language's pieces only (here they share most)
+        assert tagger.num_parameters() <= 0.9 * source.num_parameters()  # keep_share
         progress = json.loads((out / "students" / "s-spec" / lang / "progress.json").read_text())
-        assert [h["stage"] for h in progress["history"]] == ["logits", "gold"]
+        assert [h["stage"] for h in progress["history"]] == ["gold"]
         assert "stage_entry_dev_macro_f1" in progress["history"][0]  # the first stage is guarded: it entered trained
         assert progress["inputs"]["student"]["from_student"] == hashlib.sha256(
             (out / "students" / "s" / "joint" / "model" / "model.safetensors").read_bytes()).hexdigest()

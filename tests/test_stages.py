@@ -16,6 +16,7 @@ from xtremedistil_ner.config import DistilConfig, StageConfig
 from xtremedistil_ner.data.conll import Sentence
 from xtremedistil_ner.distil import Distiller, StageData, is_distilled
 from xtremedistil_ner.encoding import Window
+from xtremedistil_ner.io import ArtifactError
 from xtremedistil_ner.stages import sub_stages, validate_stage
 from xtremedistil_ner.students import XtremeDistilPreTrainedModel, load_student
 
@@ -166,7 +167,14 @@ def test_a_stage_that_lowers_dev_f1_gives_back_the_model_that_entered_it(tmp_pat
     acc = crashing_accelerator(16)  # 9 saves in "good", 6 in wreck's first sub-stage, then its second's first
     with pytest.raises(Crash):
         Distiller(make_student(), both, make_data(), tmp_path / "resumed", acc, seed=0).run()
-    assert (tmp_path / "resumed" / "checkpoint" / "stage_entry.safetensors").exists()
+    entry = tmp_path / "resumed" / "checkpoint" / "stage_entry.safetensors"
+    intact = entry.read_bytes()
+    flipped = bytearray(intact)
+    flipped[-1] ^= 0xFF
+    entry.write_bytes(bytes(flipped))
+    with pytest.raises(ArtifactError, match=r"stage_entry\.safetensors is a damaged distillation checkpoint: sha256 differs"):
+        Distiller(make_student(), both, make_data(), tmp_path / "resumed", Accelerator(cpu=True), seed=0).run()
+    entry.write_bytes(intact)
     again = Distiller(make_student(), both, make_data(), tmp_path / "resumed", Accelerator(cpu=True), seed=0).run()
     assert again["history"][-1]["rolled_back"] and again["final_dev"] == only_good["final_dev"]
     resumed = load_student(tmp_path / "resumed" / "model").state_dict()

@@ -247,18 +247,21 @@ def test_a_specialised_student_keeps_its_pieces_and_maps_the_rest_to_the_nearest
         specialise(source, np.array([10, 42]), 0, teacher_emb)
 
 
-def test_a_specialised_vocabulary_fills_its_parameter_share_with_the_most_frequent_other_pieces() -> None:
-    """After its own pieces a specialised tagger keeps the source's most frequent other pieces,
-    exactly as many as keep its parameters within the share; a share too small for more than
-    its own pieces keeps just those."""
+def test_a_specialised_vocabulary_keeps_the_most_frequent_pieces_that_fit_its_parameter_share() -> None:
+    """A specialised tagger keeps its language's pieces, most frequent in its own text first,
+    then the run's most frequent other pieces, exactly as many as keep its parameters within
+    the share: a share too small for all its own pieces drops its rarest ones."""
     source = make("bilstm")  # teacher ids 10..19 have rows of their own
     width = source.get_input_embeddings().weight.shape[1]
-    counts = np.zeros(len(source.id_map), dtype=np.int64)
-    counts[10:20] = [9, 9, 1, 5, 7, 3, 8, 2, 6, 4]
-    own = np.array([10, 11])
     fixed = source.num_parameters() - source.get_input_embeddings().weight.numel()
-    share = (fixed + (2 + 2 + 3) * width) / source.num_parameters()  # room for pad, unknown, 2 own and 3 more rows
-    kept = specialised_vocabulary(source, own, counts, share)
-    assert kept.tolist() == [10, 11, 14, 16, 18]  # counts 7, 8, 6: the three most frequent others
-    assert specialise(source, kept, 0, torch.randn(50, 10)).num_parameters() <= share * source.num_parameters()
-    assert specialised_vocabulary(source, own, counts, 0.0).tolist() == [10, 11]
+    own, counts = np.zeros(50, dtype=np.int64), np.zeros(50, dtype=np.int64)
+    own[[10, 11, 12]] = [1, 5, 3]
+    counts[10:20] = [9, 9, 1, 5, 7, 3, 8, 2, 6, 4]
+
+    def share(rows: int) -> float:  # room for pad, unknown and `rows` pieces
+        return (fixed + (2 + rows) * width) / source.num_parameters()
+
+    kept = specialised_vocabulary(source, own, counts, share(5))
+    assert kept.tolist() == [10, 11, 12, 14, 16]  # then counts 8, 7
+    assert specialise(source, kept, 0, torch.randn(50, 10)).num_parameters() == round(share(5) * source.num_parameters())
+    assert specialised_vocabulary(source, own, counts, share(2)).tolist() == [11, 12]  # its own two most frequent

@@ -354,14 +354,8 @@ class TransferCache(Dataset):
             "index": j,
         }
 
-    def _all_ids(self) -> np.ndarray:
-        return np.concatenate([self.shards[k].input_ids[self.shards[k].offsets[i] : self.shards[k].offsets[i + 1]] for k, i in self.index])
-
-    def token_ids(self) -> np.ndarray:
-        """The distinct subword ids of the windows in this view (only its languages' windows,
-        so a per-language student's vocabulary holds only its own language's pieces)."""
-        return np.unique(self._all_ids())
-
     def token_counts(self, size: int) -> np.ndarray:
-        """How often each of `size` subword ids occurs in the windows of this view."""
-        return np.bincount(self._all_ids(), minlength=size)
+        """How often each of `size` subword ids occurs in the windows of this view (only its
+        languages' windows, so a per-language student's vocabulary holds only its own pieces)."""
+        ids = [self.shards[k].input_ids[self.shards[k].offsets[i] : self.shards[k].offsets[i + 1]] for k, i in self.index]
+        return np.bincount(np.concatenate(ids), minlength=size)

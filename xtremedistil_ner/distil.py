@@ -33,8 +33,10 @@ from .encoding import Window
 from .evaluate import logits_fn, predict_tags, score
 from .io import (
     atomic_dir,
+    damaged,
     read_json,
     settled_dir,
+    sha256_file,
     write_json,
 )
 from .layout import CHECKPOINT, FINAL, PROGRESS, RESUME
@@ -278,6 +280,8 @@ class Distiller:
             progress = read_json(path / PROGRESS)
             self.student.load_state_dict(load_student(path).state_dict())
             if progress.get("entry") is not None:
+                if sha256_file(path / ENTRY) != progress.get("entry_sha256"):
+                    raise damaged(path / ENTRY, "distillation checkpoint", f"sha256 differs from {PROGRESS}")
                 self.entry_state = load_file(str(path / ENTRY))
             if self.acc.is_main_process:
                 logger.info(f"resuming distillation in {self.out_dir}: {len(progress['done'])} sub-stages already done")
@@ -293,6 +297,7 @@ class Distiller:
                 save_student(self.student, tmp)
                 if progress.get("entry") is not None:
                     save_file(self.entry_state, str(tmp / ENTRY))
+                    progress = {**progress, "entry_sha256": sha256_file(tmp / ENTRY)}  # verified on resume
                 write_json(tmp / PROGRESS, progress)
         self.resume.clear()
 

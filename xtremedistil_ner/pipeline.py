@@ -346,13 +346,15 @@ class Run(RunLayout):
                 transfer = cache_mod.TransferCache(self.cache_dir, scope, self.student_layers(scfg, teacher))
                 lab = [w for w, l in zip(labeled, train_langs) if lang is None or l == lang]
                 _, dev_sents, dev_w = restrict(self.corpus.dev, dev_windows, lang)
-                kept = np.union1d(transfer.token_ids(), np.unique(np.concatenate([w.input_ids for w in lab])))
+                size = teacher.get_input_embeddings().weight.shape[0]
+                counts = self._token_counts(transfer, lab, size)
+                kept = np.nonzero(counts)[0]
                 kept = kept[kept != self.pad_id]
                 if scfg.from_student:
                     if source is None:
                         source = load_student(self.student_dir(scfg.from_student, None) / FINAL)
-                        counts = self._token_counts(labeled, len(source.id_map))
-                    kept = specialised_vocabulary(source, kept, counts, scfg.keep_share)
+                        run_counts = self._token_counts(cache_mod.TransferCache(self.cache_dir), labeled, size)
+                    kept = specialised_vocabulary(source, counts, run_counts, scfg.keep_share)
                     student = specialise(source, kept, self.pad_id, teacher.get_input_embeddings().weight.detach())
                 else:
                     student = self.build_student(scfg, kept, teacher)
@@ -368,10 +370,13 @@ class Run(RunLayout):
                 # Every student's time, also those distilled by earlier runs.
                 self._time("distil", sum(v for k, v in timings.items() if k.startswith("distil:")))
 
-    def _token_counts(self, labeled: list[Window], size: int) -> np.ndarray:
-        """How often each teacher id occurs in the run's transfer and labeled windows."""
-        counts = cache_mod.TransferCache(self.cache_dir).token_counts(size)
-        return counts + np.bincount(np.concatenate([w.input_ids for w in labeled]), minlength=size)
+    @staticmethod
+    def _token_counts(transfer: cache_mod.TransferCache, labeled: list[Window], size: int) -> np.ndarray:
+        """How often each of the teacher's `size` ids occurs in these transfer and labeled windows."""
+        counts = transfer.token_counts(size)
+        if labeled:
+            counts += np.bincount(np.concatenate([w.input_ids for w in labeled]), minlength=size)
+        return counts
 
     def stages_of(self, scfg: StudentConfig) -> list[StageConfig]:
         """The student's schedule: its own stages or `distil.stages`, learning rates scaled."""

@@ -181,17 +181,18 @@ def specialise(source: XtremeDistilPreTrainedModel, kept_ids: np.ndarray, pad_id
     return model.eval()
 
 
-def specialised_vocabulary(source: XtremeDistilPreTrainedModel, own_ids: np.ndarray, counts: np.ndarray, share: float) -> np.ndarray:
-    """The teacher ids a tagger specialised from `source` keeps: `own_ids` (its language's
-    pieces), then the other pieces most frequent in `counts` (the run's transfer and labeled
-    text, which gave `source` its rows), while its parameters stay within `share` of the source's."""
+def specialised_vocabulary(source: XtremeDistilPreTrainedModel, own_counts: np.ndarray, counts: np.ndarray, share: float) -> np.ndarray:
+    """The teacher ids a tagger specialised from `source` keeps, as many as fit in `share` of the
+    source's parameters: its language's pieces, most frequent in its own text (`own_counts`)
+    first, then the other pieces most frequent in `counts` (the run's transfer and labeled text,
+    which gave `source` its rows). A piece left out reads its nearest kept piece's row."""
     rows = source.get_input_embeddings().weight
     fixed = source.num_parameters() - rows.numel()  # everything but the embedding rows
-    budget = int((share * source.num_parameters() - fixed) // rows.shape[1]) - 2 - len(own_ids)
-    if budget <= 0:
-        return own_ids
-    candidates = np.setdiff1d(np.nonzero(counts)[0], own_ids)  # the source's own pieces: it was built from this text
-    return np.union1d(own_ids, candidates[np.argsort(-counts[candidates], kind="stable")][:budget])
+    room = max(1, int((share * source.num_parameters() - fixed) // rows.shape[1]) - 2)  # pad and unknown have rows too
+    own = np.nonzero(own_counts)[0]
+    others = np.setdiff1d(np.nonzero(counts)[0], own)
+    ranked = np.concatenate([own[np.argsort(-own_counts[own], kind="stable")], others[np.argsort(-counts[others], kind="stable")]])
+    return np.sort(ranked[:room])
 
 
 def map_to_nearest(model: XtremeDistilPreTrainedModel, ids: torch.Tensor, teacher_embeddings: torch.Tensor) -> None:
