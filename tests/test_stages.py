@@ -77,6 +77,8 @@ def test_sub_stages_gradual_is_top_down() -> None:
     (StageConfig("s", "logits_mse", "labeled"), "needs the teacher"),
     (StageConfig("s", "gold", "transfer"), "needs labeled"),
     (StageConfig("s", "gold", "labeled", ["lstm"]), "unknown parameter groups"),
+    (StageConfig("s", "logits_mse", "transfer", []), "reaches none of the groups in train \\(an empty list\\)"),
+    (StageConfig("s", "representation", "transfer", ["classifier"]), "representation loss reaches none"),
     (StageConfig("s", "gold", "labeled", "sometimes"), "train must be"),
     (StageConfig("s", "gold", "elsewhere"), "data must be"),
     (StageConfig("s", "gold", "labeled", epochs=0), "epochs must be"),

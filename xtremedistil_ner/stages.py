@@ -112,6 +112,10 @@ def validate_stage(stage: StageConfig, student: "XtremeDistilPreTrainedModel") -
         unknown = sorted(set(stage.train) - set(known))
         if unknown:
             raise ValueError(f"stage {stage.name!r}: unknown parameter groups {unknown}; this student has {known}")
+        unreached = {"classifier"} if stage.loss == "representation" else set(student.representation_only())
+        if not set(student.expand(stage.train)) - unreached:
+            raise ValueError(f"stage {stage.name!r}: the {stage.loss} loss reaches none of the groups in train "
+                             f"({stage.train or 'an empty list'}); list at least one of {[g for g in known if g not in unreached]}")
     elif stage.train not in ("all", "gradual"):
         raise ValueError(f"stage {stage.name!r}: train must be 'all', 'gradual' or a list of groups")
 
