@@ -149,9 +149,9 @@ class StudentConfig:
     `mode` (joint | per_language), when set, replaces `distil.mode` for this student, so one
     joint student and per-language taggers share a run, its teacher and its transfer cache.
     `from_student` (with `mode: per_language`) names a joint student listed before it: each
-    language's tagger starts from that student's weights with only the embedding rows of the
-    pieces its language uses (every other piece the joint student knew maps to its nearest kept
-    piece in the teacher's embedding space), then distils on its language alone with `stages`
+    language's tagger starts from that student's weights with the embedding rows `keep_share`
+    allows (every other piece maps to its nearest kept piece in the teacher's embedding space),
+    then distils on its language alone with `stages`
     or, by default, `specialise_schedule()`; its architecture is the joint student's.
     `keep_share` caps such a tagger's parameters at that share of the joint student's: it keeps
     rows for its language's pieces, most frequent in its own text first, then for the run's most
