@@ -268,13 +268,13 @@ def cache_cases(box: Sandbox, tokenizer: PreTrainedTokenizerBase, teacher: BertF
     for name, damaged in (("a transfer-cache shard truncated by 10 bytes", original[:-10]),
                           ("a transfer-cache shard with one byte flipped (same size)", original[:-3] + bytes([original[-3] ^ 0xFF]) + original[-2:])):
         target.write_bytes(damaged)
-        found = [cache_mod.is_complete(out, fp, verify=False), cache_mod.is_complete(out, fp)]
+        found = cache_mod.is_complete(out, fp)
         others = {p: p.stat().st_mtime_ns for p in out.glob("shard-0000[02]/*.npy")}
         annotate()
         untouched = all(p.stat().st_mtime_ns == t for p, t in others.items())
         result = ("re-annotated, bytes identical to the original" if target.read_bytes() == original
                   else "NOT re-annotated (its skip check compares sizes only): the shard is still damaged")
-        message = (f"is_complete(size check) = {found[0]}, is_complete(size + sha256, what `xdner annotate` checks) = {found[1]}\n"
+        message = (f"is_complete(size + sha256, what `xdner annotate` and `xdner distil` check) = {found}\n"
                    f"cache.annotate: damaged shard {result}; other shards {'untouched' if untouched else 'rewritten'}")
         rows.append(Row(name, "xdner annotate (cache.is_complete, then cache.annotate)", message, None,
                         f"after annotate: is_complete = {cache_mod.is_complete(out, fp)}"))

@@ -116,8 +116,12 @@ def measure(run: FinishedRun, name: str, ks: list[int]) -> dict[str, Any]:
     out: dict[str, Any] = {"run": run.name, "student": name, "teacher_test_f1": report["models"]["teacher"]["test_f1"], "levers": {}}
     acc = Accelerator(cpu=True)
     scripts = run_scripts(run.cfg.languages)
+    special = torch.as_tensor(tok.all_special_ids)
     for lever in lever_names(ks):
         student = load_student(run.student_dir(name) / FINAL)
+        if not bool((~torch.isin(torch.nonzero(student.id_map == 1).flatten(), special)).any()):
+            raise SystemExit(f"{run.root}: {name} already gives every teacher piece a row or a neighbour's (unseen: nearest); "
+                             "the levers compare against a student trained with students[].unseen: unknown")
         if lever.startswith("unigram-"):
             k = int(lever.split("-")[1].split("+")[0])
             extra = unigram_unseen(run.teacher_dir / "tokenizer.json", (student.id_map >= 2).numpy(), scripts, k)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForTokenClassification, pipeline
 
+from xtremedistil_ner.config import ConfigError
 from xtremedistil_ner.encoding import special_ids
 from xtremedistil_ner.students import REGISTRY, StudentType, load_student, pca_embeddings, save_student, specialise, specialised_vocabulary
 from xtremedistil_ner.students.base import register
@@ -265,3 +266,5 @@ def test_a_specialised_vocabulary_keeps_the_most_frequent_pieces_that_fit_its_pa
     assert kept.tolist() == [10, 11, 12, 14, 16]  # then counts 8, 7
     assert specialise(source, kept, 0, torch.randn(50, 10)).num_parameters() == round(share(5) * source.num_parameters())
     assert specialised_vocabulary(source, own, counts, share(2)).tolist() == [11, 12]  # its own two most frequent
+    with pytest.raises(ConfigError, match="keep_share 0.1 leaves no room for embedding rows"):
+        specialised_vocabulary(source, own, counts, 0.1)

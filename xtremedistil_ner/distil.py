@@ -280,7 +280,7 @@ class Distiller:
             progress = read_json(path / PROGRESS)
             self.student.load_state_dict(load_student(path).state_dict())
             if progress.get("entry") is not None:
-                if sha256_file(path / ENTRY) != progress.get("entry_sha256"):
+                if sha256_file(path / ENTRY) != progress.pop("entry_sha256", None):
                     raise damaged(path / ENTRY, "distillation checkpoint", f"sha256 differs from {PROGRESS}")
                 self.entry_state = load_file(str(path / ENTRY))
             if self.acc.is_main_process:

@@ -386,7 +386,10 @@ class Run(RunLayout):
         """What a distilled student depends on: its architecture and schedule, the training
         settings that change its weights, the transfer cache (which fingerprints the teacher)
         and the labeled and dev sentences of its scope."""
-        spec = {k: v for k, v in dataclasses.asdict(scfg).items() if k not in ("name", "stages", "lr_scale", "mode")}  # mode: the scope
+        idle = {"keep_share"} if scfg.from_student is None else set()  # keys that cannot change this student
+        if scfg.init == "random" or scfg.from_student:
+            idle.add("unseen")  # a random student reads unknown; a specialised one its source's mapping
+        spec = {k: v for k, v in dataclasses.asdict(scfg).items() if k not in ("name", "stages", "lr_scale", "mode", *idle)}  # mode: the scope
         in_scope = lambda sents: [s for s in sents if lang is None or s.lang == lang]  # noqa: E731
         if scfg.from_student:  # the joint student it starts from, by its weights
             spec["from_student"] = sha256_file(self.student_dir(scfg.from_student, None) / FINAL / "model.safetensors")
@@ -473,7 +476,8 @@ class Run(RunLayout):
     def write_card(self, scfg: StudentConfig, lang: str | None, student: XtremeDistilPreTrainedModel, report: dict[str, Any] | None = None) -> None:
         """The student folder's model card, with test results once `report` has them."""
         if self.acc.is_main_process:
-            card = student_card(to_dict(self.cfg), dataclasses.asdict(scfg), lang, student.config, student.num_parameters(), report,
+            spec = {**dataclasses.asdict(scfg), "stages": [dataclasses.asdict(st) for st in self.stages_of(scfg)]}  # as trained
+            card = student_card(to_dict(self.cfg), spec, lang, student.config, student.num_parameters(), report,
                                 baseline_of=self.students[0].name if is_baseline(scfg) else None)
             write_text(self.student_dir(scfg.name, lang) / FINAL / CARD, str(card))
 

@@ -188,7 +188,10 @@ def specialised_vocabulary(source: XtremeDistilPreTrainedModel, own_counts: np.n
     which gave `source` its rows). A piece left out reads its nearest kept piece's row."""
     rows = source.get_input_embeddings().weight
     fixed = source.num_parameters() - rows.numel()  # everything but the embedding rows
-    room = max(1, int((share * source.num_parameters() - fixed) // rows.shape[1]) - 2)  # pad and unknown have rows too
+    room = int((share * source.num_parameters() - fixed) // rows.shape[1]) - 2  # pad and unknown have rows too
+    if room < 1:
+        raise ConfigError(f"keep_share {share} leaves no room for embedding rows: the joint student's other layers alone are "
+                          f"{fixed / source.num_parameters():.3f} of its parameters; raise keep_share above that")
     own = np.nonzero(own_counts)[0]
     others = np.setdiff1d(np.nonzero(counts)[0], own)
     ranked = np.concatenate([own[np.argsort(-own_counts[own], kind="stable")], others[np.argsort(-counts[others], kind="stable")]])
