@@ -274,11 +274,16 @@ def _problems(out_dir: Path, fp: str, checksums: bool) -> list[str]:
     return [p for s in read_json(Path(out_dir) / MANIFEST)["shards"] for p in shard_problems(Path(out_dir) / s, fp, checksums)]
 
 
+def built_for(out_dir: Path, fp: str) -> bool:
+    """Whether annotate finished a cache for `fp` at `out_dir` (its shards not yet checked)."""
+    path = Path(out_dir) / MANIFEST
+    return path.exists() and read_json(path).get("fingerprint") == fp
+
+
 def is_complete(out_dir: Path, fp: str) -> bool:
     """True if the cache at `out_dir` was built for `fp` and every shard checks out (size and
     sha256); a damaged shard makes this False so the caller rebuilds it."""
-    path = Path(out_dir) / MANIFEST
-    return path.exists() and read_json(path).get("fingerprint") == fp and not _problems(out_dir, fp, checksums=True)
+    return built_for(out_dir, fp) and not _problems(out_dir, fp, checksums=True)
 
 
 def check_shards(out_dir: Path, fp: str) -> None:

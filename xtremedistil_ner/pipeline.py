@@ -323,14 +323,14 @@ class Run(RunLayout):
     def distil(self) -> None:
         teacher = self.fine_tuned_teacher()
         fp = self._fingerprint(teacher, *self.transfer_windows)
-        manifest = self.cache_dir / cache_mod.MANIFEST
-        if not manifest.exists() or read_json(manifest).get("fingerprint") != fp:
+        if not cache_mod.built_for(self.cache_dir, fp):
             raise StaleArtifactError(f"{self.cache_dir}: the transfer cache is missing, unfinished or was made by another "
                                      "teacher, transfer set or layer set; run `xdner annotate` first")
         cache_mod.check_shards(self.cache_dir, fp)  # every shard a student trains on, hashed once for all of them
         labeled = self.windows("train")
         dev_windows = self.windows("dev")
         train_langs = [self.corpus.train[w.sent].lang for w in labeled]
+        teacher_emb = teacher.get_input_embeddings().weight.detach()
         for scfg in self.students:
             source = None  # the joint student a specialised one starts from, loaded once for all its languages
             for lang in self._scopes(scfg):
@@ -346,7 +346,7 @@ class Run(RunLayout):
                 transfer = cache_mod.TransferCache(self.cache_dir, scope, self.student_layers(scfg, teacher))
                 lab = [w for w, l in zip(labeled, train_langs) if lang is None or l == lang]
                 _, dev_sents, dev_w = restrict(self.corpus.dev, dev_windows, lang)
-                size = teacher.get_input_embeddings().weight.shape[0]
+                size = teacher_emb.shape[0]
                 counts = self._token_counts(transfer, lab, size)
                 kept = np.nonzero(counts)[0]
                 kept = kept[kept != self.pad_id]
@@ -355,7 +355,7 @@ class Run(RunLayout):
                         source = load_student(self.student_dir(scfg.from_student, None) / FINAL)
                         run_counts = self._token_counts(cache_mod.TransferCache(self.cache_dir), labeled, size)
                     kept = specialised_vocabulary(source, counts, run_counts, scfg.keep_share)
-                    student = specialise(source, kept, self.pad_id, teacher.get_input_embeddings().weight.detach())
+                    student = specialise(source, kept, self.pad_id, teacher_emb)
                 else:
                     student = self.build_student(scfg, kept, teacher)
                 self._log(f"distil: {scfg.name} ({scope_name}): {student.num_parameters() / 1e6:.2f}M parameters, vocabulary {len(kept) + 2}")
