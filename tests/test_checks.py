@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from xtremedistil_ner.checks import config_problems, teacher_depth
+from xtremedistil_ner.checks import config_problems, teacher_config
 from xtremedistil_ner.cli import main
 from xtremedistil_ner.config import load_config
 
@@ -129,8 +129,8 @@ def test_data_paths_that_are_missing_or_folders(base: Path, tmp_path: Path) -> N
 
 
 def test_teacher_depth_comes_from_a_config_on_disk(tiny_teacher: Path, tmp_path: Path) -> None:
-    assert teacher_depth(str(tiny_teacher), tmp_path / "none") == 2
-    assert teacher_depth("someone/not-cached-anywhere", tmp_path / "none") is None
+    assert teacher_config(str(tiny_teacher), tmp_path / "none")["num_hidden_layers"] == 2
+    assert teacher_config("someone/not-cached-anywhere", tmp_path / "none") is None
 
 
 def test_validate_reports_the_same_problems(base: Path, tmp_path: Path, capsys) -> None:

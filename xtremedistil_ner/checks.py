@@ -201,11 +201,6 @@ def _int_or_none(config: dict[str, Any] | None, key: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def teacher_depth(model: str, trained: Path) -> int | None:
-    """The teacher's number of layers, when its config is on disk (see `teacher_config`)."""
-    return _int_or_none(teacher_config(model, trained), "num_hidden_layers")
-
-
 def teacher_positions(config: dict[str, Any]) -> int | None:
     """How many subwords one window of the teacher may hold: its position table, less the rows
     RoBERTa-style models reserve for their padding offset."""
