@@ -28,7 +28,7 @@ CONFIG = ROOT / "benchmarks" / "configs" / "wikiann48-lowres.yaml"
 RESULTS = ROOT / "benchmarks" / "results" / "wikiann48-lowres"
 RETENTION = {"bilstm-50-200": 95.0, "bilstm-300-600": 97.0}  # % of the teacher's macro test F1
 LANGUAGE_FLOOR = 85.0
-ATTEMPTS = "resources.json"  # in the run folder: one record per step attempt
+ATTEMPTS = "resources.json"  # in the run folder: {"attempts": [one record per step attempt]}
 
 
 def per_step(attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -52,13 +52,13 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging(0)
     record = args.output_dir / ATTEMPTS
-    attempts: list[dict[str, Any]] = read_json(record) if record.exists() else []
+    attempts: list[dict[str, Any]] = read_json(record)["attempts"] if record.exists() else []
     if not args.reuse:
         for step in STEPS:
             if any(a["step"] == step and a["exit"] == 0 for a in attempts):
                 continue  # finished in an earlier go
             attempts.append(run_step(step, CONFIG, args.output_dir, args.data_root, args.set))
-            write_json(record, attempts)
+            write_json(record, {"attempts": attempts})
             if attempts[-1]["exit"] != 0:
                 raise SystemExit(f"xdner {step} stopped (exit {attempts[-1]['exit']}); rerun this script to resume")
     report = FinishedRun.open(args.output_dir, args.data_root).report()
@@ -66,7 +66,7 @@ def main() -> None:
     report["resources"] = per_step(attempts)
     results = args.output_dir / "results" if args.set else RESULTS
     write_report(report, results)
-    write_json(results / ATTEMPTS, attempts)
+    write_json(results / ATTEMPTS, {"attempts": attempts})
     print((results / "report.md").read_text(encoding="utf-8"))
 
 
