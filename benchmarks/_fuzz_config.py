@@ -105,7 +105,7 @@ def tiny_config(data: Path, teacher: Path, out: Path) -> dict[str, Any]:
     return {
         "output_dir": str(out), "languages": ["en", "de"], "seed": 7, "mixed_precision": "no", "threads": 1,
         "data": {"files": files, "dev_limit": 20, "test_limit": 20, "strict": False, "include_labeled_in_transfer": True},
-        "teacher": {"model": str(teacher), "max_length": 32, "epochs": 2, "batch_size": 8, "eval_batch_size": 64,
+        "teacher": {"model": str(teacher), "max_length": 32, "epochs": 2, "min_steps": 0, "batch_size": 8, "eval_batch_size": 64,
                     "lr": 3e-3, "warmup_ratio": 0.1, "weight_decay": 0.01, "max_grad_norm": 1.0, "layer": 1,
                     "checkpoint_every": 0},
         "annotate": {"precision": "fp32", "batch_size": 64, "hidden": "fp16", "hidden_dims": 8},

@@ -156,7 +156,7 @@ def base(tmp_path: Path, tiny_data: Path, tiny_teacher: Path) -> Path:
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump({
         "output_dir": str(tmp_path / "out"), "languages": ["en", "de"], "data": {"files": files},
-        "teacher": {"model": str(tiny_teacher), "max_length": 32},
+        "teacher": {"model": str(tiny_teacher), "max_length": 32, "min_steps": 0},
         "students": [{"name": "s", "type": "bilstm", "embedding_dim": 8, "hidden_dim": 8}],
     }))
     return path

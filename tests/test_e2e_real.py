@@ -39,7 +39,7 @@ def test_xdner_run_on_wikiann_slices(tmp_path: Path, capsys: pytest.CaptureFixtu
         "output_dir": str(tmp_path / "run"),
         "languages": LANGS,
         "data": {"files": files, "train_per_lang": 100, "transfer_per_lang": 60},
-        "teacher": {"epochs": 3, "max_length": 64, "batch_size": 8, "lr": 2e-4},
+        "teacher": {"epochs": 3, "min_steps": 0, "max_length": 64, "batch_size": 8, "lr": 2e-4},
         "students": [{"name": "tiny", "embedding_dim": 32, "hidden_dim": 32}],
         "distil": {"batch_size": 32, "stages": [
             {"name": "representation", "loss": "representation", "data": "transfer", "train": ["embeddings", "encoder", "projection"], "epochs": 1},

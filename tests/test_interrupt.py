@@ -38,7 +38,7 @@ def write_config(tmp: Path, data: Path, teacher: Path) -> Path:
         "data": {"files": {"en": {s: str(data / "en" / f"{s}.txt") for s in ("train", "dev", "test")}},
                  "transfer_files": {"en": [str(data / "en" / "transfer.txt")]}, "include_labeled_in_transfer": False,
                  "dev_limit": 10, "test_limit": 10},
-        "teacher": {"model": str(teacher), "epochs": 3, "lr": 0.01, "max_length": 16},
+        "teacher": {"model": str(teacher), "epochs": 3, "min_steps": 0, "lr": 0.01, "max_length": 16},
         "students": [{"name": "s", "embedding_dim": 8, "hidden_dim": 8}],
         "distil": {"stages": STAGES, "batch_size": 32},
         "eval": {"latency_repeats": 1},

