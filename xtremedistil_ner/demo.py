@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from .config import (
+    MIN_TEACHER_STEPS,
     DataConfig,
     DistilConfig,
     EvalConfig,
@@ -34,11 +35,12 @@ def demo_config(out_dir: Path, quick: bool) -> tuple[RunConfig, dict[str, int]]:
     ~100/s): the full demo stays near ten minutes; `quick` is a smoke test of a minute or two."""
     if quick:
         sizes = dict(n_train=60, n_dev=8, n_test=8, n_transfer=24)
-        # A teacher that learns something from 96 sentences (one that learns nothing stops a run).
-        teacher_epochs, teacher_lr, rep, logits, gold = 3, 5e-4, 1, 1, 1
+        # A smoke test: a teacher that learns something in 69 steps at a high learning rate (the
+        # budget floor would make it 550 and minutes longer; the up-front check says it is short).
+        teacher_epochs, teacher_min_steps, teacher_lr, rep, logits, gold = 3, 0, 5e-4, 1, 1, 1
     else:
         sizes = dict(n_train=200, n_dev=60, n_test=100, n_transfer=500)
-        teacher_epochs, teacher_lr, rep, logits, gold = 5, 1.5e-4, 2, 1, 2
+        teacher_epochs, teacher_min_steps, teacher_lr, rep, logits, gold = 5, MIN_TEACHER_STEPS, 1.5e-4, 2, 1, 2
     stages = [
         StageConfig("representation", "representation", "transfer", ["embeddings", "encoder", "projection"], rep, 2e-3, 1),
         StageConfig("logits", "logits_mse", "transfer", "gradual", logits, 2e-3, 1),
@@ -48,7 +50,8 @@ def demo_config(out_dir: Path, quick: bool) -> tuple[RunConfig, dict[str, int]]:
         output_dir=str(out_dir / "run"),
         languages=list(DEFAULT_DEMO_LANGUAGES),
         data=DataConfig(synthetic=True),
-        teacher=TeacherConfig(max_length=64, epochs=teacher_epochs, batch_size=16, eval_batch_size=64, lr=teacher_lr),
+        teacher=TeacherConfig(max_length=64, epochs=teacher_epochs, min_steps=teacher_min_steps, batch_size=16, eval_batch_size=64,
+                              lr=teacher_lr),
         students=[StudentConfig("bilstm-50-200", "bilstm", 50, 200)],
         distil=DistilConfig(batch_size=32, eval_batch_size=128, stages=stages),
         eval=EvalConfig(latency_repeats=3 if quick else 10),
