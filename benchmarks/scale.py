@@ -34,10 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "benchmarks" / "configs" / "scale.yaml"
 RESULTS = ROOT / "benchmarks" / "results" / "scale"
 PAPER_SENTENCES = 7_200_000
-# The annotate settings before #29 (fp32 teacher at the teacher's evaluation batch size, fp16
-# hidden states at full width) and the defaults now (the package's own; on CUDA, bf16).
+# The annotate settings before #29 (fp32 teacher at the teacher's evaluation batch size, however
+# long its windows, fp16 hidden states at full width) and the defaults now (the package's own; on CUDA, bf16).
 SETTINGS = {
-    "before": ["annotate.precision=fp32", "annotate.batch_size=128", "annotate.hidden=fp16", "annotate.hidden_dims=null"],
+    "before": ["annotate.precision=fp32", "annotate.batch_size=128", "annotate.batch_tokens=null", "annotate.hidden=fp16",
+               "annotate.hidden_dims=null"],
     "current": [],
 }
 

@@ -97,3 +97,15 @@ def test_global_batch_must_split_evenly() -> None:
     check_global_batch(8, 2, "distil.batch_size")
     with pytest.raises(ValueError, match="distil.batch_size=6 .* divisible by the 4 processes"):
         check_global_batch(6, 4, "distil.batch_size")
+
+
+def test_in_order_batches_are_capped_in_padded_subwords() -> None:
+    """The teacher's pass batches long windows fewer at a time: its peak memory is set by the cap,
+    not by how long the longest windows of a (larger) transfer set are."""
+    lengths = np.random.default_rng(0).integers(3, 129, 500)
+    capped = list(LengthBatchSampler(lengths, 64, False, max_tokens=64 * 32))
+    assert sorted(i for b in capped for i in b) == list(range(500)) and len(LengthBatchSampler(lengths, 64, False, max_tokens=2048)) == len(capped)
+    assert all(len(b) <= 64 and (len(b) == 1 or len(b) * lengths[b].max() <= 2048) for b in capped)
+    assert max(len(b) * lengths[b].max() for b in LengthBatchSampler(lengths, 64, False)) > 2048  # uncapped: up to 64 x 128
+    with pytest.raises(ValueError, match="in-order batches only"):
+        LengthBatchSampler(lengths, 64, True, max_tokens=2048)

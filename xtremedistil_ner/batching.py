@@ -21,14 +21,21 @@ class LengthBatchSampler(Sampler[list[int]]):
     batches and keeps every `num_replicas`-th window of each (from `rank`), so one optimizer step
     sees the same windows however many processes share it. With `pad`, a global batch smaller
     than `num_replicas` is repeated until every process has a window (training steps must stay
-    in lockstep); without it, a process with nothing to do in a batch skips it (evaluation)."""
+    in lockstep); without it, a process with nothing to do in a batch skips it (evaluation).
+
+    `max_tokens` (in order only) also caps a batch's padded size, windows x longest: the few
+    longest windows come in smaller batches, so the memory of a batch is bounded by that cap and
+    not by the longest window the data happens to hold."""
 
     def __init__(
         self, lengths: Sequence[int], batch_size: int, shuffle: bool, seed: int = 0,
-        num_replicas: int = 1, rank: int = 0, pad: bool = False,
+        num_replicas: int = 1, rank: int = 0, pad: bool = False, max_tokens: int | None = None,
     ) -> None:
+        if max_tokens is not None and shuffle:
+            raise ValueError("max_tokens caps in-order batches only")
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
+        self.max_tokens = max_tokens
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
@@ -42,8 +49,16 @@ class LengthBatchSampler(Sampler[list[int]]):
     def _batches(self) -> list[list[int]]:
         n = len(self.lengths)
         if not self.shuffle:
-            order = np.argsort(self.lengths, kind="stable")
-            return [order[i : i + self.batch_size].tolist() for i in range(0, n, self.batch_size)]
+            order = np.argsort(self.lengths, kind="stable").tolist()
+            if self.max_tokens is None:
+                return [order[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
+            batches, batch = [], []
+            for i in order:  # ascending: the window joining a batch is its longest
+                if batch and (len(batch) == self.batch_size or (len(batch) + 1) * self.lengths[i] > self.max_tokens):
+                    batches.append(batch)
+                    batch = []
+                batch.append(i)
+            return batches + [batch] if batch else batches
         rng = random.Random(self.seed * 1000003 + self.epoch)
         idx = list(range(n))
         rng.shuffle(idx)
@@ -65,6 +80,8 @@ class LengthBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         """Global batches per epoch (= this process's steps when `pad`)."""
+        if self.max_tokens is not None:
+            return len(self._batches())
         return (len(self.lengths) + self.batch_size - 1) // self.batch_size
 
 

@@ -72,7 +72,7 @@ def bytes_per_token(num_labels: int, hidden: int, num_layers: int, fmt: Annotate
 
 def stored_format(fmt: AnnotateConfig) -> dict[str, Any]:
     """The annotate settings that change what the cache holds (not how fast it was written)."""
-    return {k: v for k, v in dataclasses.asdict(fmt).items() if k != "batch_size"}
+    return {k: v for k, v in dataclasses.asdict(fmt).items() if k not in ("batch_size", "batch_tokens")}
 
 
 def shard_fields(fmt: AnnotateConfig) -> tuple[str, ...]:
@@ -186,7 +186,8 @@ def _basis(forward: Forward, windows: Sequence[Window], layers: list[int], out_d
     where = out_dir / BASIS
     if accelerator.is_main_process and (verify_manifest(where, MANIFEST_BASIS) or _basis_fp(where) != fp):
         sample = list(windows[:: max(1, len(windows) // BASIS_SAMPLE)])[:BASIS_SAMPLE]
-        comps, mean, explained = _fit_basis(forward, sample, layers, pad_id, batch_size, accelerator, fmt.hidden_dims)
+        comps, mean, explained = _fit_basis(forward, in_order(sample, batch_size, fmt.batch_tokens), sample, layers, pad_id,
+                                            accelerator, fmt.hidden_dims)
         with atomic_dir(where) as tmp:
             np.save(tmp / "components.npy", comps)
             np.save(tmp / "mean.npy", mean)
@@ -202,10 +203,10 @@ def _basis_fp(where: Path) -> str | None:
         return None
 
 
-def _fit_basis(forward: Forward, sample: list[Window], layers: list[int], pad_id: int, batch_size: int, accelerator: Accelerator,
-               dims: int) -> tuple[np.ndarray, np.ndarray, list[float]]:
+def _fit_basis(forward: Forward, batches: LengthBatchSampler, sample: list[Window], layers: list[int], pad_id: int,
+               accelerator: Accelerator, dims: int) -> tuple[np.ndarray, np.ndarray, list[float]]:
     """Principal components from the exact second moments (float64) of every real token."""
-    loader = batch_loader(WindowDataset(sample), LengthBatchSampler([len(w) for w in sample], batch_size, shuffle=False), pad_id)
+    loader = batch_loader(WindowDataset(sample), batches, pad_id)
     n, total, outer = 0, None, None
     for batch in progress(loader, accelerator.is_local_main_process, desc="annotate: fitting the hidden-state basis", leave=False):
         mask = batch["attention_mask"].bool()
@@ -223,6 +224,12 @@ def _fit_basis(forward: Forward, sample: list[Window], layers: list[int], pad_id
     return comps.float().numpy(), mean.float().numpy(), [round(e, 4) for e in explained]
 
 
+def in_order(windows: Sequence[Window], batch_size: int, batch_tokens: int | None) -> LengthBatchSampler:
+    """The teacher's batches in this pass: by length, `batch_size` windows of at most
+    `batch_tokens` padded subwords (AnnotateConfig)."""
+    return LengthBatchSampler([len(w) for w in windows], batch_size, shuffle=False, max_tokens=batch_tokens)
+
+
 def _write_shard(forward: Forward, part, lang_ids, layers, tmp: Path, pad_id, batch_size, accelerator: Accelerator, num_labels: int,
                  codec: Codec, desc: str) -> None:
     lengths = np.array([len(w) for w in part], dtype=np.int64)
@@ -237,7 +244,7 @@ def _write_shard(forward: Forward, part, lang_ids, layers, tmp: Path, pad_id, ba
         stored["hidden_scale"] = open_mm(tmp / "hidden_scale.npy", mode="w+", dtype=np.float16, shape=(total, len(layers)))
     np.save(tmp / "offsets.npy", offsets)
     np.save(tmp / "sent_lang.npy", np.asarray(lang_ids, dtype=np.int16))
-    loader = batch_loader(WindowDataset(part), LengthBatchSampler(lengths, batch_size, shuffle=False), pad_id)
+    loader = batch_loader(WindowDataset(part), in_order(part, batch_size, codec.fmt.batch_tokens), pad_id)
     device = accelerator.device
     for batch in progress(loader, accelerator.is_local_main_process, desc=desc, leave=False):
         out_logits, states = forward(batch["input_ids"].to(device), batch["attention_mask"].to(device))

@@ -148,11 +148,14 @@ class AnnotateConfig:
     with one scale per token and layer; `hidden_dims` (unset: the teacher's width) stores them in
     a basis of that many principal components of each layer, fitted once on the transfer set,
     and the students train against the reconstruction. `batch_size`: windows per teacher
-    forward (it does not change the cache). The defaults were measured on wikiann6
-    (benchmarks/results/scale)."""
+    forward, and `batch_tokens` the most padded subwords one may hold (null: no cap), so the
+    few long windows go fewer at a time and a larger transfer set, with more of them, does not
+    raise the pass's peak memory; neither changes the cache. The defaults were measured on
+    wikiann6 (benchmarks/results/scale)."""
 
     precision: str = "auto"
     batch_size: int = ranged(64, AT_LEAST_1)
+    batch_tokens: int | None = ranged(2048, Range(low=1, unset="for no cap"))
     hidden: str = "int8"
     hidden_dims: int | None = ranged(192, Range(low=1, unset="for the teacher's width"))
 
