@@ -59,7 +59,8 @@ def select(args: Any, values: list[int]) -> None:
                            [(r["min_steps"], r["passes_per_epoch"], r["steps"], r["best_epoch"], f"{r['teacher_dev_macro_f1']:.2f}",
                              f"{r['teach_seconds']:.0f}") for r in rows])
     write(rows, "select", [f"# Choosing teacher.min_steps on dev: {SIZES[0]} labeled sentences per language (es, ru, hi)", "",
-                           "Teacher only, the other settings at their defaults; dev capped at 500 per language.", "", *table])
+                           "Teacher only, the other settings at their defaults; dev capped at 500 per language.", "", *table],
+          args.note)
 
 
 def budget(args: Any) -> None:
@@ -82,13 +83,13 @@ def budget(args: Any) -> None:
                             for r in rows])
     write(rows, "budget", ["# The teacher's default budget on small data: es, ru, hi (three scripts)", "",
                            "Default settings; 2,000 unlabeled transfer sentences per language beside the labeled ones; "
-                           "dev capped at 500 per language, test at 2,000.", "", *table])
+                           "dev capped at 500 per language, test at 2,000.", "", *table], args.note)
 
 
-def write(rows: list[dict[str, Any]], name: str, lines: list[str]) -> None:
+def write(rows: list[dict[str, Any]], name: str, lines: list[str], note: str | None) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    write_json(RESULTS / f"{name}.json", {"rows": rows})
-    write_text(RESULTS / f"{name}.md", "\n".join(lines) + "\n")
+    write_json(RESULTS / f"{name}.json", {"rows": rows, "note": note})
+    write_text(RESULTS / f"{name}.md", "\n".join(lines + (["", note] if note else [])) + "\n")
     print((RESULTS / f"{name}.md").read_text(encoding="utf-8"))
 
 
@@ -96,6 +97,7 @@ def main() -> None:
     parser = benchmark_parser(__doc__, "tabulate finished runs instead of running")
     parser.add_argument("--output-root", type=Path, default=Path("runs/teacher-budget"))
     parser.add_argument("--select", help="comma-separated teacher.min_steps values to compare on dev (teacher only)")
+    parser.add_argument("--note", help="how the times were taken (e.g. what else ran), printed under the table")
     args = parser.parse_args()
     configure_logging(0)
     if args.select:
