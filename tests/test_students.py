@@ -268,3 +268,32 @@ def test_a_specialised_vocabulary_keeps_the_most_frequent_pieces_that_fit_its_pa
     assert specialised_vocabulary(source, own, counts, share(2)).tolist() == [11, 12]  # its own two most frequent
     with pytest.raises(ConfigError, match="keep_share 0.1 leaves no room for embedding rows"):
         specialised_vocabulary(source, own, counts, 0.1)
+
+
+@pytest.mark.parametrize("kind", sorted(REGISTRY))
+def test_a_random_init_student_owes_the_teacher_nothing(kind: str, tiny_teacher: Path) -> None:
+    """`init: random` (the gold-only baseline) builds the same weights from two different teachers
+    of one shape, while the default init takes something of each teacher (#26: a transformer's
+    random init once took its word embeddings from a PCA of the teacher's)."""
+    from xtremedistil_ner.config import StudentConfig
+
+    from conftest import TINY_SIZES
+
+    teachers = [AutoModelForTokenClassification.from_pretrained(tiny_teacher, num_labels=3, ignore_mismatched_sizes=True) for _ in range(2)]
+    with torch.no_grad():
+        for p in teachers[1].parameters():
+            p.add_(torch.randn_like(p))
+    kept = np.arange(10, 60)
+    sizes = {k: v for k, v in TINY_SIZES[kind].items() if k != "teacher_layers"}
+    base = {"labels": ["O", "B-PER", "I-PER"], "vocab_size": len(kept) + 2, "teacher_vocab_size": teachers[0].config.vocab_size,
+            "teacher_hidden_size": teachers[0].config.hidden_size, "max_length": 16, "teacher_layers": [1, 2][: sizes.get("num_layers", 1)]}
+
+    def weights(init: str, teacher) -> dict[str, torch.Tensor]:
+        spec = StudentConfig("s", kind, init=init, **sizes)
+        return REGISTRY[kind].from_teacher(spec, teacher, base, kept, 0, seed=0).state_dict()
+
+    def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+        return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    assert same(weights("random", teachers[0]), weights("random", teachers[1]))
+    assert not same(weights("auto", teachers[0]), weights("auto", teachers[1]))

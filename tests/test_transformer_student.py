@@ -85,7 +85,7 @@ def test_narrower_student_gets_pca_embeddings_and_projections(teacher) -> None:
         TransformerType.from_teacher(StudentConfig("t", "transformer", hidden_dim=16, num_layers=2, init="teacher"),
                                         teacher, base_config(teacher, kept, [1, 2]), kept, 0, seed=0)
     student = TransformerType.from_teacher(spec, teacher, base_config(teacher, kept, [1, 2]), kept, 0, seed=0)
-    assert student.config.init == "random"
+    assert student.config.init == "pca"
     emb = student.encoder.embeddings.word_embeddings.weight.detach()
     assert torch.all(emb[0] == 0)  # padding row
     # PCA keeps the teacher's geometry: distances between kept pieces correlate strongly.

@@ -166,8 +166,9 @@ class StudentConfig:
     `type: transformer` uses `num_layers`, `hidden_dim` (width h), `num_heads` (default ~h/64),
     `ff_dim` (default 4h), `layer_map` (teacher layer per student layer for stage 1; default
     uniform). `init` (auto | teacher | random): a transformer copies teacher layers (teacher;
-    auto when the shapes allow), a BiLSTM takes word embeddings from a PCA of the teacher's
-    (auto and teacher); random uses neither. `lr_scale` multiplies every stage's learning
+    auto when the shapes allow, else word embeddings from a PCA of the teacher's), a BiLSTM
+    takes word embeddings from a PCA of the teacher's (auto and teacher); random uses no part of
+    the teacher. `lr_scale` multiplies every stage's learning
     rate for this student (transformers usually want a smaller one than BiLSTMs). `stages`, when
     set, replaces `distil.stages` for this student (a small student can afford more epochs).
     `mode` (joint | per_language), when set, replaces `distil.mode` for this student, so one

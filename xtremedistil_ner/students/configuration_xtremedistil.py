@@ -38,7 +38,7 @@ class BiLSTMStudentConfig(XtremeDistilConfig):
 
 class TransformerStudentConfig(XtremeDistilConfig):
     """A BERT-shaped encoder of `num_layers` layers, width `hidden_dim`, over the compact
-    vocabulary; `init` records how it was initialised (`teacher` layers or `random`)."""
+    vocabulary; `init` records how it was initialised (`teacher` layers, `pca` embeddings or `random`)."""
 
     model_type = "xtremedistil-transformer"
 

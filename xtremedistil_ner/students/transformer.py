@@ -3,9 +3,10 @@ vocabulary, a linear classifier on its last layer, and one learned projection pe
 teacher's width for stage 1, which matches student layer i to teacher layer g(i).
 
 Initialisation (`init`): `teacher` copies teacher layer g(i) into student layer i and the
-teacher's embeddings (needs the teacher's width, heads and FF size); `random` starts from BERT's
-initialiser with word embeddings from a PCA of the teacher's; `auto` takes `teacher` when the
-shapes allow it, else `random`.
+teacher's embeddings (needs the teacher's width, heads and FF size); `auto` does that when the
+shapes allow it, else starts from BERT's initialiser with word embeddings from a PCA of the
+teacher's (recorded as `pca`); `random` is BERT's initialiser alone, owing the teacher nothing but
+its tokenizer (the gold-only baseline).
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ class TransformerType(StudentType):
                 f"student {spec.name!r}: init: teacher needs the teacher's hidden_dim/num_heads/ff_dim "
                 f"({tc.hidden_size}/{tc.num_attention_heads}/{tc.intermediate_size}); use init: random or auto"
             )
-        init = "teacher" if spec.init != "random" and same_shape else "random"
+        init = "random" if spec.init == "random" else "teacher" if same_shape else "pca"
         config = TransformerStudentConfig(**config_kwargs(base), num_layers=spec.num_layers, hidden_dim=spec.hidden_dim,
                                           num_heads=heads, ff_dim=ff, dropout=spec.dropout, init=init)
         torch.manual_seed(seed)
@@ -98,7 +99,7 @@ class TransformerType(StudentType):
         with torch.no_grad():
             if init == "teacher":
                 _copy_teacher(student, teacher, kept_ids, pad_id)
-            else:
+            elif init == "pca":
                 rows = pca_embeddings(emb, kept_ids, spec.hidden_dim, seed) * emb.float().std()
                 student.get_input_embeddings().weight.copy_(rows)
         return student
