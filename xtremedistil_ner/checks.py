@@ -424,9 +424,7 @@ def _probe(kind, spec: StudentConfig, depth: int | None):
     layers = kind.teacher_layers(spec, depth or 12, (depth or 12) // 2)
     base = {"labels": ["O"], "vocab_size": 2, "teacher_vocab_size": 2, "teacher_hidden_size": 2,
             "teacher_layers": layers, "max_length": MIN_WINDOW}
-    sizes = {"embedding_dim": 2, "hidden_dim": 2} if spec.type == "bilstm" else {
-        "num_layers": spec.num_layers, "hidden_dim": 2, "num_heads": 1, "ff_dim": 1}
-    return kind.model_class(kind.config_class(**config_kwargs(base), **sizes))
+    return kind.model_class(kind.config_class(**config_kwargs(base), **kind.probe_sizes(spec)))
 
 
 def _caught(check: Callable[[], None], prefix: str) -> list[str]:

@@ -79,6 +79,12 @@ class StudentType:
         raise NotImplementedError
 
     @classmethod
+    def probe_sizes(cls, spec: "StudentConfig") -> dict[str, Any]:
+        """Config sizes for a model with `spec`'s parameter groups but the smallest widths, on
+        which the up-front check tries a stage's `train` list at no cost."""
+        raise NotImplementedError
+
+    @classmethod
     def from_teacher(cls, spec: "StudentConfig", teacher: "PreTrainedModel", base: dict[str, Any], kept_ids: np.ndarray, pad_id: int, seed: int) -> XtremeDistilPreTrainedModel:
         """A new student for `spec` whose config extends `base` (vocabulary, labels, teacher
         sizes and layers), initialised from `teacher` as far as the architecture allows."""

@@ -35,6 +35,10 @@ class BiLSTMType(StudentType):
         return [default_layer]
 
     @classmethod
+    def probe_sizes(cls, spec: "StudentConfig") -> dict[str, Any]:
+        return {"embedding_dim": 2, "hidden_dim": 2}
+
+    @classmethod
     def from_teacher(cls, spec: "StudentConfig", teacher: "PreTrainedModel", base: dict[str, Any], kept_ids: np.ndarray, pad_id: int, seed: int) -> BiLSTMForTokenClassification:
         """Embeddings from a PCA of the teacher's rows for the kept pieces (the paper's SVD), or
         PyTorch's random initialisation with `init: random` (a student that owes the teacher

@@ -78,6 +78,10 @@ class TransformerType(StudentType):
         return list(layers)
 
     @classmethod
+    def probe_sizes(cls, spec: "StudentConfig") -> dict[str, Any]:
+        return {"num_layers": spec.num_layers, "hidden_dim": 2, "num_heads": 1, "ff_dim": 1}
+
+    @classmethod
     def from_teacher(cls, spec: "StudentConfig", teacher: "PreTrainedModel", base: dict[str, Any], kept_ids: np.ndarray, pad_id: int, seed: int) -> TransformerForTokenClassification:
         cls.check_spec(spec)
         tc = teacher.config
