@@ -162,6 +162,13 @@ def test_wrong_type_names_key_path(override: str, where: str) -> None:
         load_config(None, [override])
 
 
+def test_a_bare_no_in_a_language_list_says_to_quote_it() -> None:
+    """YAML 1.1 reads Norwegian's code as false: the error says why and what to write."""
+    with pytest.raises(ConfigError, match=re.escape('config.languages[1]: expected str, got False (YAML reads a bare no')):
+        load_config(None, ["languages=[de, no]"])
+    assert load_config(None, ['languages=[de, "no"]']).languages == ["de", "no"]
+
+
 def test_invalid_yaml_and_non_mapping_top_level(tmp_path: Path) -> None:
     bad = _cfg_file(tmp_path, "teacher: [unclosed\n")
     with pytest.raises(ConfigError, match=re.escape(str(bad))):

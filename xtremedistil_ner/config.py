@@ -348,7 +348,8 @@ def _build(cls: type, raw: Any, where: str) -> Any:
             pass
     if cls in (int, str, bool) and type(raw) is cls:
         return raw
-    raise ConfigError(f"{where}: expected {getattr(cls, '__name__', cls)}, got {raw!r}")
+    hint = ' (YAML reads a bare no, yes, on or off as a boolean: quote it, e.g. "no" for Norwegian)' if cls is str and isinstance(raw, bool) else ""
+    raise ConfigError(f"{where}: expected {getattr(cls, '__name__', cls)}, got {raw!r}{hint}")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
