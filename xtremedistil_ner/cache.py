@@ -186,8 +186,7 @@ def _basis(forward: Forward, windows: Sequence[Window], layers: list[int], out_d
     where = out_dir / BASIS
     if accelerator.is_main_process and (verify_manifest(where, MANIFEST_BASIS) or _basis_fp(where) != fp):
         sample = list(windows[:: max(1, len(windows) // BASIS_SAMPLE)])[:BASIS_SAMPLE]
-        comps, mean, explained = _fit_basis(forward, in_order(sample, batch_size, fmt.batch_tokens), sample, layers, pad_id,
-                                            accelerator, fmt.hidden_dims)
+        comps, mean, explained = _fit_basis(forward, sample, layers, pad_id, batch_size, accelerator, fmt)
         with atomic_dir(where) as tmp:
             np.save(tmp / "components.npy", comps)
             np.save(tmp / "mean.npy", mean)
@@ -203,10 +202,10 @@ def _basis_fp(where: Path) -> str | None:
         return None
 
 
-def _fit_basis(forward: Forward, batches: LengthBatchSampler, sample: list[Window], layers: list[int], pad_id: int,
-               accelerator: Accelerator, dims: int) -> tuple[np.ndarray, np.ndarray, list[float]]:
-    """Principal components from the exact second moments (float64) of every real token."""
-    loader = batch_loader(WindowDataset(sample), batches, pad_id)
+def _fit_basis(forward: Forward, sample: list[Window], layers: list[int], pad_id: int, batch_size: int, accelerator: Accelerator,
+               fmt: AnnotateConfig) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """`fmt.hidden_dims` principal components from the exact second moments (float64) of every real token."""
+    loader = batch_loader(WindowDataset(sample), in_order(sample, batch_size, fmt.batch_tokens), pad_id)
     n, total, outer = 0, None, None
     for batch in progress(loader, accelerator.is_local_main_process, desc="annotate: fitting the hidden-state basis", leave=False):
         mask = batch["attention_mask"].bool()
@@ -219,6 +218,7 @@ def _fit_basis(forward: Forward, batches: LengthBatchSampler, sample: list[Windo
     mean = total / n
     cov = outer / n - torch.einsum("lh,lg->lhg", mean, mean)
     values, vectors = torch.linalg.eigh(cov)  # ascending
+    dims = fmt.hidden_dims
     comps = vectors.flip(-1)[..., :dims].transpose(1, 2)  # [L, D, H], largest first
     explained = (values.flip(-1)[:, :dims].sum(-1) / values.sum(-1)).tolist()
     return comps.float().numpy(), mean.float().numpy(), [round(e, 4) for e in explained]

@@ -65,15 +65,16 @@ def hub_dataset(dataset: str | None, languages: Sequence[str]) -> str | None:
     return None
 
 
+INITIALISED = {"teacher": "from the teacher's layers", "pca": "from scratch with word embeddings from a PCA of the teacher's",
+               "random": "from scratch"}  # a transformer student's recorded init, as its card says it
+
+
 def _architecture(student: XtremeDistilConfig) -> str:
     if student.model_type == "xtremedistil-bilstm":
         return f"BiLSTM student (embeddings {student.embedding_dim}, {student.hidden_dim} LSTM units per direction)"
     return (f"transformer student ({student.num_layers} layers, width {student.hidden_dim}, {student.num_heads} heads, "
             f"FF {student.ff_dim}, initialised {INITIALISED[student.init]})")
 
-
-INITIALISED = {"teacher": "from the teacher's layers", "pca": "from scratch with word embeddings from a PCA of the teacher's",
-               "random": "from scratch"}
 
 
 def _stage_rows(stages: Sequence[Mapping[str, Any]]) -> list[str]:
