@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
+from xdner_runtime.onnx import session
 from xtremedistil_ner.benchmarking import FinishedRun, file_mb, markdown_table
 from xtremedistil_ner.encoding import encode, special_ids
 from xtremedistil_ner.evaluate import LogitsFn, logits_fn, predict_tags, score
@@ -27,7 +28,6 @@ from xtremedistil_ner.export import (
     compare_logits,
     export_onnx,
     onnx_logits,
-    onnx_session,
     quantize_int8,
 )
 from xtremedistil_ner.io import write_json, write_text
@@ -90,8 +90,8 @@ def main() -> None:
         int8 = quantize_int8(fp32, fp32.with_suffix(".int8.onnx"))
         variants: dict[str, tuple[LogitsFn, Path]] = {
             "pytorch-fp32": (logits_fn(student), args.student / "model.safetensors"),
-            "onnx-fp32": (onnx_logits(onnx_session(fp32)), fp32),
-            "onnx-int8": (onnx_logits(onnx_session(int8)), int8),
+            "onnx-fp32": (onnx_logits(session(fp32, torch.get_num_threads())), fp32),
+            "onnx-int8": (onnx_logits(session(int8, torch.get_num_threads())), int8),
         }
         print("comparing ONNX logits with PyTorch on the test windows", file=sys.stderr, flush=True)
         onnx = {v: fn for v, (fn, _) in variants.items() if v != "pytorch-fp32"}

@@ -32,6 +32,7 @@ from transformers import (
     XLMRobertaForTokenClassification,
 )
 
+from xdner_runtime.onnx import session
 from xtremedistil_ner.benchmarking import FinishedRun, file_mb, markdown_table
 from xtremedistil_ner.data.conll import Sentence
 from xtremedistil_ner.encoding import Window, encode, special_ids
@@ -39,7 +40,6 @@ from xtremedistil_ner.evaluate import LogitsFn, logits_fn
 from xtremedistil_ner.export import (
     export_onnx,
     onnx_logits,
-    onnx_session,
     quantize_int8,
 )
 from xtremedistil_ner.io import atomic_path, write_json, write_text
@@ -113,7 +113,7 @@ def onnx_loader(path: Path, stem: Path, int8: bool) -> Loader:
         if not fp32.exists():
             export_onnx(student, fp32)
         graph = quantize_int8(fp32, stem.with_name(stem.name + ".int8.onnx")) if int8 else fp32
-        return onnx_logits(onnx_session(graph)), {**student_info(student, path), "size_mb": file_mb(graph)}
+        return onnx_logits(session(graph, torch.get_num_threads())), {**student_info(student, path), "size_mb": file_mb(graph)}
     return load
 
 

@@ -12,9 +12,19 @@ from hypothesis import strategies as st
 
 from xtremedistil_ner.data.conll import Sentence
 from xtremedistil_ner.data.labels import LabelSet
-from xtremedistil_ner.encoding import IGNORE, Window, encode, merge_predictions, plan_windows, word_pieces
+from xtremedistil_ner.encoding import IGNORE, Window, encode, merge_predictions, plan_windows
 
 LABELS = LabelSet(("PER", "LOC", "ORG"))
+
+
+def _pieces(tokenizer, tokens: list[str]) -> list[list[int]]:
+    """Each word's subword ids through `transformers`' own call (the oracle for the runtime's
+    encoder, which calls the tokenizer's backend directly); a word with none is the unknown token."""
+    enc = tokenizer([tokens], is_split_into_words=True, add_special_tokens=False)
+    pieces: list[list[int]] = [[] for _ in tokens]
+    for pid, wid in zip(enc["input_ids"][0], enc.word_ids(0)):
+        pieces[wid].append(pid)
+    return [p or [tokenizer.unk_token_id] for p in pieces]
 
 
 def _sent(tokens, tags=None, lang="en") -> Sentence:
@@ -24,7 +34,7 @@ def _sent(tokens, tags=None, lang="en") -> Sentence:
 def test_labels_only_on_first_subwords(tiny_tokenizer) -> None:
     tokens = ["Anna", "Schmidtschmidt", "works", "for", "Deutsche", "Bank", "in", "Paris", "."]
     tags = ["B-PER", "I-PER", "O", "O", "B-ORG", "I-ORG", "O", "B-LOC", "O"]
-    pieces = word_pieces(tiny_tokenizer, [tokens])[0]
+    pieces = _pieces(tiny_tokenizer, tokens)
     assert any(len(p) > 1 for p in pieces), "test needs a word split into several subwords"
     (win,) = encode([_sent(tokens, tags)], tiny_tokenizer, max_length=128, label2id=LABELS.label2id)
     ids = win.input_ids.tolist()
@@ -103,7 +113,7 @@ def test_long_sentence_is_windowed_and_merged(tiny_tokenizer) -> None:
 def test_word_longer_than_budget_is_clipped_but_predicted(tiny_tokenizer) -> None:
     long_word = "Schmidt" * 12
     tokens = ["Anna", long_word, "visited", "Paris"]
-    n_pieces = len(word_pieces(tiny_tokenizer, [tokens])[0][1])
+    n_pieces = len(_pieces(tiny_tokenizer, tokens)[1])
     max_length = 8
     assert n_pieces > max_length - 2, "test needs a word with more pieces than the budget"
     wins = encode([_sent(tokens, ["B-PER", "I-PER", "O", "B-LOC"])], tiny_tokenizer, max_length, LABELS.label2id)
@@ -219,3 +229,15 @@ def test_merge_requires_one_prediction_per_window() -> None:
     a = Window(0, np.zeros(4, np.int32), np.asarray([1, 2], np.int32), 0)
     with pytest.raises(ValueError):
         merge_predictions([a], [], [2])
+
+
+def test_windows_hold_exactly_the_pieces_transformers_gives(tiny_tokenizer) -> None:
+    """The runtime encodes through the tokenizer's backend; its pieces are `transformers`' own,
+    special-token strings in the text and zero-width words included."""
+    sentences = [["Anna", "<s>", "visited", "</s>", "<mask>", "Paris", "."], ["\u200b", "東京", "Straße", "\x01"], ["x"]]
+    wins = encode([_sent(s) for s in sentences], tiny_tokenizer, max_length=128)
+    assert [w.sent for w in wins] == [0, 1, 2]
+    for win, tokens in zip(wins, sentences):
+        pieces = _pieces(tiny_tokenizer, tokens)
+        assert win.input_ids[1:-1].tolist() == [i for p in pieces for i in p]
+        assert win.word_pos.tolist() == (1 + np.cumsum([0] + [len(p) for p in pieces[:-1]])).tolist()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from xtremedistil_ner.data.labels import LabelSet, is_valid_tag, repair_iob2
+from xdner_runtime.tags import is_valid_tag, repair_iob2
+
+from xtremedistil_ner.data.labels import LabelSet
 
 
 def test_order_is_O_then_B_I_per_sorted_type() -> None:

@@ -95,7 +95,9 @@ def test_onnx_logits_give_pytorchs_tags(tmp_path: Path, tiny_data: Path, tiny_to
     pytest.importorskip("onnxruntime")
     from accelerate import Accelerator
 
-    from xtremedistil_ner.export import compare_logits, export_onnx, onnx_logits, onnx_session
+    from xdner_runtime.onnx import session as onnx_session
+
+    from xtremedistil_ner.export import compare_logits, export_onnx, onnx_logits
 
     student = dropout_student(tiny_tokenizer)
     path = export_onnx(student, tmp_path / "m.onnx")

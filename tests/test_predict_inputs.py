@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from xdner_runtime.errors import ArtifactError
+from xdner_runtime.onnx import weights_sha256 as file_weights_sha256
+
 from xtremedistil_ner.cli import main
 from xtremedistil_ner.export import WEIGHTS_KEY, export_onnx, weights_sha256
-from xtremedistil_ner.io import MANIFEST, ArtifactError
+from xtremedistil_ner.io import MANIFEST
 from xtremedistil_ner.students import load_student, save_student
 from xtremedistil_ner.tagger import Tagger
 
@@ -76,7 +79,7 @@ def test_a_graph_carries_its_students_weights_and_another_students_is_refused(mo
     pytest.importorskip("onnxruntime")
     graph = export_onnx(load_student(model_dir), tmp_path / "mine.onnx")
     props = {p.key: p.value for p in onnx.load(str(graph)).metadata_props}
-    assert props[WEIGHTS_KEY] == weights_sha256(load_student(model_dir))
+    assert props[WEIGHTS_KEY] == weights_sha256(load_student(model_dir)) == file_weights_sha256(model_dir / "model.safetensors")
     assert Tagger.load(model_dir, onnx=graph).tag_tokens([["Anna"]]) == [["B-PER"]]
     other = tmp_path / "other"  # same labels and tokenizer, other weights
     save_student(make_student(tiny_tokenizer, winner="I-PER"), other, tiny_tokenizer)

@@ -17,7 +17,6 @@ from xtremedistil_ner.config import DistilConfig, load_config, save_config
 from xtremedistil_ner.distil import RESUME, Distiller
 from xtremedistil_ner.errors import StaleArtifactError
 from xtremedistil_ner.io import MANIFEST, ArtifactError, write_manifest
-from xtremedistil_ner.layout import TEACHER_MANIFEST
 from xtremedistil_ner.pipeline import Run
 
 from conftest import Crash, crashing_accelerator

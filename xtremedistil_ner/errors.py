@@ -4,11 +4,9 @@ keeps its traceback."""
 
 from __future__ import annotations
 
+from xdner_runtime.errors import XdnerError
 
-class XdnerError(Exception):
-    """Base of every error the user can fix; the message names the file, key or folder."""
-
-    exit_status = 2
+__all__ = ["RunInUseError", "StaleArtifactError", "XdnerError"]
 
 
 class RunInUseError(XdnerError):

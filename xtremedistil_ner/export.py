@@ -15,7 +15,6 @@ import argparse
 import hashlib
 import importlib
 import json
-import logging
 import sys
 import tempfile
 import warnings
@@ -26,21 +25,16 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 from torch import nn
+from xdner_runtime.onnx import INPUTS, OUTPUT, WEIGHTS_KEY
 
 from .batching import LengthBatchSampler, WindowDataset, batch_loader
 from .encoding import Window
 from .evaluate import LogitsFn
 from .errors import XdnerError
-from .io import ArtifactError, atomic_path
+from .io import atomic_path
 from .students import XtremeDistilPreTrainedModel, load_student
 
-INPUTS = ("input_ids", "attention_mask")
-OUTPUT = "logits"
-WEIGHTS_KEY = "xdner.student_weights_sha256"  # in the graph's metadata_props: the student it was exported from
 MIN_OPSET = 14  # the transformer student's attention exports from 14 on (the BiLSTM's from 9); measured with torch 2.13
-
-logger = logging.getLogger(__name__)
-
 
 class _Logits(nn.Module):
     """The student's logits as the graph's single output (its forward returns a dict)."""
@@ -111,51 +105,23 @@ def export_onnx(student: XtremeDistilPreTrainedModel, path: Path, opset: int = 1
 
 
 def _optional(name: str) -> ModuleType:
-    """`onnx` (export) or `onnxruntime` (int8 export, inference): the `onnx` extra, not a dependency."""
+    """`onnx`, which writing and quantising a graph need (running one does not): the `onnx`
+    extra, not a dependency."""
     try:
         return importlib.import_module(name)
     except ImportError as exc:
-        raise ImportError(f"ONNX export and inference need {name}: pip install 'xtremedistil-ner[onnx]'") from exc
+        raise ImportError(f"ONNX export needs {name}: pip install 'xtremedistil-ner[onnx]'") from exc
 
 
 def quantize_int8(src: Path, dst: Path) -> Path:
     """Dynamic int8 quantisation (weights int8, activations quantised at run time): no
     calibration data needed, and the LSTM and linear layers are where the time goes."""
-    _optional("onnxruntime")
+    _optional("onnx")
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with atomic_path(Path(dst)) as tmp:
         quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8)
     return Path(dst)
-
-
-def onnx_session(path: Path, threads: int | None = None) -> Any:
-    """A CPU `InferenceSession` with `threads` intra-op threads (default: torch's count) and one
-    inter-op thread, so ONNX and PyTorch timings use the same cores."""
-    ort = _optional("onnxruntime")
-    from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidGraph, InvalidProtobuf, NoSuchFile
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or torch.get_num_threads()
-    options.inter_op_num_threads = 1
-    try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except (Fail, InvalidGraph, InvalidProtobuf, NoSuchFile) as exc:
-        raise ArtifactError(f"{path}: not an ONNX graph onnxruntime can run ({str(exc).splitlines()[0]})") from None
-
-
-def check_graph(session: Any, student: XtremeDistilPreTrainedModel, graph: Path, folder: Path) -> None:
-    """Refuse a graph exported from another student than the one in `folder` (whose labels and
-    tokenizer would be paired with other weights): by the weights' sha256 the export recorded,
-    and by the number of labels for graphs exported before it was recorded."""
-    width, digest = session.get_outputs()[0].shape[-1], weights_sha256(student)
-    recorded = session.get_modelmeta().custom_metadata_map.get(WEIGHTS_KEY)
-    if width != len(student.labels) or recorded not in (None, digest):
-        raise ArtifactError(f"{graph}: the graph was exported from another student than the one in {folder} "
-                            f"({width} labels, {len(student.labels)} there; weights sha256 {str(recorded)[:12]}, "
-                            f"{digest[:12]} there); export it again: xdner export --model {folder}")
-    if recorded is None:
-        logger.warning(f"{graph}: exported before graphs recorded their student's weights; it cannot be checked against {folder}")
 
 
 def onnx_logits(session: Any) -> LogitsFn:

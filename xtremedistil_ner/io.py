@@ -14,12 +14,12 @@ import threading
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from .errors import XdnerError
+from xdner_runtime.errors import ArtifactError as RuntimeArtifactError
 
 MANIFEST = "manifest.json"
 
 
-class ArtifactError(XdnerError, ValueError):
+class ArtifactError(RuntimeArtifactError):
     """A file written by a run that is now missing, truncated or corrupted; the message names it
     (`problem`) and says what to do (`remedy`, kept apart for callers that do it themselves)."""
 

@@ -22,13 +22,15 @@ from pathlib import Path
 from typing import IO, BinaryIO, Iterable, Iterator, Sequence
 
 import torch
+import xdner_runtime
+from xdner_runtime.tags import entities, is_valid_tag
+from xdner_runtime.words import split_words
 
 from .data.conll import LineProblem, format_conll, is_tab_separated, parse_conll
-from .data.labels import is_valid_tag
 from .errors import XdnerError
 from .io import atomic_path
 from .log import progress
-from .tagger import Tagger, entities, split_words
+from .tagger import Tagger
 
 CHUNK = 1024  # documents per chunk: enough for full length-sorted batches, bounded memory
 SNIFF = 20  # lines of a text input looked at for CoNLL
@@ -144,7 +146,7 @@ def refuse_conll(head: Sequence[str], name: str) -> None:
                          "document per line; pass --input-format conll to tag it as CoNLL")
 
 
-def write_predictions(tagger: Tagger, docs: Iterable[Document], out_format: str, sink: IO[str]) -> None:
+def write_predictions(tagger: xdner_runtime.Tagger, docs: Iterable[Document], out_format: str, sink: IO[str]) -> None:
     docs = iter(docs)
     with progress(desc="predict", unit="doc") as bar:
         while chunk := list(islice(docs, CHUNK)):

@@ -12,28 +12,15 @@ environment win.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
-from pathlib import Path
+
+from xdner_runtime.onnx import available_cores
 
 from .config import ConfigError
 
 SPIN_COUNT = "1000"
 ENV_THREADS = "XDNER_THREADS"
-
-
-def available_cores() -> int:
-    """The cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota
-    (containers often get fewer CPUs than the machine has)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            cores = min(cores, max(1, math.floor(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, cores)
 
 
 def default_threads() -> int:

@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+from xdner_runtime.tags import is_valid_tag, repair_iob2
+
 from ..files import not_regular_message
 from ..io import atomic_path
-from .labels import DataError, is_valid_tag, repair_iob2
+from .labels import DataError
 
 logger = logging.getLogger(__name__)
 

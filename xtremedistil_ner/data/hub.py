@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from xdner_runtime.tags import is_valid_tag, repair_iob2
+
 from .conll import Sentence
-from .labels import DataError, is_valid_tag, repair_iob2
+from .labels import DataError
 
 HUB_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
 

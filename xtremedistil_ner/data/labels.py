@@ -1,45 +1,18 @@
-"""One IOB2 label set shared by every language, with validation and repair of bad sequences."""
+"""One IOB2 label set shared by every language (tag validity and repair come from the runtime,
+which tags with the same rules)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
+from xdner_runtime.tags import is_valid_tag, split_tag
+
 from ..errors import XdnerError
 
 
 class DataError(XdnerError, ValueError):
     """Bad input data; the message names the file, the line and what is wrong."""
-
-
-def _split_tag(tag: str) -> tuple[str, str]:
-    if tag == "O":
-        return "O", ""
-    prefix, sep, kind = tag.partition("-")
-    if sep != "-" or prefix not in ("B", "I") or not kind:
-        return "?", tag
-    return prefix, kind
-
-
-def is_valid_tag(tag: str) -> bool:
-    return _split_tag(tag)[0] != "?"
-
-
-def repair_iob2(tags: Sequence[str]) -> tuple[list[str], list[int]]:
-    """Return tags with each `I-X` that does not continue an `X` entity turned into `B-X`,
-    and the positions that were changed."""
-    out: list[str] = []
-    fixed: list[int] = []
-    prev_kind = ""
-    for i, tag in enumerate(tags):
-        prefix, kind = _split_tag(tag)
-        if prefix == "I" and prev_kind != kind:
-            out.append(f"B-{kind}")
-            fixed.append(i)
-        else:
-            out.append(tag)
-        prev_kind = kind if prefix in ("B", "I") else ""
-    return out, fixed
 
 
 @dataclass
@@ -55,7 +28,7 @@ class LabelSet:
 
     @classmethod
     def from_tags(cls, tags: Iterable[str]) -> "LabelSet":
-        return cls(tuple({_split_tag(t)[1] for t in tags if t != "O" and is_valid_tag(t)}))
+        return cls(tuple({split_tag(t)[1] for t in tags if t != "O" and is_valid_tag(t)}))
 
     @classmethod
     def from_list(cls, tags: Sequence[str]) -> "LabelSet":
