@@ -5,7 +5,6 @@ with a fake tagger: request and response shapes, micro-batching, every refused r
 from __future__ import annotations
 
 import http.client
-import importlib.util
 import json
 import re
 import sys
@@ -24,8 +23,7 @@ pytest.importorskip("starlette")
 uvicorn = pytest.importorskip("uvicorn")
 
 ROOT = Path(__file__).resolve().parents[1]
-if importlib.util.find_spec("xdner_runtime") is None:  # not installed: the source tree
-    sys.path.insert(0, str(ROOT / "runtime"))
+sys.path.insert(0, str(ROOT / "runtime"))  # this tree's runtime, ahead of an installed one
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import _browser  # noqa: E402
@@ -282,3 +280,18 @@ def test_page_tags_prefilled_text_in_headless_chromium(addr):
     marks.feed(dom)
     assert marks.found == [("PER", "Anna"), ("PER", "Bob"), ("LOC", "Berlin")]
     assert "&lt;b&gt;not bold&lt;/b&gt;" in dom  # the user's text stayed text
+
+
+def test_load_benchmark_smoke(addr, tmp_path):
+    import serve_load
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("Anna met Bob in Berlin.\n\nnothing here\n", encoding="utf-8")
+    url = f"http://{addr[0]}:{addr[1]}"
+    argv = ["--url", url, "--texts", str(texts), "--clients", "1,4", "--requests-per-client", "3",
+            "--offline-batch64", "100", "--out", str(tmp_path)]
+    assert serve_load.main(argv) == 0
+    result = json.loads((tmp_path / "serve.json").read_text())
+    assert [(r["clients"], r["requests"], r["errors"]) for r in result["levels"]] == [(1, 3, 0), (4, 12, 0)]
+    assert all(r["p50_ms"] > 0 and r["texts_per_s"] > 0 and r["peak_rss_bytes"] > 0 for r in result["levels"])
+    assert "served/offline" in (tmp_path / "serve.md").read_text()

@@ -9,7 +9,12 @@ is never called from two threads at once. A request with more texts than `max_ba
 several batches and is answered when the last of its texts is done.
 
 Routes: `POST /tag`, `GET /health`, `GET /metrics` (JSON), `GET /` (a page to try the model).
-Every error answer is `{"error": "<one line>"}` with a 4xx or 500 status; none stops the server.
+`POST /tag` takes exactly `{"text": str}`, answered `{"text", "entities"}`, or `{"texts": [str, ...]}`,
+answered with a list of those in order: the records of `xdner predict`'s JSONL. Anything else is
+refused, no bare string or list and no extra key, so a typo cannot pass silently. Every error answer
+is `{"error": "<one line>"}`: 400 body not JSON, 413 body, text count or words of a text over
+`Limits`, 422 wrong shape or an empty or blank text, 404/405 routing, 500 the tagger raised (that
+batch's requests only). None stops the server.
 """
 
 from __future__ import annotations
@@ -17,15 +22,16 @@ from __future__ import annotations
 import asyncio
 import html
 import json
-import resource
+import os
 import sys
 import time
 from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, AsyncIterator, Callable, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import uvicorn
@@ -113,7 +119,7 @@ class Metrics:
             "queue_depth": queued,
             "in_batch": in_batch,
             "rss_bytes": rss_bytes(),
-            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024),
+            "peak_rss_bytes": peak_rss_bytes(),
         }
 
 
@@ -121,9 +127,18 @@ def rss_bytes() -> int | None:
     """Resident memory now (Linux /proc; None elsewhere)."""
     try:
         with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * resource.getpagesize()
-    except OSError:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, AttributeError, ValueError):
         return None
+
+
+def peak_rss_bytes() -> int | None:
+    """Peak resident memory since start (Unix getrusage: kB on Linux, bytes on macOS; None on Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
 
 
 class Batcher:
