@@ -47,10 +47,11 @@ def offline_throughput(tagger: Callable[[list[str]], Any], texts: Sequence[str],
 
 
 def load_tagger(model: Path, onnx: Path | None) -> Callable[[list[str]], Any]:
-    """The tagger the server loads from `--model DIR [--onnx FILE]`, for the offline number."""
+    """The tagger the server loads from `--model DIR [--onnx FILE]` (default DIR/model.onnx, where
+    `xdner export` writes), for the offline number."""
     from xdner_runtime import Tagger
 
-    return Tagger.load(model, onnx=onnx)
+    return Tagger.load(str(model), onnx=str(onnx or model / "model.onnx"))
 
 
 def free_port() -> int:
