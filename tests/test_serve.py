@@ -7,6 +7,8 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -19,15 +21,13 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("starlette")
-uvicorn = pytest.importorskip("uvicorn")
+import uvicorn
+from xdner_runtime.serve import Limits, create_app
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "runtime"))  # this tree's runtime, ahead of an installed one
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import _browser  # noqa: E402
-from xdner_runtime.serve import Limits, create_app  # noqa: E402
 
 INFO = {"name": "fake-ner-en-de", "languages": ["en", "de"], "labels": ["PER", "LOC"], "parameters": 1_234_567,
         "card": {"en": 81.5, "de": 77.25}}
@@ -295,3 +295,76 @@ def test_load_benchmark_smoke(addr, tmp_path):
     assert [(r["clients"], r["requests"], r["errors"]) for r in result["levels"]] == [(1, 3, 0), (4, 12, 0)]
     assert all(r["p50_ms"] > 0 and r["texts_per_s"] > 0 and r["peak_rss_bytes"] > 0 for r in result["levels"])
     assert "served/offline" in (tmp_path / "serve.md").read_text()
+
+
+# -- the real command, over a saved student ------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def xdner_serve(*args: str) -> Iterator[tuple[str, int]]:
+    """`xdner serve ARGS` in a subprocess on a free port, until /health answers; stopped after."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "xtremedistil_ner.cli", "serve", *args, "--port", str(port), "--log-level", "warning"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, f"xdner serve exited: {proc.stdout.read()}"
+            assert time.monotonic() < deadline, "xdner serve did not answer /health"
+            try:
+                if request(("127.0.0.1", port), "GET", "/health")[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.2)
+        yield "127.0.0.1", port
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@pytest.fixture
+def student_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer) -> Path:
+    """A tiny student that tags every word B-PER, saved with a card naming it and its languages."""
+    from test_tagger import make_student
+
+    from xtremedistil_ner.students import save_student
+
+    path = tmp_path_factory.mktemp("served") / "model"
+    save_student(make_student(tiny_tokenizer, winner="B-PER"), path, tiny_tokenizer)
+    (path / "README.md").write_text("---\nlanguage:\n- de\n- en\nmodel-index:\n- name: tiny-every-word\n  results:\n"
+                                    "  - dataset: {config: de}\n    metrics: [{type: f1, value: 12.5}]\n---\n# tiny\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("onnx", [False, True], ids=["pytorch", "onnx"])
+def test_xdner_serve_answers_like_the_tagger(student_dir: Path, tmp_path: Path, onnx: bool) -> None:
+    from xtremedistil_ner.export import export_onnx
+    from xtremedistil_ner.tagger import Tagger
+
+    texts = ["Anna met Bob in Berlin.", "Zoë (Paris) — 東京!"]
+    args = ["--model", str(student_dir)]
+    if onnx:
+        args += ["--onnx", str(export_onnx(Tagger.load(student_dir).student, tmp_path / "model.onnx"))]
+    with xdner_serve(*args) as served:
+        status, body = post(served, {"texts": texts})
+        assert status == 200
+        assert body == [{"text": t, "entities": e} for t, e in zip(texts, Tagger.load(student_dir)(texts))]
+        status, raw = request(served, "GET", "/")
+        assert status == 200 and "tiny-every-word" in raw.decode()
+        assert request(served, "POST", "/tag", b"{not json")[0] == 400
+
+
+@pytest.mark.skipif(_browser.chromium() is None, reason="chromium is not installed: the page's script is not run")
+def test_the_page_of_a_live_xdner_serve_in_headless_chromium(student_dir: Path) -> None:
+    """The page served by `xdner serve`, text typed in through the URL, highlighted in Chromium:
+    every word of the text is an entity of this student."""
+    text = "Anna met Bob in Berlin"
+    with xdner_serve("--model", str(student_dir)) as served:
+        dom = _browser.dump_dom(f"http://{served[0]}:{served[1]}/?text={urllib.parse.quote(text)}")
+    marks = Marks()
+    marks.feed(dom)
+    assert marks.found == [("PER", word) for word in text.split()]

@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from xdner_runtime.command import add_arguments as add_serve_arguments
+from xdner_runtime.command import positive_int
+
 from . import __version__
 from .config import RunConfig, key_range, resolve
 from .errors import XdnerError
@@ -17,7 +20,8 @@ from .threads import configure_threads
 
 # Each command's module (and torch with it) is imported only when that command runs, so
 # `xdner --help` and `xdner validate` start in a fraction of a second.
-COMMANDS = {"validate": "validate:run_validate", "predict": "predict:run_predict", "export": "export:run_export"}
+COMMANDS = {"validate": "validate:run_validate", "predict": "predict:run_predict", "export": "export:run_export",
+            "serve": "serving:run_serve"}
 
 STEP_HELP = {
     "teach": "fine-tune the teacher jointly on every language's labeled data",
@@ -61,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output-dir", type=Path, default=Path("xdner-demo"), help="where the demo's data, teacher and outputs go")
     demo.add_argument("--quick", action="store_true", help="a much smaller run (for smoke tests)")
     add_verbosity(demo)
-    for add in (add_validate_parser, add_predict_parser, add_export_parser):
+    for add in (add_validate_parser, add_predict_parser, add_export_parser, add_serve_parser):
         add_verbosity(add(sub))
     return parser
 
@@ -91,17 +95,6 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     return p
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: a count of at least 1 (a usage error otherwise, not a traceback later)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
-    return value
-
-
 def add_predict_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """`xdner predict` (predict.run_predict)."""
     text = "tag raw text or CoNLL files with a distilled student"
@@ -115,6 +108,14 @@ def add_predict_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument("--encoding", default="utf-8", help="the input's text encoding (default: utf-8, a BOM dropped)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--onnx", type=Path, help="run this graph from `xdner export` (e.g. DIR/model.int8.onnx) with onnxruntime instead of PyTorch")
+    return p
+
+
+def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """`xdner serve` (serving.run_serve)."""
+    text = "serve a distilled student over HTTP: POST /tag, a page to try it at /, /health and /metrics"
+    p = subparsers.add_parser("serve", help=text, description=text)
+    add_serve_arguments(p, onnx_required=False)
     return p
 
 

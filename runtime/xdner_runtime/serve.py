@@ -29,7 +29,6 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any, NamedTuple
 
@@ -41,22 +40,12 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-Entity = dict[str, Any]
+from .limits import Limits
+from .tags import Entity
+
 TaggerFn = Callable[[list[str]], Sequence[Sequence[Entity]]]
 LATENCY_WINDOW = 10_000  # requests whose latency the quantiles in /metrics cover
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)  # upper bounds of the batch-size histogram
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one request may ask for, and how batches form. `max_words` counts whitespace-separated
-    words (`str.split()`), a cheap proxy for the model windows a text costs."""
-
-    max_body_bytes: int = 1 << 20
-    max_texts: int = 256
-    max_words: int = 10_000
-    max_batch: int = 64
-    max_wait_ms: float = 5.0
 
 
 class RequestError(Exception):
