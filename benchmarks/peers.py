@@ -24,9 +24,11 @@ The peers:
   sentences of each language).
 - the teacher: `pipeline("token-classification", aggregation_strategy="first")` for speed; its
   F1 is the run's own evaluation of it (same scorer and test sentences, gold tokens).
-Ours: the run's students through `Tagger` (raw text -> entities), PyTorch and ONNX int8
-(`Tagger.load(DIR, onnx=...)`); training cost is each student's distillation time plus the
-teacher's fine-tuning and annotation, which every student of the run shares, stated apart.
+Ours: the run's students through `Tagger` (raw text -> entities) in PyTorch, and exported to ONNX
+fp32 and int8, run by the torch-free runtime (`xdner_runtime.Tagger`, what `Tagger.load(DIR,
+onnx=...)` gives); training cost is each student's distillation time plus the teacher's
+fine-tuning and annotation, which every student of the run shares, stated apart. A peer without
+a result (flair needs its own environment) is left out of the table, and the table says so.
 
 The timings are ratios within one run: run it on an otherwise idle machine.
 """
@@ -50,6 +52,7 @@ from _peer_protocol import BATCH1_TEXTS, BATCH_SIZES, read_jsonl, throughput, wr
 RESULTS = ROOT / "benchmarks" / "results" / "peers"
 THROUGHPUT_TEXTS_PER_LANG = 200
 PEERS = ("spacy", "flair", "teacher")
+GRAPHS = ("onnx", "int8")  # each student also exported (fp32, int8) and run by the torch-free runtime
 # flair's defaults (up to 100 epochs, each scored on every dev sentence: 2.3 min an epoch for
 # wikiann6's 51k on 2 cores) would take hours here; its budget, stated in its settings (on
 # wikiann6 its dev F1 still rose at epoch 20 of a 30-epoch cap, at flair's first learning rate):
@@ -68,7 +71,7 @@ def students_of(run_dir: Path) -> list[str]:
 
 def systems_of(run_dir: Path) -> list[str]:
     students = students_of(run_dir)
-    return [*PEERS, *students, *(f"{s}-int8" for s in students)]
+    return [*PEERS, *students, *(f"{s}-{graph}" for graph in GRAPHS for s in students)]
 
 
 # -- the exchange folder ------------------------------------------------------------------------
@@ -163,6 +166,16 @@ def teacher_worker(work: Path, run_dir: Path) -> None:
     })
 
 
+def graph_of(system: str) -> str | None:
+    """"onnx" or "int8" for a student's exported graph (`NAME-onnx`, `NAME-int8`), else None."""
+    return next((g for g in GRAPHS if system.endswith(f"-{g}")), None)
+
+
+def student_of(system: str) -> str:
+    graph = graph_of(system)
+    return system.removesuffix(f"-{graph}") if graph else system
+
+
 def student_worker(work: Path, run_dir: Path, system: str) -> None:
     import torch
 
@@ -170,12 +183,15 @@ def student_worker(work: Path, run_dir: Path, system: str) -> None:
     from xtremedistil_ner.students import load_student
     from xtremedistil_ner.tagger import Tagger
 
-    name = system.removesuffix("-int8")
+    name, graph = student_of(system), graph_of(system)
     model_dir = run_dir / "students" / name / "joint" / "model"
     onnx = None
-    if system.endswith("-int8"):
-        fp32 = export_onnx(load_student(model_dir), work / system / "model.onnx")
-        onnx = quantize_int8(fp32, work / system / "model.int8.onnx")
+    if graph:
+        onnx = export_onnx(load_student(model_dir), work / system / "model.onnx")
+        if graph == "int8":
+            onnx = quantize_int8(onnx, work / system / "model.int8.onnx")
+    # With a graph, `Tagger.load` gives the torch-free runtime's Tagger; torch is loaded here
+    # only to export it, and idles while the graph is timed.
     tagger = Tagger.load(model_dir, batch_size=256, onnx=onnx)
     tags = tagger.tag_tokens([r["tokens"] for r in read_jsonl(work / "data" / "test.jsonl")])
 
@@ -184,10 +200,10 @@ def student_worker(work: Path, run_dir: Path, system: str) -> None:
         return [[(e["label"], e["start"], e["end"]) for e in found] for found in tagger(texts)]
 
     write_result(work / system, {
-        "system": f"{name} ({'ONNX int8, onnxruntime' if onnx else 'PyTorch fp32'}), Tagger",
+        "system": f"{name} (ONNX {graph}, xdner_runtime)" if graph else f"{name} (PyTorch fp32), Tagger",
         "versions": {"torch": torch.__version__, **({"onnxruntime": version("onnxruntime")} if onnx else {})},
         "settings": {"threads": torch.get_num_threads(), **({"onnx_mb": round(onnx.stat().st_size / 2**20, 2)} if onnx else {})},
-        "parameters": tagger.student.num_parameters(), "test_tags": tags, "throughput": timed(tag, work),
+        "parameters": load_student(model_dir).num_parameters(), "test_tags": tags, "throughput": timed(tag, work),
     })
 
 
@@ -219,9 +235,9 @@ def collect(run_dir: Path, work: Path, data_root: str) -> dict[str, Any]:
     rows = []
     students = students_of(run_dir)
     missing = [s for s in systems_of(run_dir) if not (work / s / "result.json").exists()]
-    if missing:
+    if any(s not in PEERS for s in missing):
         raise SystemExit(f"{work}: no results yet for {', '.join(missing)}; run them with --systems {','.join(missing)}")
-    for system in systems_of(run_dir):
+    for system in (s for s in systems_of(run_dir) if s not in missing):
         result = json.loads((work / system / "result.json").read_text(encoding="utf-8"))
         if system == "teacher":
             f1 = report["models"]["teacher"]["test_f1"]
@@ -231,7 +247,7 @@ def collect(run_dir: Path, work: Path, data_root: str) -> dict[str, Any]:
             if [len(t) for t in tags] != [len(s.tokens) for s in test]:
                 raise SystemExit(f"{system}: its test tags do not line up with the {len(test)} test sentences")
             f1 = {lang: v["f1"] for lang, v in score(test, tags).items()}
-            name = system.removesuffix("-int8")
+            name = student_of(system)
             cost = result.get("training") or {"seconds": timings[f"distil:{name}:joint"], "note": "distillation (teacher shared: below)"}
             if name in students:
                 reported = report["models"][name]["test_f1"]["macro"]
@@ -241,7 +257,8 @@ def collect(run_dir: Path, work: Path, data_root: str) -> dict[str, Any]:
     return {"command": " ".join(["python", "benchmarks/peers.py", *sys.argv[1:]]), "machine": machine_description(),
             "run": str(run_dir), "languages": run.cfg.languages, "labeled_sentences": len(run.corpus.train),
             "dev_sentences": len(run.corpus.dev), "test_sentences": len(test), "throughput_texts": len(texts_of(work)),
-            "teacher_shared": {"teach_seconds": timings.get("teach"), "annotate_seconds": timings.get("annotate")}, "rows": rows}
+            "teacher_shared": {"teach_seconds": timings.get("teach"), "annotate_seconds": timings.get("annotate")}, "rows": rows,
+            "not_run": missing}
 
 
 def markdown(res: dict[str, Any]) -> str:
@@ -254,6 +271,8 @@ def markdown(res: dict[str, Any]) -> str:
              f"{res['machine']}; every system in its own process with the same thread cap (spaCy's CPU ops use one).", "",
              "| system | parameters | macro test F1 | " + " | ".join(langs) + " | sent/s b=1 | sent/s b=64 | words/s b=64 | training (s) |",
              "|---|---|---|" + "---|" * len(langs) + "---|---|---|---|"]
+    if res["not_run"]:
+        lines[2:2] = [f"Not in this run: {', '.join(res['not_run'])} (no result in the work folder).", ""]
     for r in res["rows"]:
         t1, t64 = r["throughput"]["1"], r["throughput"]["64"]
         seconds = r["training"].get("seconds")
@@ -284,7 +303,7 @@ def plot(res: dict[str, Any], path: Path) -> None:
         x, y = r["throughput"]["64"]["sentences_per_s"], r["test_f1"]["macro"]
         ours = r["key"] not in PEERS
         ax.scatter([x], [y], color="tab:blue" if ours else "tab:gray", zorder=3)
-        below = r["key"].endswith("-int8")  # an int8 export sits on its fp32 model: its label goes below
+        below = graph_of(r["key"]) is not None  # an export sits on its fp32 model: its label goes below
         ax.annotate(r["key"], (x, y), fontsize=8, xytext=(5, -10 if below else 3), textcoords="offset points")
     ax.set_xscale("log")
     ax.set_xlim(right=ax.get_xlim()[1] * 2)  # room for the fastest systems' labels
