@@ -74,7 +74,7 @@ def start_server(model: Path, onnx: Path | None, port: int) -> subprocess.Popen:
         command = [xdner, "serve"]
     else:
         sys.exit("serve_load: neither xdner-serve nor xdner is on PATH (install one, or pass --url)")
-    command += ["--model", str(model), "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--model", str(model), "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]  # no access log per request
     proc = subprocess.Popen(command + (["--onnx", str(onnx)] if onnx else []))
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:

@@ -290,5 +290,7 @@ def create_app(tagger: TaggerFn, info: dict[str, Any], limits: Limits = Limits()
 
 def serve(tagger: TaggerFn, info: dict[str, Any], host: str = "127.0.0.1", port: int = 8000,
           limits: Limits = Limits(), log_level: str = "info") -> None:
-    """Run the app with uvicorn until interrupted: one worker process (one model in memory), asyncio loop."""
-    uvicorn.run(create_app(tagger, info, limits), host=host, port=port, workers=1, loop="asyncio", log_level=log_level)
+    """Run the app with uvicorn until interrupted: one worker process (one model in memory), with
+    httptools and uvloop where installed (the `serve` extra): at 64 concurrent clients they served
+    25-30% more texts/s than h11 and asyncio's own loop (same machine, same background load)."""
+    uvicorn.run(create_app(tagger, info, limits), host=host, port=port, workers=1, loop="auto", http="auto", log_level=log_level)
