@@ -96,15 +96,21 @@ def main() -> None:
     embeddings = StackedEmbeddings([OneHotEmbeddings.from_corpus(corpus), CharacterEmbeddings(path_to_char_dict=char_dictionary(train))])
     tagger = SequenceTagger(hidden_size=256, embeddings=embeddings, tag_dictionary=corpus.make_label_dictionary("ner", add_unk=False),
                             tag_type="ner", use_crf=True)
-    t0 = time.perf_counter()
-    # Both embeddings are trained: with flair's default storage mode ("cpu") the one-hot vectors
-    # computed in epoch 1 stay on the sentences and are reused, so training and the dev score
-    # that drives annealing and selection see stale embeddings (the kept weights scored 0.357
-    # micro dev F1 while training and 0.562 on fresh sentences).
-    ModelTrainer(tagger, corpus).train(str(out / "model"), max_epochs=args.max_epochs, eval_batch_size=256, embeddings_storage_mode="none")
-    train_seconds = time.perf_counter() - t0
-    kept = out / "model" / "best-model.pt"  # flair saves it when dev improves; else, as flair does, the final model
-    kept = kept if kept.exists() else out / "model" / "final-model.pt"
+    trained = out / "training.json"  # a tagger trained before is reused, so its timing can be redone alone
+    if trained.is_file():
+        record = json.loads(trained.read_text(encoding="utf-8"))
+    else:
+        t0 = time.perf_counter()
+        # Both embeddings are trained: with flair's default storage mode ("cpu") the one-hot vectors
+        # computed in epoch 1 stay on the sentences and are reused, so training and the dev score
+        # that drives annealing and selection see stale embeddings (the kept weights scored 0.357
+        # micro dev F1 while training and 0.562 on fresh sentences).
+        ModelTrainer(tagger, corpus).train(str(out / "model"), max_epochs=args.max_epochs, eval_batch_size=256,
+                                           embeddings_storage_mode="none")
+        best = out / "model" / "best-model.pt"  # flair saves it when dev improves; else, as flair does, the final model
+        record = {"seconds": time.perf_counter() - t0, "kept": best.name if best.exists() else "final-model.pt"}
+        trained.write_text(json.dumps(record), encoding="utf-8")
+    train_seconds, kept = record["seconds"], out / "model" / record["kept"]
     # Its weights go into the tagger built above: a tagger rebuilt by `SequenceTagger.load` from
     # these embeddings scores near 0 (flair issue #3459; dev F1 0.286 in memory, 0.007 reloaded).
     tagger.load_state_dict(SequenceTagger.load(kept).state_dict())
