@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from huggingface_hub import ModelCard
+from xdner_runtime.command import model_info
 
 from xtremedistil_ner.config import load_config
 from xtremedistil_ner.errors import XdnerError
@@ -123,6 +124,10 @@ def test_pipeline_end_to_end(tmp_path: Path, tiny_data: Path, tiny_teacher: Path
             assert {r.dataset_config: r.metric_value for r in card.data.eval_results} == {
                 lang: report["models"][name]["test_f1"][lang] for lang in langs}
             assert "Not evaluated yet" not in card.text and f"{report['models']['teacher']['test_f1'][langs[0]]:.2f}" in card.text
+            # What `xdner serve`'s page shows of the folder comes from that card.
+            info = model_info(out / "students" / name / scope / "model")
+            assert (info["name"], info["languages"], info["card"]) == (name if scope == "joint" else f"{name} ({scope})", langs,
+                                                                       {lang: report["models"][name]["test_f1"][lang] for lang in langs})
     # A second run over the same directory skips every finished step.
     logs_before = sorted((out / "logs").rglob("*"))
     capsys.readouterr()
