@@ -55,5 +55,6 @@ def test_quick_demo_runs_the_whole_pipeline_twice_quietly(tmp_path: Path, monkey
     assert shlex.split(next(c for c in commands if " demo " in c))[1:] == ["demo", "--output-dir", str(run_dir), "--quick"]
     monkeypatch.chdir(run_dir / "data")  # where its README is read
     assert main(shlex.split(next(c for c in commands if " validate " in c))[1:]) == 0
+    assert main(["export", "--model", str(model), "--int8"]) == 0  # the graph the README's runtime snippet loads
     for block in PYTHON_BLOCKS:  # every snippet of the README, on the demo's student (model_max_length 64)
         exec(block.replace("runs/mine/students/bilstm-50-200/joint/model", str(model)).replace("PATH_OR_HUB_ID", str(model)), {})

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from xdner_runtime.tags import is_valid_tag, repair_iob2
+from xdner_runtime.tags import entity_spans, is_valid_tag, repair_iob2, strict_iob2
 
 from xtremedistil_ner.data.labels import LabelSet
 
@@ -78,3 +80,17 @@ def test_repair_iob2(tags: list[str], expected: list[str], fixed: list[int]) -> 
     assert out == expected
     assert positions == fixed
     assert repair_iob2(out) == (out, [])  # repaired output is valid IOB2
+
+
+@given(st.lists(st.sampled_from(["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]), max_size=12))
+def test_strict_reading_keeps_exactly_the_entities_strict_seqeval_counts(tags: list[str]) -> None:
+    """What the Tagger outputs (its argmax tags read strictly) holds the entities the reported F1
+    counts for those argmax tags, as valid IOB2 that needs no repair."""
+    from seqeval.scheme import IOB2, Entities
+
+    def strict(seq: list[str]) -> set[tuple[int, int, str]]:
+        return {(e.start, e.end, e.tag) for e in Entities([seq], IOB2).entities[0]}
+
+    out = strict_iob2(tags)
+    assert strict(out) == strict(tags) and repair_iob2(out) == (out, [])
+    assert {(s, e, t) for t, s, e in entity_spans(out)} == strict(out)

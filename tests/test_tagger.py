@@ -95,14 +95,34 @@ def test_entities_have_exact_character_offsets(model_dir: Path) -> None:
         assert e["score"] == pytest.approx(np.exp(10) / (np.exp(10) + 2), abs=1e-5)
 
 
-def test_inside_tags_join_words_into_one_entity(tmp_path: Path, tiny_tokenizer) -> None:
-    save_student(make_student(tiny_tokenizer, winner="I-PER"), tmp_path / "m", tiny_tokenizer)
-    tagger = Tagger.load(tmp_path / "m")
+def test_inside_tags_join_words_into_one_entity(tiny_tokenizer) -> None:
+    """A backend that says B-PER on each text's first piece and I-PER after it: one entity over
+    the whole text, from its first word's start to its last word's end."""
+    import xdner_runtime
+
+    from xtremedistil_ner.encoding import word_pieces
+
+    def probabilities(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        out = np.zeros((*ids.shape, len(LABELS)), np.float32)
+        out[..., LABELS.index("I-PER")] = 1.0
+        out[:, 1, :] = np.eye(len(LABELS))[LABELS.index("B-PER")]
+        return out
+
+    tagger = xdner_runtime.Tagger(probabilities, word_pieces(tiny_tokenizer), LABELS, max_length=64)
     texts = ["Li  Wei met Marie Curie.", "", "   "]
     first, empty, blank = tagger(texts)
     assert [(e["label"], e["start"], e["end"], e["text"]) for e in first] == [("PER", 0, 24, texts[0])]
     assert empty == [] and blank == []
-    assert tagger.tag_tokens([["Li", "Wei"], []]) == [["B-PER", "I-PER"], []]  # valid IOB2: an entity starts with B-
+    assert tagger.tag_tokens([["Li", "Wei"], []]) == [["B-PER", "I-PER"], []]
+
+
+def test_inside_tags_that_continue_no_entity_are_outside(tmp_path: Path, tiny_tokenizer) -> None:
+    """A model that says I-PER everywhere finds no entity: an I- that continues no entity belongs
+    to none, as the strict seqeval scoring behind every reported F1 reads it."""
+    save_student(make_student(tiny_tokenizer, winner="I-PER"), tmp_path / "m", tiny_tokenizer)
+    tagger = Tagger.load(tmp_path / "m")
+    assert tagger(["Li Wei met Marie Curie."]) == [[]]
+    assert tagger.tag_tokens([["Li", "Wei"]]) == [["O", "O"]]
 
 
 def test_long_input_is_windowed_not_truncated(model_dir: Path) -> None:
@@ -169,15 +189,15 @@ def test_predict_conll_file_to_conll(model_dir: Path, tmp_path: Path) -> None:
 
 def test_predict_writes_valid_iob2_and_refuses_conll_passed_as_text(tmp_path: Path, tiny_tokenizer,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    """A model that says I-PER everywhere still writes IOB2 (I- after O or nothing becomes B-, as
-    seqeval and conlleval read it); a CoNLL file given as text is an error, not one-word documents."""
+    """A model that says I-PER everywhere writes valid IOB2 (an I- that continues no entity is O,
+    as strict seqeval reads it); a CoNLL file given as text is an error, not one-word documents."""
     save_student(make_student(tiny_tokenizer, winner="I-PER"), tmp_path / "m", tiny_tokenizer)
     text = tmp_path / "in.txt"
     text.write_text("Anna Schmidt lives\nBerlin\n", encoding="utf-8")
     out = tmp_path / "pred.conll"
     assert run_predict(cli(add_predict_parser, ["predict", "--model", str(tmp_path / "m"), str(text), "--format", "conll",
                                                 "--output", str(out)])) == 0
-    assert out.read_text(encoding="utf-8") == "Anna\tB-PER\nSchmidt\tI-PER\nlives\tI-PER\n\nBerlin\tB-PER\n\n"
+    assert out.read_text(encoding="utf-8") == "Anna\tO\nSchmidt\tO\nlives\tO\n\nBerlin\tO\n\n"
     conll = tmp_path / "test.txt"
     conll.write_text("Anna\tB-PER\nlacht\tO\n\nBerlin B-LOC\n", encoding="utf-8")
     assert main(["predict", "--model", str(tmp_path / "m"), str(conll), "--output", str(tmp_path / "x.jsonl")]) == 2

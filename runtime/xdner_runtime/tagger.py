@@ -14,7 +14,7 @@ from typing import Callable, Sequence, overload
 
 import numpy as np
 
-from .tags import Entity, entities, repair_iob2
+from .tags import Entity, entities, strict_iob2
 from .windows import WordPieces, merge_predictions
 from .words import split_words
 
@@ -76,7 +76,7 @@ class Tagger:
         for k, (i, r) in enumerate(zip(nonempty, rows)):
             p = probs[k][r]
             best = p.argmax(-1)
-            out[i] = (repair_iob2(self._labels[best].tolist())[0], p[np.arange(len(best)), best])  # valid IOB2, as conlleval reads it
+            out[i] = (strict_iob2(self._labels[best].tolist()), p[np.arange(len(best)), best])  # as the reported F1 reads them
         return out
 
     def _run(self, windows: Sequence) -> list[np.ndarray]:

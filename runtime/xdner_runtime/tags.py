@@ -47,6 +47,23 @@ def repair_iob2(tags: Sequence[str]) -> tuple[list[str], list[int]]:
     return out, fixed
 
 
+def strict_iob2(tags: Sequence[str]) -> list[str]:
+    """Tags as seqeval's strict IOB2 mode reads them: an `I-X` that continues no `X` entity (after
+    `O`, another type, or at the start) belongs to no entity and becomes `O`. A tagger's argmax tags
+    read this way give exactly the entities the reported F1 counts."""
+    out: list[str] = []
+    prev_kind = ""
+    for tag in tags:
+        prefix, kind = split_tag(tag)
+        if prefix == "I" and prev_kind != kind:
+            out.append("O")
+            prev_kind = ""
+        else:
+            out.append(tag)
+            prev_kind = kind if prefix in ("B", "I") else ""
+    return out
+
+
 def entity_spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
     """(type, first word, last word + 1) of each entity; a stray `I-X` starts an entity, as
     `repair_iob2` reads it."""
