@@ -19,7 +19,16 @@ from transformers import AutoModelForTokenClassification, pipeline
 
 from xtremedistil_ner.config import ConfigError
 from xtremedistil_ner.encoding import special_ids
-from xtremedistil_ner.students import REGISTRY, StudentType, load_student, pca_embeddings, save_student, specialise, specialised_vocabulary
+from xtremedistil_ner.students import (
+    REGISTRY,
+    Neighbours,
+    StudentType,
+    load_student,
+    pca_embeddings,
+    save_student,
+    specialise,
+    specialised_vocabulary,
+)
 from xtremedistil_ner.students.base import register
 from xtremedistil_ner.students.modeling_xtremedistil import reverse_padded
 
@@ -297,3 +306,22 @@ def test_a_random_init_student_owes_the_teacher_nothing(kind: str, tiny_teacher:
 
     assert same(weights("random", teachers[0]), weights("random", teachers[1]))
     assert not same(weights("auto", teachers[0]), weights("auto", teachers[1]))
+
+
+@pytest.mark.parametrize("k", [1, 3, 200])
+def test_neighbour_lists_give_the_full_searchs_nearest_pieces(k: int) -> None:
+    """Taggers specialised with neighbour lists searched once (`Neighbours`) map every dropped id
+    to the row a full search gives, also where an id's `k` neighbours are all dropped (k=1, 3)."""
+    gen = torch.Generator().manual_seed(1)
+    source = tiny_student(LABELS, np.arange(3, 300), 0, 400)
+    source.id_map[300:390] = source.id_map[torch.randint(3, 300, (90,), generator=gen)]  # ids read via others' rows
+    teacher_emb = torch.randn(400, 12, generator=gen)
+    teacher_emb[7] = teacher_emb[250]  # a duplicate row: ties go to the lower id either way
+    known = torch.nonzero(source.id_map >= 2).squeeze(1)
+    neighbours = Neighbours(known, torch.arange(3, 300), teacher_emb, k=k)
+    for seed in range(3):
+        kept = np.sort(np.random.default_rng(seed).choice(np.arange(3, 300), 60, replace=False))
+        full = specialise(source, kept, 0, teacher_emb)
+        listed = specialise(source, kept, 0, teacher_emb, neighbours)
+        assert torch.equal(full.id_map, listed.id_map)
+        assert (listed.id_map[known] >= 2).all()

@@ -64,6 +64,7 @@ from .students import (
     StudentType,
     XtremeDistilPreTrainedModel,
     load_student,
+    Neighbours,
     map_to_nearest,
     specialise,
     specialised_vocabulary,
@@ -357,8 +358,12 @@ class Run(RunLayout):
                     if source is None:
                         source = load_student(self.student_dir(scfg.from_student, None) / FINAL)
                         run_counts = self._token_counts(cache_mod.TransferCache(self.cache_dir), labeled, size)
+                        # Every tagger keeps pieces of the run's text (the pool); the ids it drops find
+                        # their nearest kept piece in lists searched once for all its languages.
+                        pool = torch.as_tensor(np.nonzero(run_counts)[0], dtype=torch.long)
+                        neighbours = Neighbours(torch.nonzero(source.id_map.cpu() >= 2).squeeze(1), pool, teacher_emb)
                     kept = specialised_vocabulary(source, counts, run_counts, scfg.keep_share)
-                    student = specialise(source, kept, self.pad_id, teacher_emb)
+                    student = specialise(source, kept, self.pad_id, teacher_emb, neighbours)
                 else:
                     student = self.build_student(scfg, kept, teacher)
                 self._log(f"distil: {scfg.name} ({scope_name}): {student.num_parameters() / 1e6:.2f}M parameters, vocabulary {len(kept) + 2}")

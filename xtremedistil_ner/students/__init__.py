@@ -10,6 +10,7 @@ from .base import (
     REGISTRY,
     StudentType,
     load_student,
+    Neighbours,
     map_to_nearest,
     pca_embeddings,
     save_student,
@@ -39,6 +40,6 @@ for _type in REGISTRY.values():
 
 __all__ = [
     "CARD", "REGISTRY", "StudentType", "BiLSTMType", "TransformerType", "student_type", "load_student", "save_student",
-    "pca_embeddings", "specialise", "specialised_vocabulary", "map_to_nearest", "XtremeDistilConfig", "BiLSTMStudentConfig", "TransformerStudentConfig",
+    "pca_embeddings", "specialise", "specialised_vocabulary", "map_to_nearest", "Neighbours", "XtremeDistilConfig", "BiLSTMStudentConfig", "TransformerStudentConfig",
     "XtremeDistilPreTrainedModel", "BiLSTMForTokenClassification", "TransformerForTokenClassification", "StudentOutput",
 ]
