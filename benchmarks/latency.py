@@ -33,9 +33,10 @@ from transformers import (
 )
 
 from xdner_runtime.onnx import session
+from xdner_runtime.windows import Window
 from xtremedistil_ner.benchmarking import FinishedRun, file_mb, markdown_table
 from xtremedistil_ner.data.conll import Sentence
-from xtremedistil_ner.encoding import Window, encode, special_ids
+from xtremedistil_ner.encoding import encode, special_ids
 from xtremedistil_ner.evaluate import LogitsFn, logits_fn
 from xtremedistil_ner.export import (
     export_onnx,

@@ -23,11 +23,14 @@ from seqeval.metrics import f1_score
 from seqeval.scheme import IOB2
 from transformers import pipeline
 
+from xdner_runtime.tags import entity_spans
+from xdner_runtime.words import split_words
+
 from xtremedistil_ner.benchmarking import FinishedRun, markdown_table
 from xtremedistil_ner.data.conll import Sentence
 from xtremedistil_ner.io import write_json, write_text
 from xtremedistil_ner.pipeline import machine_description
-from xtremedistil_ner.tagger import Tagger, entity_spans, split_words
+from xtremedistil_ner.tagger import Tagger
 
 ROOT = Path(__file__).resolve().parents[1]
 STRATEGIES = ("first", "simple")

@@ -37,6 +37,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from xdner_runtime.windows import merge_predictions
+
 from xtremedistil_ner import cache as cache_mod
 from xtremedistil_ner.cli import interrupted_message
 from xtremedistil_ner.cli import main as xdner
@@ -44,7 +46,7 @@ from xtremedistil_ner.config import DataConfig
 from xtremedistil_ner.data.conll import Sentence, read_conll
 from xtremedistil_ner.data.corpus import build_corpus
 from xtremedistil_ner.data.labels import LabelSet
-from xtremedistil_ner.encoding import encode, merge_predictions
+from xtremedistil_ner.encoding import encode
 from xtremedistil_ner.io import write_json, write_text
 from xtremedistil_ner.languages import load_language
 from xtremedistil_ner.students import (

@@ -10,9 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from xdner_runtime.windows import Window, merge_predictions, plan_windows
+
 from xtremedistil_ner.data.conll import Sentence
 from xtremedistil_ner.data.labels import LabelSet
-from xtremedistil_ner.encoding import IGNORE, Window, encode, merge_predictions, plan_windows
+from xtremedistil_ner.encoding import IGNORE, encode
 
 LABELS = LabelSet(("PER", "LOC", "ORG"))
 

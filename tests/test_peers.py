@@ -14,8 +14,7 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from _peer_protocol import BATCH1_TEXTS, iob2_spans, throughput  # noqa: E402
 
-from xdner_runtime.tags import repair_iob2  # noqa: E402
-from xtremedistil_ner.tagger import entity_spans  # noqa: E402
+from xdner_runtime.tags import entity_spans, repair_iob2  # noqa: E402
 
 
 @given(st.lists(st.sampled_from(["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]), max_size=30))

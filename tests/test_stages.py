@@ -11,11 +11,11 @@ import pytest
 import torch
 from accelerate import Accelerator
 from torch.utils.data import Dataset
+from xdner_runtime.windows import Window
 
 from xtremedistil_ner.config import DistilConfig, StageConfig
 from xtremedistil_ner.data.conll import Sentence
 from xtremedistil_ner.distil import Distiller, StageData, is_distilled
-from xtremedistil_ner.encoding import Window
 from xtremedistil_ner.io import ArtifactError
 from xtremedistil_ner.stages import sub_stages, validate_stage
 from xtremedistil_ner.students import XtremeDistilPreTrainedModel, load_student

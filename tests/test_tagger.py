@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import tiny_student
+from xdner_runtime.words import split_words
 
 from xtremedistil_ner.cli import add_export_parser, add_predict_parser, main
 from xtremedistil_ner.config import DistilConfig, StageConfig
@@ -26,7 +27,7 @@ from xtremedistil_ner.students import (
     load_student,
     save_student,
 )
-from xtremedistil_ner.tagger import Tagger, split_words
+from xtremedistil_ner.tagger import Tagger
 
 LABELS = ["O", "B-PER", "I-PER"]
 

@@ -9,8 +9,9 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader, Dataset, Sampler
+from xdner_runtime.windows import Window
 
-from .encoding import IGNORE, Window
+from .encoding import IGNORE
 
 
 class LengthBatchSampler(Sampler[list[int]]):

@@ -26,10 +26,10 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import Dataset
 from transformers import PreTrainedModel
+from xdner_runtime.windows import Window
 
 from .batching import LengthBatchSampler, WindowDataset, batch_loader
 from .config import AnnotateConfig
-from .encoding import Window
 from .errors import XdnerError
 from .io import ArtifactError, atomic_dir, damaged, first_of, read_json, verify_manifest, write_json, write_manifest
 from .log import progress

@@ -19,6 +19,7 @@ from accelerate.utils import set_seed
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Dataset, Subset
 from transformers import PreTrainedTokenizerBase, get_scheduler
+from xdner_runtime.windows import Window
 
 from .batching import (
     LengthBatchSampler,
@@ -29,7 +30,6 @@ from .batching import (
 )
 from .config import DistilConfig, StageConfig
 from .data.conll import Sentence
-from .encoding import Window
 from .evaluate import logits_fn, predict_tags, score
 from .io import (
     atomic_dir,

@@ -13,13 +13,11 @@ from typing import Sequence
 
 import numpy as np
 from transformers import PreTrainedTokenizerBase
-from xdner_runtime.windows import SpecialIds, Window, WordPieces, check_max_length, merge_predictions, plan_windows
+from xdner_runtime.windows import SpecialIds, Window, WordPieces, check_max_length
 
 from .data.conll import Sentence
 
 IGNORE = -100
-
-__all__ = ["IGNORE", "Window", "encode", "merge_predictions", "plan_windows", "special_ids", "word_pieces"]
 
 
 def special_ids(tokenizer: PreTrainedTokenizerBase) -> tuple[int, int, int]:

@@ -13,10 +13,10 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object
 from seqeval.metrics import classification_report
 from seqeval.scheme import IOB2
+from xdner_runtime.windows import Window, merge_predictions
 
 from .batching import map_windows
 from .data.conll import Sentence
-from .encoding import Window, merge_predictions
 from .log import progress
 
 LogitsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 from xdner_runtime.onnx import INPUTS, OUTPUT, WEIGHTS_KEY
+from xdner_runtime.windows import Window
 
 from .batching import LengthBatchSampler, WindowDataset, batch_loader
-from .encoding import Window
 from .evaluate import LogitsFn
 from .errors import XdnerError
 from .io import atomic_path

@@ -10,8 +10,8 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
+from xdner_runtime.windows import Window
 
-from .encoding import Window
 from .evaluate import LogitsFn
 
 

@@ -23,6 +23,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from filelock import FileLock, Timeout
+from xdner_runtime.windows import Window
 
 from . import cache as cache_mod
 from .card import student_card
@@ -49,7 +50,7 @@ from .distil import (
     is_distilled,
     recorded_inputs,
 )
-from .encoding import Window, encode, special_ids
+from .encoding import encode, special_ids
 from .errors import RunInUseError, StaleArtifactError, XdnerError
 from .evaluate import logits_fn, predict_tags, score
 from .figures import curve_points
@@ -63,8 +64,8 @@ from .students import (
     CARD,
     StudentType,
     XtremeDistilPreTrainedModel,
-    load_student,
     Neighbours,
+    load_student,
     map_to_nearest,
     specialise,
     specialised_vocabulary,

@@ -20,15 +20,11 @@ import numpy as np
 import torch
 import xdner_runtime
 from transformers import PreTrainedTokenizerBase
-from xdner_runtime.tags import Entity, entities, entity_spans
-from xdner_runtime.words import split_words
 
 from .encoding import word_pieces
 from .evaluate import logits_fn
 from .students import XtremeDistilPreTrainedModel, load_student
 from .teacher import load_tokenizer
-
-__all__ = ["Entity", "Tagger", "entities", "entity_spans", "split_words"]
 
 
 class Tagger(xdner_runtime.Tagger):

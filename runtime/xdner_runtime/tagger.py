@@ -15,7 +15,7 @@ from typing import Callable, Sequence, overload
 import numpy as np
 
 from .tags import Entity, entities, strict_iob2
-from .windows import WordPieces, merge_predictions
+from .windows import Window, WordPieces, merge_predictions
 from .words import split_words
 
 # (input_ids int64 [B, T], attention_mask int64 [B, T]) -> tag probabilities float [B, T, labels]
@@ -79,7 +79,7 @@ class Tagger:
             out[i] = (strict_iob2(self._labels[best].tolist()), p[np.arange(len(best)), best])  # as the reported F1 reads them
         return out
 
-    def _run(self, windows: Sequence) -> list[np.ndarray]:
+    def _run(self, windows: Sequence[Window]) -> list[np.ndarray]:
         """Each window's probabilities [T, labels], computed in batches of similar length (stable
         length order, the order evaluation uses) padded with the pad id."""
         lengths = np.fromiter((len(w) for w in windows), dtype=np.int64, count=len(windows))
