@@ -204,6 +204,7 @@ def test_runtime_tags_in_a_venv_without_torch(runtime_wheel: Path, tmp_path: Pat
         "from xdner_runtime import Tagger\n"
         "from xdner_runtime.serve import create_app\n"
         "tagger = Tagger.load(sys.argv[1], sys.argv[2])\n"
+        "create_app(tagger, {'name': 'installed'})  # renders page.html from the installed package\n"
         "print(json.dumps(tagger(json.loads(sys.argv[3]))))\n"
         "assert not {'torch', 'transformers'} & set(sys.modules), 'torch was imported'\n", encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}

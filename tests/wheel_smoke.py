@@ -47,7 +47,7 @@ def installed_copy_is_imported() -> None:
 def cli_help() -> None:
     proc = _xdner("--help")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    for command in ("run", "validate", "predict", "export"):
+    for command in ("run", "validate", "predict", "export", "serve"):
         assert command in proc.stdout, proc.stdout
 
 
