@@ -70,11 +70,11 @@ def unigram_unseen(tokenizer_json: Path, known: np.ndarray, scripts: set[str], k
     with the highest unigram log-probability in the teacher's own tokenizer model."""
     vocab = read_json(tokenizer_json)["model"]["vocab"]
     by_script: dict[str, list[tuple[float, int]]] = {}
-    for i, (piece, score) in enumerate(vocab):
+    for i, (piece, log_prob) in enumerate(vocab):
         if i < len(known) and not known[i]:
             script = piece_script(piece)
             if script in scripts or script == "COMMON":
-                by_script.setdefault(script, []).append((score, i))
+                by_script.setdefault(script, []).append((log_prob, i))
     return {s: np.array([i for _, i in sorted(c, reverse=True)[:k]], dtype=np.int64) for s, c in by_script.items()}
 
 

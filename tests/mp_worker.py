@@ -70,8 +70,8 @@ def main() -> None:
     transfer = sentences(12, 8, "en", False) + sentences(8, 9, "de", False)
     t_windows = encode(transfer, tokenizer, MAX_LENGTH)
     t_langs = [transfer[w.sent].lang for w in t_windows]
-    fp = cache_mod.fingerprint("tiny", "tiny", t_windows, t_langs, [1], MAX_LENGTH)
-    cache_mod.annotate(teacher, t_windows, t_langs, [1], out / "cache", fp, pad_id, 8, acc, shard_size=12)
+    scanned = cache_mod.scan("tiny", "tiny", zip(t_windows, t_langs), [1], MAX_LENGTH)
+    cache_mod.annotate(teacher, lambda: zip(t_windows, t_langs), scanned, [1], out / "cache", pad_id, 8, acc, shard_size=12)
 
     if not args.only_distil:
         preds = predict_windows(lambda i, m: teacher(input_ids=i, attention_mask=m).logits, dev_windows, pad_id, 6, acc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,15 +15,28 @@ from accelerate import Accelerator
 from transformers import AutoModelForTokenClassification
 
 from xtremedistil_ner import cache as cache_mod
-from xtremedistil_ner.config import AnnotateConfig
+from xtremedistil_ner.config import AnnotateConfig, ConfigError
 from xtremedistil_ner.data.conll import Sentence
 from xtremedistil_ner.encoding import encode
 from xtremedistil_ner.io import ArtifactError
+from xtremedistil_ner.teacher import COMPILE_FROM, resolve_compile
 
 from conftest import make_sentences
 
 
 FULL = AnnotateConfig(precision="fp32", hidden="fp16", hidden_dims=None)  # the teacher's outputs as they are
+
+
+def fp_of(teacher_id: str, tokenizer_id: str, windows, langs, layers, max_length: int, fmt: AnnotateConfig) -> str:
+    return cache_mod.scan(teacher_id, tokenizer_id, zip(windows, langs, strict=True), layers, max_length, fmt).fingerprint
+
+
+def _scan(windows, langs, fmt: AnnotateConfig) -> cache_mod.Scan:
+    return cache_mod.scan("teacher", "tok", zip(windows, langs), [1, 2], 12, fmt)
+
+
+def _run(model, windows, langs, out: Path, fmt: AnnotateConfig = FULL, **kw) -> None:
+    cache_mod.annotate(model, lambda: zip(windows, langs), _scan(windows, langs, fmt), [1, 2], out, 0, 8, Accelerator(cpu=True), fmt=fmt, **kw)
 
 
 @pytest.fixture
@@ -31,10 +45,11 @@ def annotated(tmp_path: Path, tiny_teacher: Path, tiny_tokenizer):
     windows = encode(sents, tiny_tokenizer, max_length=12)
     langs = [sents[w.sent].lang for w in windows]
     model = AutoModelForTokenClassification.from_pretrained(tiny_teacher, num_labels=5, ignore_mismatched_sizes=True).eval()
-    fp = cache_mod.fingerprint("teacher", "tok", windows, langs, [1, 2], 12, FULL)
+    transfer = _scan(windows, langs, FULL)
     out = tmp_path / "cache"
-    cache_mod.annotate(model, windows, langs, [1, 2], out, fp, tiny_tokenizer.pad_token_id, 8, Accelerator(cpu=True), shard_size=16, fmt=FULL)
-    return model, windows, langs, fp, out
+    cache_mod.annotate(model, lambda: zip(windows, langs), transfer, [1, 2], out, tiny_tokenizer.pad_token_id, 8, Accelerator(cpu=True),
+                       shard_size=16, fmt=FULL)
+    return model, windows, langs, transfer.fingerprint, out
 
 
 def test_cache_holds_teacher_outputs_for_every_window(annotated) -> None:
@@ -81,8 +96,8 @@ def test_fingerprint_tracks_every_input(annotated) -> None:
         base[:4] + ([1], 12, FULL),
         base[:5] + (16, FULL),
     ]
-    assert cache_mod.fingerprint(*base) == fp
-    assert len({cache_mod.fingerprint(*v) for v in variants} | {fp}) == len(variants) + 1
+    assert fp_of(*base) == fp
+    assert len({fp_of(*v) for v in variants} | {fp}) == len(variants) + 1
 
 
 def test_truncated_or_corrupted_shard_is_detected_and_rebuilt(annotated) -> None:
@@ -100,7 +115,7 @@ def test_truncated_or_corrupted_shard_is_detected_and_rebuilt(annotated) -> None
         cache_mod.check_shards(out, fp)
     # Rebuilding only redoes damaged shards (the checksum decides) and restores the exact bytes.
     untouched = (out / "shard-00000" / "hidden.npy").stat().st_mtime_ns
-    cache_mod.annotate(model, windows, langs, [1, 2], out, fp, 0, 8, Accelerator(cpu=True), shard_size=16, fmt=FULL)
+    _run(model, windows, langs, out, shard_size=16)
     assert cache_mod.is_complete(out, fp)
     assert target.read_bytes() == original
     assert (out / "shard-00000" / "hidden.npy").stat().st_mtime_ns == untouched
@@ -117,7 +132,7 @@ def test_shard_manifest_lists_its_files_and_old_listings_are_rebuilt(annotated) 
     assert not cache_mod.is_complete(out, fp)
     with pytest.raises(cache_mod.CacheError, match=r"shard-00000/input_ids: missing"):
         cache_mod.TransferCache(out)
-    cache_mod.annotate(model, windows, langs, [1, 2], out, fp, 0, 8, Accelerator(cpu=True), shard_size=16, fmt=FULL)
+    _run(model, windows, langs, out, shard_size=16)
     assert cache_mod.is_complete(out, fp)
 
 
@@ -134,7 +149,7 @@ def test_not_enough_disk_is_a_clear_error(annotated, monkeypatch: pytest.MonkeyP
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(100, 100, 10))
     with pytest.raises(cache_mod.CacheError, match="GiB"):
-        cache_mod.annotate(model, windows, langs, [1, 2], out / "other", fp, 0, 8, Accelerator(cpu=True))
+        _run(model, windows, langs, out / "other", fmt=AnnotateConfig())
 
 
 def test_reading_a_truncated_cache_is_a_clear_error(annotated) -> None:
@@ -146,9 +161,8 @@ def test_reading_a_truncated_cache_is_a_clear_error(annotated) -> None:
 
 
 def _annotate(model, windows, langs, out: Path, fmt: AnnotateConfig) -> cache_mod.TransferCache:
-    fp = cache_mod.fingerprint("teacher", "tok", windows, langs, [1, 2], 12, fmt)
-    cache_mod.annotate(model, windows, langs, [1, 2], out, fp, 0, 8, Accelerator(cpu=True), shard_size=16, fmt=fmt)
-    assert cache_mod.is_complete(out, fp)
+    _run(model, windows, langs, out, fmt, shard_size=16)
+    assert cache_mod.is_complete(out, _scan(windows, langs, fmt).fingerprint)
     return cache_mod.TransferCache(out)
 
 
@@ -209,12 +223,49 @@ def test_faster_teacher_precisions_agree_with_fp32(annotated, tmp_path: Path, ti
     assert (got.argmax(-1) == ref.argmax(-1)).mean() > 0.95
 
 
+def test_a_compiled_teacher_annotates_as_the_eager_one(annotated, tmp_path: Path, tiny_teacher: Path) -> None:
+    """`annotate.compile: true` (torch.compile, frozen weights, dynamic shapes: one compilation
+    for the varied batch shapes) writes the same cache up to rounding, under the same fingerprint."""
+    model, windows, langs, fp, out = annotated
+    full = cache_mod.TransferCache(out)
+    fresh = AutoModelForTokenClassification.from_pretrained(tiny_teacher, num_labels=5, ignore_mismatched_sizes=True).eval()
+    fresh.load_state_dict(model.state_dict())
+    compiled = _annotate(fresh, windows, langs, tmp_path / "compiled", dataclasses.replace(FULL, compile=True))
+    assert compiled.manifest["compiled"] is True and compiled.manifest["fingerprint"] == fp
+    for field in ("teacher_logits", "teacher_hidden"):
+        ref = np.concatenate([full[j][field] for j in range(len(full))]).astype(np.float32)
+        got = np.concatenate([compiled[j][field] for j in range(len(compiled))]).astype(np.float32)
+        assert np.abs(got - ref).max() < 1e-2
+
+
+def test_compile_failure_is_a_one_line_error_naming_the_setting(annotated, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch._inductor.config as inductor
+
+    model, windows, langs, _, _ = annotated
+    monkeypatch.setattr(inductor.cpp, "cxx", (None, str(tmp_path / "no-such-g++")))
+    monkeypatch.setattr(inductor, "fx_graph_cache", False)  # an earlier test's kernels would need no compiler
+    torch._dynamo.reset()
+    with pytest.raises(ConfigError, match=r"annotate.compile: torch.compile could not compile the teacher "
+                                          r"\(InvalidCxxCompiler: No working C\+\+ compiler.*\); set annotate.compile: false"):
+        _annotate(model, windows, langs, tmp_path / "broken", dataclasses.replace(FULL, compile=True))
+
+
+def test_compile_is_on_by_default_only_for_large_cpu_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")  # cxx_compiler's lookup
+    assert resolve_compile(None, COMPILE_FROM, cpu) and not resolve_compile(None, COMPILE_FROM - 1, cpu)
+    assert not resolve_compile(None, COMPILE_FROM, gpu) and resolve_compile(True, 10, gpu) and not resolve_compile(False, 10**9, cpu)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert not resolve_compile(None, 10**9, cpu)
+
+
 def test_an_annotate_setting_changes_the_fingerprint(annotated) -> None:
     _, windows, langs, fp, _ = annotated
     others = [dataclasses.replace(FULL, **change) for change in ({"precision": "int8"}, {"hidden": "int8"}, {"hidden_dims": 8})]
-    fps = {cache_mod.fingerprint("teacher", "tok", windows, langs, [1, 2], 12, f) for f in others}
+    fps = {fp_of("teacher", "tok", windows, langs, [1, 2], 12, f) for f in others}
     assert len(fps) == 3 and fp not in fps
-    assert cache_mod.fingerprint("teacher", "tok", windows, langs, [1, 2], 12, dataclasses.replace(FULL, batch_size=7)) == fp
+    for same in ({"batch_size": 7}, {"batch_tokens": 64}, {"compile": True}):  # how fast it is written, not what
+        assert fp_of("teacher", "tok", windows, langs, [1, 2], 12, dataclasses.replace(FULL, **same)) == fp
 
 
 def test_a_cache_written_before_formats_reads_as_fp16(annotated) -> None:
@@ -232,3 +283,26 @@ def test_int8_codes_of_all_zero_states_are_zero() -> None:
     stored = codec.encode(torch.zeros(3, 1, 4))
     assert not stored["hidden"].any() and (stored["hidden_scale"] > 0).all()
     assert not codec.decode(stored["hidden"], stored["hidden_scale"], [0]).any()
+
+
+def test_annotate_streams_its_windows_and_refuses_a_set_that_changed(annotated, tmp_path: Path) -> None:
+    """Annotate takes the windows as a stream it may read more than once (a generator function);
+    if a pass no longer matches the scan (transfer files edited meanwhile), the cache is not
+    declared finished."""
+    model, windows, langs, _, _ = annotated
+    held: list[int] = []
+
+    def pairs():
+        for n, pair in enumerate(zip(windows, langs), start=1):
+            held.append(n)
+            yield pair
+
+    transfer = _scan(windows, langs, FULL)
+    out = tmp_path / "streamed"
+    cache_mod.annotate(model, pairs, transfer, [1, 2], out, 0, 8, Accelerator(cpu=True), shard_size=16, fmt=FULL)
+    assert cache_mod.is_complete(out, transfer.fingerprint) and held[-1] == len(windows)
+    edited = [windows[0]] + windows[2:] + [windows[1]]  # same windows, another order
+    with pytest.raises(cache_mod.CacheError, match="transfer set changed while it was annotated"):
+        cache_mod.annotate(model, lambda: zip(edited, langs), transfer, [1, 2], tmp_path / "edited", 0, 8, Accelerator(cpu=True),
+                           shard_size=16, fmt=FULL)
+    assert not cache_mod.is_complete(tmp_path / "edited", transfer.fingerprint)

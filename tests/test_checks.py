@@ -105,6 +105,13 @@ def test_a_bad_config_is_refused_before_anything_is_written(base: Path, tmp_path
     assert any(message in p for p in config_problems(load_config(base, overrides))), message
 
 
+def test_compile_without_a_cxx_compiler_is_refused_up_front(base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CXX", "no-such-c++-compiler")
+    problems = config_problems(load_config(base, ["annotate.compile=true"]))
+    assert any("annotate.compile: true needs a C++ compiler" in p for p in problems), problems
+    assert not any("annotate.compile" in p for p in config_problems(load_config(base, [])))  # unset: decided at run time
+
+
 def test_several_problems_are_listed_at_once(base: Path, capsys) -> None:
     assert main(["run", str(base), "--set", "distil.mode=x", "--set", "teacher.epochs=0"]) == 2
     err = capsys.readouterr().err

@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 from xtremedistil_ner.data.conll import (
     ReadStats,
+    decode_lines,
+    iter_lines,
     read_conll,
     read_text,
     read_transfer,
@@ -127,6 +129,23 @@ def test_strict_mode_rejects_with_line_of_offending_token(tmp_path: Path, text: 
     assert stats.repaired == 1
 
 
+@pytest.mark.parametrize("raw", [b"a\tO\r\nb\rc\r\n\r\nd\te\n\n", b"\xef\xbb\xbfx\r\ry\n\rz", b"one\n", b"\n\nlast line"])
+def test_streamed_lines_are_the_whole_file_lines(tmp_path: Path, raw: bytes) -> None:
+    """A file read line by line splits (and numbers) lines as the whole-file decode does, so a
+    transfer file streamed in names the same line in every error."""
+    path = _write(tmp_path, raw)
+    whole = decode_lines(raw)
+    assert list(iter_lines(path)) == (whole[:-1] if whole[-1] == "" else whole)
+
+
+def test_bad_byte_in_a_streamed_transfer_file_names_its_line(tmp_path: Path) -> None:
+    path = _write(tmp_path, "Hello world\nfine\n\nCaf\xe9 ok\n".encode("latin-1"))
+    sents = read_transfer(path, "fr")
+    assert next(sents).tokens == ["Hello", "world"]
+    with pytest.raises(DataError, match=re.escape(f"{path}:4: not valid UTF-8 (byte 0xe9 at offset 21)")):
+        list(sents)
+
+
 def test_latin1_file_is_an_error_naming_the_line(tmp_path: Path) -> None:
     path = _write(tmp_path, "a\tO\n\nCaf\xe9\tO\n".encode("latin-1"))
     with pytest.raises(DataError, match=re.escape(f"{path}:3:")) as info:
@@ -136,14 +155,14 @@ def test_latin1_file_is_an_error_naming_the_line(tmp_path: Path) -> None:
 
 def test_read_text_plain_lines(tmp_path: Path) -> None:
     path = _write(tmp_path, "Anna lives in  Berlin .\n\n  \nHello\tworld\r\n")
-    sents = read_text(path, "en")
+    sents = list(read_text(path, "en"))
     assert [s.tokens for s in sents] == [["Anna", "lives", "in", "Berlin", "."], ["Hello", "world"]]
     assert all(s.tags is None and s.lang == "en" for s in sents)
 
 
 def test_read_transfer_plain_text(tmp_path: Path) -> None:
     path = _write(tmp_path, "Anna lives in Berlin .\nHello world\n")
-    sents = read_transfer(path, "en")
+    sents = list(read_transfer(path, "en"))
     assert [s.tokens for s in sents] == [["Anna", "lives", "in", "Berlin", "."], ["Hello", "world"]]
     assert all(s.tags is None for s in sents)
 
@@ -151,7 +170,7 @@ def test_read_transfer_plain_text(tmp_path: Path) -> None:
 def test_read_transfer_conll_ignores_tags(tmp_path: Path) -> None:
     # Tags are ignored: even invalid ones, and lines without a tag column are fine.
     path = _write(tmp_path, "New York\tB-LOC\nis\tO\n\nfoo\tBOGUS\nbar\n")
-    sents = read_transfer(path, "en")
+    sents = list(read_transfer(path, "en"))
     assert [s.tokens for s in sents] == [["New York", "is"], ["foo", "bar"]]
     assert all(s.tags is None for s in sents)
 

@@ -49,7 +49,7 @@ def test_dev_and_test_limits(tiny_data: Path) -> None:
     cfg = DataConfig(files=_files(tiny_data), dev_limit=5, test_limit=7, include_labeled_in_transfer=False)
     corpus = build_corpus(cfg, LANGS, seed=1)
     assert len(corpus.dev) == 10 and len(corpus.test) == 14
-    assert corpus.transfer == []
+    assert list(corpus.transfer) == [] and len(corpus.transfer) == 0
 
 
 def test_low_resource_split(tiny_data: Path) -> None:
@@ -91,7 +91,7 @@ def test_low_resource_is_deterministic_per_seed(tiny_data: Path) -> None:
     # and the tokens of the picked sentences follow their origin (no shuffling of content)
     c = _low_resource(tiny_data, 5)
     full = {s.origin: s.tokens for s in build_corpus(DataConfig(files=_files(tiny_data)), LANGS, 5).train}
-    assert all(full[s.origin] == s.tokens for s in c.train + c.transfer)
+    assert all(full[s.origin] == s.tokens for s in c.train + list(c.transfer))
 
 
 def test_transfer_files_are_read(tiny_data: Path) -> None:
@@ -106,7 +106,7 @@ def test_transfer_files_are_read(tiny_data: Path) -> None:
     assert len(corpus.transfer) == 80
     assert all(s.lang == "en" and s.tags is None and s.tokens for s in corpus.transfer)
     first = (tiny_data / "en" / "transfer.txt").read_text(encoding="utf-8").split("\n")[0].split()
-    assert corpus.transfer[0].tokens == first
+    assert next(iter(corpus.transfer)).tokens == first
 
 
 def test_label_only_in_test_is_reported_not_fatal(tmp_path: Path) -> None:

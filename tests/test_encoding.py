@@ -14,7 +14,7 @@ from xdner_runtime.windows import Window, merge_predictions, plan_windows
 
 from xtremedistil_ner.data.conll import Sentence
 from xtremedistil_ner.data.labels import LabelSet
-from xtremedistil_ner.encoding import IGNORE, encode
+from xtremedistil_ner.encoding import IGNORE, encode, encode_stream
 
 LABELS = LabelSet(("PER", "LOC", "ORG"))
 
@@ -65,9 +65,11 @@ def test_no_labels_without_label2id_or_tags(tiny_tokenizer) -> None:
 
 def test_windows_in_sentence_order(tiny_tokenizer) -> None:
     sents = [_sent(["Anna"]), _sent(["Paris", "is", "nice"]), _sent(["Hi"])]
-    wins = encode(sents, tiny_tokenizer, 32, batch=2)  # batches across sentence boundaries
-    assert [w.sent for w in wins] == [0, 1, 2]
-    assert [len(w.word_pos) for w in wins] == [1, 3, 1]
+    pairs = list(encode_stream(iter(sents), tiny_tokenizer, 32, batch=2))  # a stream, batches across sentence boundaries
+    assert [w.sent for w, _ in pairs] == [0, 1, 2]
+    assert [s is sents[w.sent] for w, s in pairs] == [True] * 3
+    assert [len(w.word_pos) for w, _ in pairs] == [1, 3, 1]
+    assert [w.input_ids.tolist() for w, _ in pairs] == [w.input_ids.tolist() for w in encode(sents, tiny_tokenizer, 32)]
 
 
 def test_zero_width_and_control_words_still_get_a_position(tiny_tokenizer) -> None:

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ from .config import AnnotateConfig
 from .errors import XdnerError
 from .io import ArtifactError, atomic_dir, damaged, first_of, read_json, verify_manifest, write_json, write_manifest
 from .log import progress
-from .teacher import annotation_forward, resolve_precision
+from .teacher import annotation_forward, resolve_compile, resolve_precision
 
 MANIFEST = "manifest.json"
 SHARD_MANIFEST = "shard.json"
@@ -46,21 +47,52 @@ BASIS_SAMPLE = 1024  # windows the principal components are fitted on, spread ov
 
 # A teacher forward for annotation: (input_ids, attention_mask) -> (logits, hidden_states).
 Forward = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, tuple[torch.Tensor, ...]]]
+# The transfer set's windows with their languages, in order: each call reads them afresh.
+Pairs = Callable[[], Iterable[tuple[Window, str]]]
 
 
 class CacheError(XdnerError, RuntimeError):
     """A cache that is missing, incomplete, corrupted or built for other inputs."""
 
 
-def fingerprint(teacher_id: str, tokenizer_id: str, windows: Sequence[Window], langs: Sequence[str], layers: Sequence[int],
-                max_length: int, fmt: AnnotateConfig = AnnotateConfig()) -> str:
-    h = hashlib.sha256()
-    h.update(json.dumps([teacher_id, tokenizer_id, list(layers), max_length, stored_format(fmt)]).encode())
-    for w, lang in zip(windows, langs, strict=True):
-        h.update(lang.encode())
-        h.update(w.input_ids.tobytes())
-        h.update(b"|")
-    return h.hexdigest()
+@dataclass(frozen=True)
+class Scan:
+    """One pass over the transfer set: the cache fingerprint of (teacher, tokenizer, windows,
+    layers, max length, stored format), a digest of the windows alone, and the set's sizes. No
+    window is kept."""
+
+    fingerprint: str
+    content: str
+    windows: int
+    tokens: int
+    languages: list[str]
+
+
+class _Digest:
+    """sha256 of windows with their languages, fed as they stream past."""
+
+    def __init__(self, header: bytes = b"") -> None:
+        self.h = hashlib.sha256(header)
+        self.windows = self.tokens = 0
+        self.languages: set[str] = set()
+
+    def add(self, w: Window, lang: str) -> None:
+        self.h.update(lang.encode())
+        self.h.update(w.input_ids.tobytes())
+        self.h.update(b"|")
+        self.windows += 1
+        self.tokens += len(w)
+        self.languages.add(lang)
+
+
+def scan(teacher_id: str, tokenizer_id: str, pairs: Iterable[tuple[Window, str]], layers: Sequence[int], max_length: int,
+         fmt: AnnotateConfig = AnnotateConfig()) -> Scan:
+    keyed = _Digest(json.dumps([teacher_id, tokenizer_id, list(layers), max_length, stored_format(fmt)]).encode())
+    content = _Digest()
+    for w, lang in pairs:
+        keyed.add(w, lang)
+        content.add(w, lang)
+    return Scan(keyed.h.hexdigest(), content.h.hexdigest(), keyed.windows, keyed.tokens, sorted(keyed.languages))
 
 
 def bytes_per_token(num_labels: int, hidden: int, num_layers: int, fmt: AnnotateConfig) -> int:
@@ -72,7 +104,7 @@ def bytes_per_token(num_labels: int, hidden: int, num_layers: int, fmt: Annotate
 
 def stored_format(fmt: AnnotateConfig) -> dict[str, Any]:
     """The annotate settings that change what the cache holds (not how fast it was written)."""
-    return {k: v for k, v in dataclasses.asdict(fmt).items() if k not in ("batch_size", "batch_tokens")}
+    return {k: v for k, v in dataclasses.asdict(fmt).items() if k not in ("batch_size", "batch_tokens", "compile")}
 
 
 def shard_fields(fmt: AnnotateConfig) -> tuple[str, ...]:
@@ -81,26 +113,26 @@ def shard_fields(fmt: AnnotateConfig) -> tuple[str, ...]:
 
 def annotate(
     model: PreTrainedModel,
-    windows: Sequence[Window],
-    langs: Sequence[str],
+    pairs: Pairs,
+    transfer: Scan,
     layers: Sequence[int],
     out_dir: Path,
-    fp: str,
     pad_id: int,
     batch_size: int,
     accelerator: Accelerator,
     shard_size: int = 8192,
     fmt: AnnotateConfig = AnnotateConfig(),
 ) -> dict[str, Any]:
-    """Run the teacher once over `windows` at `fmt.precision` (int8 quantises `model` in place);
-    shard k is written by process k % world_size, so every window is annotated exactly once
-    however many processes run."""
-    out_dir = Path(out_dir)
+    """Run the teacher once over the windows `pairs()` streams (`transfer` is its scan) at
+    `fmt.precision` (int8 quantises `model` in place). The stream is read shard by shard, so memory
+    holds one shard's windows however large the set; shard k is written by process k % world_size,
+    so every window is annotated exactly once however many processes run."""
+    out_dir, fp = Path(out_dir), transfer.fingerprint
     fmt = dataclasses.replace(fmt, precision=resolve_precision(fmt.precision, accelerator.device))
-    lang_names = sorted(set(langs))
+    lang_names = transfer.languages
     num_labels, hidden = model.config.num_labels, model.config.hidden_size
     layers = list(layers)
-    need = sum(len(w) for w in windows) * bytes_per_token(num_labels, hidden, len(layers), fmt)
+    need = transfer.tokens * bytes_per_token(num_labels, hidden, len(layers), fmt)
     out_dir.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(out_dir).free
     if need > free:
@@ -109,29 +141,38 @@ def annotate(
             "is free; free space, point output_dir elsewhere, store less (annotate.hidden: int8, annotate.hidden_dims), "
             "or shrink the transfer set"
         )
-    forward = annotation_forward(model, fmt.precision, accelerator)
-    codec = Codec(fmt, hidden, _basis(forward, windows, layers, out_dir, fp, pad_id, batch_size, accelerator, hidden, fmt))
-    n_shards = max(1, (len(windows) + shard_size - 1) // shard_size)
-    for k in range(accelerator.process_index, n_shards, accelerator.num_processes):
+    compiled = resolve_compile(fmt.compile, transfer.windows, accelerator.device)
+    forward = annotation_forward(model, fmt.precision, accelerator, compiled)
+    codec = Codec(fmt, hidden, _basis(forward, pairs, transfer, layers, out_dir, pad_id, batch_size, accelerator, hidden, fmt))
+    n_shards = max(1, (transfer.windows + shard_size - 1) // shard_size)
+    stream, seen = iter(pairs()), _Digest()
+    for k in range(n_shards):
+        part = list(itertools.islice(stream, shard_size))
+        for w, lang in part:
+            seen.add(w, lang)
         shard_dir = out_dir / f"shard-{k:05d}"
-        if not shard_problems(shard_dir, fp, checksums=True):  # a shard with a flipped byte is rebuilt too
-            continue
-        lo, hi = k * shard_size, min(len(windows), (k + 1) * shard_size)
-        part = windows[lo:hi]
+        if k % accelerator.num_processes != accelerator.process_index or not shard_problems(shard_dir, fp, checksums=True):
+            continue  # another process's shard, or one already written (a shard with a flipped byte is rebuilt)
         with atomic_dir(shard_dir) as tmp:
-            _write_shard(forward, part, [lang_names.index(l) for l in langs[lo:hi]], layers, tmp, pad_id, batch_size,
+            _write_shard(forward, [w for w, _ in part], [lang_names.index(l) for _, l in part], layers, tmp, pad_id, batch_size,
                          accelerator, num_labels, codec, f"annotate shard {k + 1}/{n_shards}")
-            write_manifest(tmp, SHARD_MANIFEST, files=[f"{f}.npy" for f in shard_fields(fmt)], fingerprint=fp, windows=hi - lo)
+            write_manifest(tmp, SHARD_MANIFEST, files=[f"{f}.npy" for f in shard_fields(fmt)], fingerprint=fp, windows=len(part))
+    for w, lang in stream:
+        seen.add(w, lang)
+    if seen.h.hexdigest() != transfer.content:
+        raise CacheError(f"{out_dir}: the transfer set changed while it was annotated (its files were edited since the run "
+                         "read them); rerun `xdner annotate` to annotate it as it is now")
     accelerator.wait_for_everyone()
     manifest = {
         "fingerprint": fp,
-        "windows": len(windows),
+        "windows": transfer.windows,
         "shards": [f"shard-{k:05d}" for k in range(n_shards)],
         "languages": lang_names,
         "hidden_size": hidden,
         "num_labels": num_labels,
         "layers": layers,
         "format": stored_format(fmt),
+        "compiled": compiled,
         "bytes_per_token": bytes_per_token(num_labels, hidden, len(layers), fmt),
     }
     if codec.basis is not None:
@@ -177,15 +218,16 @@ class Codec:
         return out
 
 
-def _basis(forward: Forward, windows: Sequence[Window], layers: list[int], out_dir: Path, fp: str, pad_id: int, batch_size: int,
+def _basis(forward: Forward, pairs: Pairs, transfer: Scan, layers: list[int], out_dir: Path, pad_id: int, batch_size: int,
            accelerator: Accelerator, hidden: int, fmt: AnnotateConfig) -> tuple[np.ndarray, np.ndarray] | None:
     """Each layer's top `fmt.hidden_dims` principal components (and mean) of the teacher's states,
-    fitted once on windows spread over the transfer set and kept in `basis/` (fingerprinted)."""
+    fitted once on windows spread evenly over the transfer set and kept in `basis/` (fingerprinted)."""
     if fmt.hidden_dims is None or fmt.hidden_dims >= hidden:
         return None
-    where = out_dir / BASIS
+    where, fp = out_dir / BASIS, transfer.fingerprint
     if accelerator.is_main_process and (verify_manifest(where, MANIFEST_BASIS) or _basis_fp(where) != fp):
-        sample = list(windows[:: max(1, len(windows) // BASIS_SAMPLE)])[:BASIS_SAMPLE]
+        spread = itertools.islice(pairs(), 0, None, max(1, transfer.windows // BASIS_SAMPLE))
+        sample = [w for w, _ in itertools.islice(spread, BASIS_SAMPLE)]
         comps, mean, explained = _fit_basis(forward, sample, layers, pad_id, batch_size, accelerator, fmt)
         with atomic_dir(where) as tmp:
             np.save(tmp / "components.npy", comps)

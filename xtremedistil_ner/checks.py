@@ -36,6 +36,7 @@ from .data.corpus import SPLITS, split_file
 from .files import not_regular_message, special_kind
 from .layout import TEACHER, unsafe_component
 from .stages import validate_stage
+from .teacher import cxx_compiler
 from .students import student_type
 from .students.base import INITS, UNSEEN
 
@@ -84,6 +85,9 @@ def config_problems(cfg: RunConfig, num_processes: int = 1) -> list[str]:
     a = cfg.annotate
     need(a.precision in PRECISIONS, f"annotate.precision: {a.precision!r} is not one of {PRECISIONS}")
     need(a.hidden in HIDDEN_FORMATS, f"annotate.hidden: {a.hidden!r} is not one of {HIDDEN_FORMATS}")
+    need(a.compile is not True or cxx_compiler() is not None,
+         f"annotate.compile: true needs a C++ compiler for torch.compile and none was found ($CXX or g++ on PATH); "
+         "install one (e.g. apt install g++) or leave annotate.compile unset")
 
     d = cfg.distil
     need(d.mode in MODES, f"distil.mode: {d.mode!r} is not one of {MODES}")

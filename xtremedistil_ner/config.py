@@ -150,10 +150,14 @@ class AnnotateConfig:
     and the students train against the reconstruction. `batch_size`: windows per teacher
     forward, and `batch_tokens` the most padded subwords one may hold (null: no cap), so the
     few long windows go fewer at a time and a larger transfer set, with more of them, does not
-    raise the pass's peak memory; neither changes the cache. The defaults were measured on
-    wikiann6 (benchmarks/results/scale)."""
+    raise the pass's peak memory; neither changes the cache. `compile` runs the teacher through
+    `torch.compile` (inductor, weights frozen): about 1.4x faster on this CPU in bf16 after about a
+    minute of compiling, so unset means on for a CPU pass over at least 100,000 windows
+    (`teacher.COMPILE_FROM`) when a C++ compiler is found; it changes the cache by rounding only. The
+    defaults were measured on wikiann6 and the cost curve (benchmarks/results/scale)."""
 
     precision: str = "auto"
+    compile: bool | None = None
     batch_size: int = ranged(64, AT_LEAST_1)
     batch_tokens: int | None = ranged(2048, Range(low=1, unset="for no cap"))
     hidden: str = "int8"

@@ -9,7 +9,8 @@ each word's prediction is later taken from the window where it sits most central
 
 from __future__ import annotations
 
-from typing import Sequence
+import itertools
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from transformers import PreTrainedTokenizerBase
@@ -46,23 +47,31 @@ def word_pieces(tokenizer: PreTrainedTokenizerBase) -> WordPieces:
     return WordPieces(backend, SpecialIds(cls_id, sep_id, pad_id, int(unk if unk is not None else pad_id)))
 
 
+def encode_stream(sentences: Iterable[Sentence], tokenizer: PreTrainedTokenizerBase, max_length: int,
+                  batch: int = 2048) -> Iterator[tuple[Window, Sentence]]:
+    """Each sentence's windows with the sentence, in order, tokenized `batch` sentences at a time,
+    so a pass over a transfer set of any size holds one batch (`Window.sent` counts from 0)."""
+    check_max_length(max_length)
+    pieces = word_pieces(tokenizer)
+    it = iter(sentences)
+    b0 = 0
+    while chunk := list(itertools.islice(it, batch)):
+        for win in pieces.windows([s.tokens for s in chunk], max_length, first_sent=b0):
+            yield win, chunk[win.sent - b0]
+        b0 += len(chunk)
+
+
 def encode(
     sentences: Sequence[Sentence],
     tokenizer: PreTrainedTokenizerBase,
     max_length: int,
     label2id: dict[str, int] | None = None,
-    batch: int = 2048,
 ) -> list[Window]:
     """Windows for every sentence, in sentence order. With `label2id`, gold tags become labels."""
-    check_max_length(max_length)
-    pieces = word_pieces(tokenizer)
     windows: list[Window] = []
-    for b0 in range(0, len(sentences), batch):
-        chunk = sentences[b0 : b0 + batch]
-        for win in pieces.windows([s.tokens for s in chunk], max_length, first_sent=b0):
-            tags = sentences[win.sent].tags
-            if label2id is not None and tags is not None:
-                win.labels = np.full(len(win), IGNORE, dtype=np.int64)
-                win.labels[win.word_pos] = [label2id[t] for t in tags[win.first_word : win.first_word + len(win.word_pos)]]
-            windows.append(win)
+    for win, sent in encode_stream(sentences, tokenizer, max_length):
+        if label2id is not None and sent.tags is not None:
+            win.labels = np.full(len(win), IGNORE, dtype=np.int64)
+            win.labels[win.word_pos] = [label2id[t] for t in sent.tags[win.first_word : win.first_word + len(win.word_pos)]]
+        windows.append(win)
     return windows

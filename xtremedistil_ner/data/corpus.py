@@ -1,12 +1,13 @@
 """Assemble the run's data for all languages: labeled train/dev/test, unlabeled transfer,
-one shared label set, and counts for the report."""
+one shared label set, and counts for the report. The labeled splits are held in memory; the
+transfer set is not: it is read again from its sources on every pass over it."""
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable, Iterator
 
 from ..config import DataConfig
 from ..files import not_regular_message
@@ -19,12 +20,37 @@ SPLITS = ("train", "dev", "test")
 
 
 @dataclass
+class TransferPart:
+    """One language's transfer sentences from one source: `read()` yields them afresh, `count` of them."""
+
+    lang: str
+    count: int
+    read: Callable[[], Iterable[Sentence]]
+
+
+@dataclass
+class TransferSet:
+    """The unlabeled transfer sentences in order. Iterating reads them again from their files (or
+    the train split's unlabeled remainder), so a pass over millions of sentences holds only the
+    ones being encoded, however large the set."""
+
+    parts: list[TransferPart]
+
+    def __iter__(self) -> Iterator[Sentence]:
+        for part in self.parts:
+            yield from part.read()
+
+    def __len__(self) -> int:
+        return sum(p.count for p in self.parts)
+
+
+@dataclass
 class Corpus:
     labels: LabelSet
     train: list[Sentence]
     dev: list[Sentence]
     test: list[Sentence]
-    transfer: list[Sentence]
+    transfer: TransferSet
     stats: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -57,10 +83,10 @@ def split_file(cfg: DataConfig, lang: str, split: str) -> Path | None:
     return path
 
 
-def _labeled_split(cfg: DataConfig, lang: str, split: str, stats: ReadStats) -> list[Sentence]:
+def _labeled_split(cfg: DataConfig, lang: str, split: str, stats: ReadStats, warn: bool = True) -> list[Sentence]:
     path = split_file(cfg, lang, split)
     if path is not None:
-        return read_conll(path, lang, cfg.strict, stats)
+        return read_conll(path, lang, cfg.strict, stats, warn)
     hub = load_language(lang).hub(cfg.dataset)
     sentences, repaired = load_hub_split(hub["path"], hub.get("name"), split, lang, cfg.strict)
     stats.repaired += repaired
@@ -68,44 +94,63 @@ def _labeled_split(cfg: DataConfig, lang: str, split: str, stats: ReadStats) -> 
     return sentences
 
 
+def _train_order(n: int, seed: int, lang: str) -> list[int]:
+    """The seeded shuffle of a train split: its first `train_per_lang` are labeled, the rest transfer."""
+    order = list(range(n))
+    random.Random(f"{seed}:{lang}").shuffle(order)
+    return order
+
+
+def _rest_of_train(cfg: DataConfig, lang: str, seed: int) -> Iterator[Sentence]:
+    """The train split's sentences after the labeled ones, untagged, read again from its source."""
+    train = _labeled_split(cfg, lang, "train", ReadStats(), warn=False)
+    for i in _train_order(len(train), seed, lang)[cfg.train_per_lang :][: cfg.transfer_per_lang]:
+        yield Sentence(train[i].tokens, None, lang, train[i].origin)
+
+
+def _untagged(sentences: list[Sentence]) -> Iterator[Sentence]:
+    return (Sentence(s.tokens, None, s.lang, s.origin) for s in sentences)
+
+
 def build_corpus(cfg: DataConfig, languages: list[str], seed: int) -> Corpus:
     """Read every language. In the low-resource setting (`train_per_lang`), a seeded shuffle of
-    train gives N labeled sentences and the next `transfer_per_lang` become unlabeled transfer."""
+    train gives N labeled sentences and the next `transfer_per_lang` become unlabeled transfer.
+    Transfer files are read through once here, so a bad line stops the run before any work."""
     if not languages:
         raise DataError("no languages selected: set `languages:` in the config or pass --languages")
     train: list[Sentence] = []
     dev: list[Sentence] = []
     test: list[Sentence] = []
-    transfer: list[Sentence] = []
+    transfer: list[TransferPart] = []
     per_lang: dict[str, dict[str, int]] = {}
     for lang in languages:
         stats = ReadStats()
         lang_train = _labeled_split(cfg, lang, "train", stats)
         lang_dev = _labeled_split(cfg, lang, "dev", stats)[: cfg.dev_limit]
         lang_test = _labeled_split(cfg, lang, "test", stats)[: cfg.test_limit]
-        lang_transfer: list[Sentence] = []
+        parts: list[TransferPart] = []
         if cfg.train_per_lang is not None:
-            order = list(range(len(lang_train)))
-            random.Random(f"{seed}:{lang}").shuffle(order)
-            labeled = [lang_train[i] for i in order[: cfg.train_per_lang]]
-            rest = [lang_train[i] for i in order[cfg.train_per_lang :]][: cfg.transfer_per_lang]
-            lang_transfer.extend(Sentence(s.tokens, None, lang, s.origin) for s in rest)
-            lang_train = labeled
+            order = _train_order(len(lang_train), seed, lang)
+            rest = len(order[cfg.train_per_lang :][: cfg.transfer_per_lang])
+            lang_train = [lang_train[i] for i in order[: cfg.train_per_lang]]
+            if rest:
+                parts.append(TransferPart(lang, rest, lambda lang=lang: _rest_of_train(cfg, lang, seed)))
         for path in cfg.transfer_files.get(lang, []):
-            lang_transfer.extend(read_transfer(Path(path), lang))
+            count = sum(1 for _ in read_transfer(Path(path), lang))
+            parts.append(TransferPart(lang, count, lambda path=path, lang=lang: read_transfer(Path(path), lang)))
         if cfg.include_labeled_in_transfer:
-            lang_transfer.extend(Sentence(s.tokens, None, lang, s.origin) for s in lang_train)
+            parts.append(TransferPart(lang, len(lang_train), lambda labeled=lang_train: _untagged(labeled)))
         per_lang[lang] = {
             "train": len(lang_train),
             "dev": len(lang_dev),
             "test": len(lang_test),
-            "transfer": len(lang_transfer),
+            "transfer": sum(p.count for p in parts),
             "repaired_tags": stats.repaired,
         }
         train += lang_train
         dev += lang_dev
         test += lang_test
-        transfer += lang_transfer
+        transfer += parts
     labels = LabelSet.from_tags(t for s in train for t in s.tags or [])
     if len(labels.entity_types) == 0:
         raise DataError("the training data has no entities at all (every tag is O)")
@@ -115,4 +160,4 @@ def build_corpus(cfg: DataConfig, languages: list[str], seed: int) -> Corpus:
     stats_out: dict[str, Any] = {"languages": per_lang, "labels": labels.tags}
     if unseen:
         stats_out["labels_not_in_train"] = [f"{lang}:{tag}" for lang, tag in unseen]
-    return Corpus(labels, train, dev, test, transfer, stats_out)
+    return Corpus(labels, train, dev, test, TransferSet(transfer), stats_out)
