@@ -306,3 +306,19 @@ def test_annotate_streams_its_windows_and_refuses_a_set_that_changed(annotated, 
         cache_mod.annotate(model, lambda: zip(edited, langs), transfer, [1, 2], tmp_path / "edited", 0, 8, Accelerator(cpu=True),
                            shard_size=16, fmt=FULL)
     assert not cache_mod.is_complete(tmp_path / "edited", transfer.fingerprint)
+
+
+def test_a_cache_needing_more_open_files_than_allowed_says_which_limit(annotated, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each mapped array holds a file descriptor: the soft limit is raised when the hard one allows,
+    else the error names the limit (a 7.2M-sentence cache has about 900 shards of 4 arrays)."""
+    import resource
+
+    *_, out = annotated
+    raised: list[tuple[int, int]] = []
+    monkeypatch.setattr(resource, "setrlimit", lambda what, limits: raised.append(limits))
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (8, 100_000))
+    cache_mod.TransferCache(out)
+    assert raised and raised[0][0] > 8 and raised[0][1] == 100_000
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (8, 16))
+    with pytest.raises(cache_mod.CacheError, match=r"needs \d+ open files but the hard limit is 16; raise it"):
+        cache_mod.TransferCache(out)

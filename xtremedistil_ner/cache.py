@@ -17,6 +17,8 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import mmap
+import resource
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -345,20 +347,47 @@ def check_shards(out_dir: Path, fp: str) -> None:
         raise damaged(out_dir, "transfer cache", first_of(problems), "rerun `xdner annotate` to rebuild its damaged shards")
 
 
-@dataclass
-class _Shard:
-    input_ids: np.ndarray
-    offsets: np.ndarray
-    sent_lang: np.ndarray
-    logits: np.ndarray
-    hidden: np.ndarray
-    hidden_scale: np.ndarray | None = None
+class _Rows:
+    """One `.npy` array of a shard, read a row range at a time through a read-only mapping whose
+    pages are released after each read (MADV_DONTNEED), so the pages an epoch touches are not
+    counted against the process: memory stays flat however large the cache (page cache keeps
+    them for the next read)."""
+
+    def __init__(self, path: Path) -> None:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(f)
+            self.start = f.tell()
+            self.map = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) if shape[0] else None
+        self.array = np.ndarray(shape, dtype, buffer=self.map, offset=self.start) if self.map is not None else np.empty(shape, dtype)
+        self.row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        out = np.array(self.array[rows])
+        if self.map is not None and len(out):
+            lo = (self.start + rows.start * self.row_bytes) // mmap.PAGESIZE * mmap.PAGESIZE
+            self.map.madvise(mmap.MADV_DONTNEED, lo, self.start + rows.stop * self.row_bytes - lo)
+        return out
+
+
+def _allow_open_files(needed: int) -> None:
+    """Each mapped array holds a file descriptor: raise the soft limit toward the hard one when a
+    large cache needs more than it allows, or say which limit to raise."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if needed <= soft:
+        return
+    if hard != resource.RLIM_INFINITY and needed > hard:
+        raise CacheError(f"reading the transfer cache needs {needed} open files but the hard limit is {hard}; raise it "
+                         "(ulimit -Hn, or LimitNOFILE for a service)")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
 class TransferCache(Dataset):
-    """Memory-mapped view of a finished cache, optionally restricted to some languages and to
-    some of its teacher layers (in the order given: a student's stage-1 targets).
-    Items carry the window's ids with the teacher's logits and hidden states."""
+    """A finished cache read in place, optionally restricted to some languages and to some of
+    its teacher layers (in the order given: a student's stage-1 targets). Items carry the
+    window's ids with the teacher's logits and hidden states. Per window it holds 8 bytes of
+    index in memory; the arrays stay on disk."""
 
     def __init__(self, out_dir: Path, languages: Sequence[str] | None = None, layers: Sequence[int] | None = None) -> None:
         out_dir = Path(out_dir)
@@ -381,35 +410,45 @@ class TransferCache(Dataset):
                 raise CacheError(f"{out_dir}: damaged transfer cache: {'; '.join(problems)}; rerun `xdner annotate` to rebuild it")
             basis = np.load(out_dir / BASIS / "components.npy"), np.load(out_dir / BASIS / "mean.npy")
         self.codec = Codec(fmt, self.manifest["hidden_size"], basis)
-        self.shards = [
-            _Shard(**{f: np.load(out_dir / s / f"{f}.npy", mmap_mode="r") for f in shard_fields(fmt)}) for s in self.manifest["shards"]
-        ]
-        wanted = None if languages is None else {self.manifest["languages"].index(l) for l in languages if l in self.manifest["languages"]}
-        self.index: list[tuple[int, int]] = [
-            (k, i) for k, sh in enumerate(self.shards) for i in range(len(sh.offsets) - 1) if wanted is None or int(sh.sent_lang[i]) in wanted
-        ]
-        if not self.index:
+        mapped = [f for f in shard_fields(fmt) if f not in ("offsets", "sent_lang")]
+        _allow_open_files(len(self.manifest["shards"]) * len(mapped) + 256)
+        self.offsets = [np.load(out_dir / s / "offsets.npy") for s in self.manifest["shards"]]
+        self.shards = [{f: _Rows(out_dir / s / f"{f}.npy") for f in mapped} for s in self.manifest["shards"]]
+        names = self.manifest["languages"]
+        wanted = None if languages is None else [names.index(l) for l in languages if l in names]
+        where = [np.flatnonzero(np.isin(np.load(out_dir / s / "sent_lang.npy"), wanted) if wanted is not None
+                                else np.ones(len(o) - 1, dtype=bool)) for s, o in zip(self.manifest["shards"], self.offsets)]
+        self.shard_of = np.concatenate([np.full(len(w), k, dtype=np.int32) for k, w in enumerate(where)])
+        self.row_of = np.concatenate(where).astype(np.int32)
+        self.bounds = np.searchsorted(self.shard_of, np.arange(len(where) + 1))  # shard k's items: bounds[k]:bounds[k + 1]
+        if not len(self.row_of):
             raise CacheError(f"{out_dir}: no cached windows for languages {list(languages or [])}")
 
     def lengths(self) -> list[int]:
-        return [int(self.shards[k].offsets[i + 1] - self.shards[k].offsets[i]) for k, i in self.index]
+        return np.concatenate([np.diff(o)[self.row_of[self.bounds[k] : self.bounds[k + 1]]] for k, o in enumerate(self.offsets)]).tolist()
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self.row_of)
 
     def __getitem__(self, j: int) -> dict[str, Any]:
-        k, i = self.index[j]
-        sh = self.shards[k]
-        a, b = int(sh.offsets[i]), int(sh.offsets[i + 1])
+        k, i = int(self.shard_of[j]), int(self.row_of[j])
+        sh, rows = self.shards[k], slice(int(self.offsets[k][i]), int(self.offsets[k][i + 1]))
         return {
-            "input_ids": np.asarray(sh.input_ids[a:b]),
-            "teacher_logits": np.asarray(sh.logits[a:b]),
-            "teacher_hidden": self.codec.decode(sh.hidden[a:b], None if sh.hidden_scale is None else sh.hidden_scale[a:b], self.layer_index),
+            "input_ids": sh["input_ids"][rows],
+            "teacher_logits": sh["logits"][rows],
+            "teacher_hidden": self.codec.decode(sh["hidden"][rows], sh["hidden_scale"][rows] if "hidden_scale" in sh else None, self.layer_index),
             "index": j,
         }
 
     def token_counts(self, size: int) -> np.ndarray:
         """How often each of `size` subword ids occurs in the windows of this view (only its
-        languages' windows, so a per-language student's vocabulary holds only its own pieces)."""
-        ids = [self.shards[k].input_ids[self.shards[k].offsets[i] : self.shards[k].offsets[i + 1]] for k, i in self.index]
-        return np.bincount(np.concatenate(ids), minlength=size)
+        languages' windows, so a per-language student's vocabulary holds only its own pieces);
+        counted a shard at a time."""
+        counts = np.zeros(size, dtype=np.int64)
+        for k, o in enumerate(self.offsets):
+            rows = self.row_of[self.bounds[k] : self.bounds[k + 1]]
+            if len(rows):
+                in_view = np.repeat(np.isin(np.arange(len(o) - 1), rows), np.diff(o))
+                ids = self.shards[k]["input_ids"][slice(0, int(o[-1]))]
+                counts += np.bincount(ids[in_view], minlength=size)
+        return counts

@@ -86,7 +86,7 @@ def config_problems(cfg: RunConfig, num_processes: int = 1) -> list[str]:
     need(a.precision in PRECISIONS, f"annotate.precision: {a.precision!r} is not one of {PRECISIONS}")
     need(a.hidden in HIDDEN_FORMATS, f"annotate.hidden: {a.hidden!r} is not one of {HIDDEN_FORMATS}")
     need(a.compile is not True or cxx_compiler() is not None,
-         f"annotate.compile: true needs a C++ compiler for torch.compile and none was found ($CXX or g++ on PATH); "
+         "annotate.compile: true needs a C++ compiler for torch.compile and none was found ($CXX or g++ on PATH); "
          "install one (e.g. apt install g++) or leave annotate.compile unset")
 
     d = cfg.distil
