@@ -9,7 +9,7 @@ records sentences/s and windows/s of each step, the cache's bytes per token, the
 disk, and writes `results/scale/scale.{json,md,png}` with a linear extrapolation to the paper's
 7.2M sentences from the largest size (the log-log slopes show whether linear holds).
 
-    python benchmarks/scale.py --sizes 1000,5000,30000             # on an otherwise idle machine
+    python benchmarks/scale.py --sizes 1000,10000,100000           # on an otherwise idle machine
     python benchmarks/scale.py --sizes 1000,5000 --device cuda      # on a GPU: bf16 for "current"
 """
 
@@ -82,9 +82,16 @@ def measure(size: int, setting: str, args: argparse.Namespace, teacher: Path, la
     row["distil"].update(stage_s=timings["distil"], windows_per_s=round(windows * epochs / timings["distil"], 1))
     row["cache_bytes_per_token"] = round(dir_bytes(out / CACHE) / tokens, 1)
     row["disk_gib"] = disk_use(out)
-    row["format"] = read_json(out / CACHE / "manifest.json").get("format", {})
+    manifest = read_json(out / CACHE / "manifest.json")
+    row["format"], row["compiled"] = manifest.get("format", {}), manifest.get("compiled", False)
     shutil.rmtree(out / CACHE)  # the largest sizes' caches are not kept
     return row
+
+
+def spread(rows: list[dict[str, Any]], setting: str, step: str) -> float:
+    """Peak RSS of `step` at the largest size over the smallest, minus 1 (the issue asks for ±10%)."""
+    mine = sorted((r for r in rows if r["setting"] == setting), key=lambda r: r["size"])
+    return mine[-1][step]["peak_rss_gib"] / mine[0][step]["peak_rss_gib"] - 1
 
 
 def slope(rows: list[dict[str, Any]], value) -> float:
@@ -142,7 +149,7 @@ def write_results(record: dict[str, Any], out: Path) -> None:
     lines += markdown_table(
         ["sentences", "setting", "windows", "annotate wall s", "annotate sent/s (pass)", "annotate windows/s", "annotate peak RSS GiB",
          "distil wall s", "distil windows/s", "distil peak RSS GiB", "cache bytes/token", "run folder GiB"],
-        [[f"{r['size']:,}", r["setting"], f"{r['windows']:,}", r["annotate"]["wall_s"], r["annotate"]["sentences_per_s"],
+        [[f"{r['size']:,}", r["setting"] + (" (compiled)" if r.get("compiled") else ""), f"{r['windows']:,}", r["annotate"]["wall_s"], r["annotate"]["sentences_per_s"],
           r["annotate"]["windows_per_s"], r["annotate"]["peak_rss_gib"], r["distil"]["wall_s"], r["distil"]["windows_per_s"],
           r["distil"]["peak_rss_gib"], r["cache_bytes_per_token"], r["disk_gib"]["total"]] for r in rows])
     lines += ["", "## Current against before, same size", ""]
@@ -152,6 +159,9 @@ def write_results(record: dict[str, Any], out: Path) -> None:
                               f"{b['cache_bytes_per_token'] / c['cache_bytes_per_token']:.2f}",
                               f"{c['annotate']['peak_rss_gib'] / b['annotate']['peak_rss_gib']:.2f}",
                               f"{c['distil']['windows_per_s'] / b['distil']['windows_per_s']:.2f}"] for b, c in pairs])
+    lines += ["", "## Peak RSS, largest size against smallest", ""]
+    lines += markdown_table(["setting", "annotate", "distil"],
+                            [[s] + [f"{spread(record['rows'], s, step):+.1%}" for step in ("annotate", "distil")] for s in record["extrapolation"]])
     lines += ["", f"## {PAPER_SENTENCES / 1e6:.1f}M sentences, extrapolated", "",
               "Linear in the sentences from the largest size measured (the log-log slopes, 1 = linear, say whether that holds).", ""]
     lines += markdown_table(["setting", "from", "annotate h", "distil h per epoch", "cache GiB", "slopes (annotate t, distil t, annotate RSS, distil RSS, disk)"],
@@ -163,7 +173,7 @@ def write_results(record: dict[str, Any], out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="1000,5000,30000", help="transfer sentences, comma-separated (split evenly over the languages)")
+    parser.add_argument("--sizes", default="1000,10000,100000", help="transfer sentences, comma-separated (split evenly over the languages)")
     parser.add_argument("--settings", default="before,current")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--out", type=Path, default=Path("runs/scale"), help="work folder (teacher and per-size runs)")

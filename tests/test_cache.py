@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,6 @@ from xtremedistil_ner.config import AnnotateConfig, ConfigError
 from xtremedistil_ner.data.conll import Sentence
 from xtremedistil_ner.encoding import encode
 from xtremedistil_ner.io import ArtifactError
-from xtremedistil_ner.teacher import COMPILE_FROM, resolve_compile
 
 from conftest import make_sentences
 
@@ -248,15 +246,6 @@ def test_compile_failure_is_a_one_line_error_naming_the_setting(annotated, tmp_p
     with pytest.raises(ConfigError, match=r"annotate.compile: torch.compile could not compile the teacher "
                                           r"\(InvalidCxxCompiler: No working C\+\+ compiler.*\); set annotate.compile: false"):
         _annotate(model, windows, langs, tmp_path / "broken", dataclasses.replace(FULL, compile=True))
-
-
-def test_compile_is_on_by_default_only_for_large_cpu_passes(monkeypatch: pytest.MonkeyPatch) -> None:
-    cpu, gpu = torch.device("cpu"), torch.device("cuda")
-    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")  # cxx_compiler's lookup
-    assert resolve_compile(None, COMPILE_FROM, cpu) and not resolve_compile(None, COMPILE_FROM - 1, cpu)
-    assert not resolve_compile(None, COMPILE_FROM, gpu) and resolve_compile(True, 10, gpu) and not resolve_compile(False, 10**9, cpu)
-    monkeypatch.setattr(shutil, "which", lambda name: None)
-    assert not resolve_compile(None, 10**9, cpu)
 
 
 def test_an_annotate_setting_changes_the_fingerprint(annotated) -> None:

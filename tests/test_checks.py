@@ -109,7 +109,7 @@ def test_compile_without_a_cxx_compiler_is_refused_up_front(base: Path, monkeypa
     monkeypatch.setenv("CXX", "no-such-c++-compiler")
     problems = config_problems(load_config(base, ["annotate.compile=true"]))
     assert any("annotate.compile: true needs a C++ compiler" in p for p in problems), problems
-    assert not any("annotate.compile" in p for p in config_problems(load_config(base, [])))  # unset: decided at run time
+    assert not any("annotate.compile" in p for p in config_problems(load_config(base, [])))  # off by default
 
 
 def test_several_problems_are_listed_at_once(base: Path, capsys) -> None:

@@ -93,6 +93,23 @@ def test_sampler_shards_global_batches(world: int, shuffle: bool) -> None:
     assert len({len(p) for p in padded}) == 1 and all(len(b) > 0 for p in padded for b in p)  # lockstep
 
 
+def test_a_step_budget_draws_other_batches_each_epoch() -> None:
+    """`max_batches`: an epoch is the first batches of its shuffled order, reproducible per epoch
+    (a resumed run sees the same), and over epochs the budget reaches other windows."""
+    lengths = np.random.default_rng(0).integers(3, 30, 400)
+    sampler = LengthBatchSampler(lengths, 8, True, seed=3, max_batches=5)
+    epochs = []
+    for epoch in (0, 1, 0):
+        sampler.set_epoch(epoch)
+        epochs.append(list(sampler))
+    assert len(sampler) == 5 and all(len(e) == 5 for e in epochs) and epochs[0] == epochs[2] != epochs[1]
+    whole = LengthBatchSampler(lengths, 8, True, seed=3)
+    assert list(whole)[:5] == epochs[0] and len(whole) == 50
+    assert len(LengthBatchSampler(lengths, 8, True, seed=3, max_batches=500)) == 50  # a budget above an epoch changes nothing
+    with pytest.raises(ValueError, match="shuffled epochs only"):
+        LengthBatchSampler(lengths, 8, False, max_batches=5)
+
+
 def test_global_batch_must_split_evenly() -> None:
     check_global_batch(8, 2, "distil.batch_size")
     with pytest.raises(ValueError, match="distil.batch_size=6 .* divisible by the 4 processes"):

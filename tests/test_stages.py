@@ -138,6 +138,15 @@ def test_epoch_list_sets_each_gradual_sub_stage(tmp_path: Path) -> None:
     assert progress["final_dev"] == progress["history"][-1]["best_dev"] == distiller.dev_f1(load_student(tmp_path / "model"))
 
 
+def test_a_stage_step_budget_caps_every_epoch(tmp_path: Path) -> None:
+    stage = StageConfig("a", "logits_mse", "transfer", "all", epochs=2, lr=0.01, max_steps=2)
+    distiller = Distiller(make_student(), DistilConfig(batch_size=4, stages=[stage]), make_data(), tmp_path, Accelerator(cpu=True), seed=0)
+    loader, sampler, _ = distiller._stage_loaders(stage, 0)
+    whole, _, _ = distiller._stage_loaders(dataclasses.replace(stage, max_steps=None), 0)
+    assert len(sampler) == len(list(loader)) == 2 < len(list(whole))
+    assert len(distiller.run()["history"][0]["epochs"]) == 2  # every epoch ran, each on its budget
+
+
 make_gold_data = make_data
 
 

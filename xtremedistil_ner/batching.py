@@ -26,14 +26,20 @@ class LengthBatchSampler(Sampler[list[int]]):
 
     `max_tokens` (in order only) also caps a batch's padded size, windows x longest: the few
     longest windows come in smaller batches, so the memory of a batch is bounded by that cap and
-    not by the longest window the data happens to hold."""
+    not by the longest window the data happens to hold.
+
+    `max_batches` (shuffled only) makes an epoch the first that many batches of its shuffled
+    order: a step budget that draws other windows each epoch."""
 
     def __init__(
         self, lengths: Sequence[int], batch_size: int, shuffle: bool, seed: int = 0,
         num_replicas: int = 1, rank: int = 0, pad: bool = False, max_tokens: int | None = None,
+        max_batches: int | None = None,
     ) -> None:
         if max_tokens is not None and shuffle:
             raise ValueError("max_tokens caps in-order batches only")
+        if max_batches is not None and not shuffle:
+            raise ValueError("max_batches budgets shuffled epochs only")
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
         self.max_tokens = max_tokens
@@ -43,6 +49,7 @@ class LengthBatchSampler(Sampler[list[int]]):
         self.num_replicas = num_replicas
         self.rank = rank
         self.pad = pad
+        self.max_batches = max_batches
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -69,7 +76,7 @@ class LengthBatchSampler(Sampler[list[int]]):
             part = sorted(idx[c : c + chunk], key=lambda i: self.lengths[i])
             batches += [part[i : i + self.batch_size] for i in range(0, len(part), self.batch_size)]
         rng.shuffle(batches)
-        return batches
+        return batches[: self.max_batches]
 
     def __iter__(self) -> Iterator[list[int]]:
         for batch in self._batches():
@@ -83,7 +90,8 @@ class LengthBatchSampler(Sampler[list[int]]):
         """Global batches per epoch (= this process's steps when `pad`)."""
         if self.max_tokens is not None:
             return len(self._batches())
-        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+        whole = (len(self.lengths) + self.batch_size - 1) // self.batch_size
+        return whole if self.max_batches is None else min(whole, self.max_batches)
 
 
 class WindowDataset(Dataset):

@@ -36,7 +36,7 @@ from .config import AnnotateConfig
 from .errors import XdnerError
 from .io import ArtifactError, atomic_dir, damaged, first_of, read_json, verify_manifest, write_json, write_manifest
 from .log import progress
-from .teacher import annotation_forward, resolve_compile, resolve_precision
+from .teacher import annotation_forward, resolve_precision
 
 MANIFEST = "manifest.json"
 SHARD_MANIFEST = "shard.json"
@@ -143,8 +143,7 @@ def annotate(
             "is free; free space, point output_dir elsewhere, store less (annotate.hidden: int8, annotate.hidden_dims), "
             "or shrink the transfer set"
         )
-    compiled = resolve_compile(fmt.compile, transfer.windows, accelerator.device)
-    forward = annotation_forward(model, fmt.precision, accelerator, compiled)
+    forward = annotation_forward(model, fmt.precision, accelerator, fmt.compile)
     codec = Codec(fmt, hidden, _basis(forward, pairs, transfer, layers, out_dir, pad_id, batch_size, accelerator, hidden, fmt))
     n_shards = max(1, (transfer.windows + shard_size - 1) // shard_size)
     stream, seen = iter(pairs()), _Digest()
@@ -174,7 +173,7 @@ def annotate(
         "num_labels": num_labels,
         "layers": layers,
         "format": stored_format(fmt),
-        "compiled": compiled,
+        "compiled": fmt.compile,
         "bytes_per_token": bytes_per_token(num_labels, hidden, len(layers), fmt),
     }
     if codec.basis is not None:

@@ -151,13 +151,13 @@ class AnnotateConfig:
     forward, and `batch_tokens` the most padded subwords one may hold (null: no cap), so the
     few long windows go fewer at a time and a larger transfer set, with more of them, does not
     raise the pass's peak memory; neither changes the cache. `compile` runs the teacher through
-    `torch.compile` (inductor, weights frozen): about 1.4x faster on this CPU in bf16 after about a
-    minute of compiling, so unset means on for a CPU pass over at least 100,000 windows
-    (`teacher.COMPILE_FROM`) when a C++ compiler is found; it changes the cache by rounding only. The
-    defaults were measured on wikiann6 and the cost curve (benchmarks/results/scale)."""
+    `torch.compile` (inductor, weights frozen, dynamic shapes): off, because on 102k windows of the
+    cost curve its pass took 422 s against 436 s eager, a minute of compiling eating most of what
+    it saves; it changes the cache by rounding only. The defaults were measured on wikiann6 and
+    the cost curve (benchmarks/results/scale)."""
 
     precision: str = "auto"
-    compile: bool | None = None
+    compile: bool = False
     batch_size: int = ranged(64, AT_LEAST_1)
     batch_tokens: int | None = ranged(2048, Range(low=1, unset="for no cap"))
     hidden: str = "int8"
@@ -213,7 +213,9 @@ class StageConfig:
     """One distillation stage as data: which loss, on which data, training which groups.
     `epochs` may be a list for a gradual stage: sub-stage k trains for up to `epochs[k]`, the
     last value holding for any further sub-stages (e.g. [1, 1, 1, 3]: the sub-stage that trains
-    everything gets the extra epochs, where they pay)."""
+    everything gets the extra epochs, where they pay). `max_steps` is a step budget: an epoch is
+    at most that many optimizer steps, the first batches of its shuffled order (another draw each
+    epoch), for a student too slow to see a large transfer set whole."""
 
     name: str
     loss: str
@@ -225,6 +227,7 @@ class StageConfig:
     temperature: float = ranged(1.0, POSITIVE)
     scheduler: str = "constant"  # any transformers.get_scheduler name, per sub-stage (linear, cosine, ...)
     warmup_ratio: float = 0.0  # share of each sub-stage's steps spent warming up to `lr` (stages.validate_stage)
+    max_steps: int | None = ranged(None, Range(low=1, unset="for whole epochs"))
 
     def epochs_at(self, sub_stage: int) -> int:
         if isinstance(self.epochs, int):

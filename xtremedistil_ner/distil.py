@@ -128,11 +128,13 @@ class Distiller:
         return loss_sum / max(units, 1.0)
 
     # -- training --------------------------------------------------------------------------
-    def _loader(self, dataset: Dataset, lengths: Sequence[int], batch_size: int, train: bool, seed: int) -> tuple[DataLoader, LengthBatchSampler]:
-        """Training loaders shuffle and keep processes in lockstep; `batch_size` is global."""
+    def _loader(self, dataset: Dataset, lengths: Sequence[int], batch_size: int, train: bool, seed: int,
+                max_steps: int | None = None) -> tuple[DataLoader, LengthBatchSampler]:
+        """Training loaders shuffle (at most `max_steps` batches an epoch) and keep processes in
+        lockstep; `batch_size` is global."""
         sampler = LengthBatchSampler(
             lengths, batch_size, shuffle=train, seed=seed,
-            num_replicas=self.acc.num_processes, rank=self.acc.process_index, pad=train,
+            num_replicas=self.acc.num_processes, rank=self.acc.process_index, pad=train, max_batches=max_steps,
         )
         return batch_loader(dataset, sampler, self.data.pad_id), sampler
 
@@ -140,14 +142,15 @@ class Distiller:
         bs = self.cfg.batch_size
         if stage.data == "labeled":
             windows = self.data.labeled
-            loader, sampler = self._loader(WindowDataset(windows), [len(w) for w in windows], bs, True, self.seed + si)
+            loader, sampler = self._loader(WindowDataset(windows), [len(w) for w in windows], bs, True, self.seed + si, stage.max_steps)
             return loader, sampler, None
         lengths = self.data.transfer_lengths
         if stage.loss not in SELECT_ON_LOSS:
-            loader, sampler = self._loader(self.data.transfer, lengths, bs, True, self.seed + si)
+            loader, sampler = self._loader(self.data.transfer, lengths, bs, True, self.seed + si, stage.max_steps)
             return loader, sampler, None
         train_idx, held_idx = _split_heldout(len(lengths), self.seed)
-        loader, sampler = self._loader(Subset(self.data.transfer, train_idx), [lengths[i] for i in train_idx], bs, True, self.seed + si)
+        loader, sampler = self._loader(Subset(self.data.transfer, train_idx), [lengths[i] for i in train_idx], bs, True, self.seed + si,
+                                       stage.max_steps)
         held, _ = self._loader(Subset(self.data.transfer, held_idx), [lengths[i] for i in held_idx], self.cfg.eval_batch_size, False, 0)
         return loader, sampler, held
 

@@ -94,20 +94,9 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
-COMPILE_FROM = 100_000  # windows: about where a minute of compiling pays for itself on a 2-core CPU (benchmarks/results/scale)
-
-
 def cxx_compiler() -> str | None:
     """The C++ compiler torch.compile's CPU backend would use (`$CXX`, else g++), if there is one."""
     return shutil.which(os.environ.get("CXX", "g++"))
-
-
-def resolve_compile(compile_: bool | None, windows: int, device: torch.device) -> bool:
-    """`annotate.compile` for a pass over `windows` on `device`; unset: on for a large CPU pass
-    when a C++ compiler is found (inductor needs one)."""
-    if compile_ is not None:
-        return compile_
-    return device.type == "cpu" and windows >= COMPILE_FROM and cxx_compiler() is not None
 
 
 def annotation_forward(model: PreTrainedModel, precision: str, accelerator: Accelerator, compiled: bool = False):
