@@ -22,7 +22,10 @@ def sentences_fingerprint(sentences: Iterable[Sentence]) -> str:
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested mappings as `a.b.c: leaf` (lists are leaves)."""
+    """Nested mappings as `a.b.c: leaf`; a list of mappings (the stages) by position, `a.0.b`,
+    so a key added to them later is unrecorded, not a change; other lists are leaves."""
+    if isinstance(tree, list) and tree and all(isinstance(x, Mapping) for x in tree):
+        tree = {str(i): x for i, x in enumerate(tree)}
     if isinstance(tree, Mapping):
         out: dict[str, Any] = {}
         for key, value in tree.items():
