@@ -17,13 +17,14 @@ import json, os, sys
 from xtremedistil_ner.threads import configure_threads
 n = configure_threads({arg})
 import torch
+from threadpoolctl import threadpool_info
 print(json.dumps({{"n": n, "torch": torch.get_num_threads(), "omp": os.environ.get("OMP_NUM_THREADS"),
-                   "spin": os.environ.get("GOMP_SPINCOUNT")}}))
+                   "spin": os.environ.get("GOMP_SPINCOUNT"), "blas": [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]}}))
 """
 
 
 def probe(arg: str = "None", **env: str) -> dict:
-    base = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "XDNER_THREADS")}
+    base = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "XDNER_THREADS", *threads.BLAS_ENV)}
     out = subprocess.run([sys.executable, "-c", PROBE.format(arg=arg)], env={**base, **env}, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -40,6 +41,12 @@ def test_environment_and_setting_override() -> None:
     assert probe("1", OMP_NUM_THREADS="2")["torch"] == 1  # the config key wins over the environment
     assert probe(GOMP_SPINCOUNT="5")["spin"] == "5"
     assert probe(OMP_WAIT_POLICY="ACTIVE")["spin"] is None  # a chosen wait policy keeps libgomp's own spin
+
+
+def test_numpys_blas_gets_one_thread_unless_the_user_chose() -> None:
+    """numpy's OpenBLAS pool spinning beside torch's cost distillation 27% (cache decoding)."""
+    assert set(probe()["blas"]) == {1}
+    assert 1 not in set(probe(OPENBLAS_NUM_THREADS="2")["blas"])
 
 
 def test_a_multi_process_launch_splits_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
