@@ -87,7 +87,7 @@ def config_problems(cfg: RunConfig, num_processes: int = 1) -> list[str]:
     need(a.hidden in HIDDEN_FORMATS, f"annotate.hidden: {a.hidden!r} is not one of {HIDDEN_FORMATS}")
     need(a.compile is not True or cxx_compiler() is not None,
          "annotate.compile: true needs a C++ compiler for torch.compile and none was found ($CXX or g++ on PATH); "
-         "install one (e.g. apt install g++) or leave annotate.compile unset")
+         "install one (e.g. apt install g++) or set annotate.compile: false")
 
     d = cfg.distil
     need(d.mode in MODES, f"distil.mode: {d.mode!r} is not one of {MODES}")

@@ -61,19 +61,24 @@ class ParsedSentence:
     dropped: dict[int, tuple[str, list[str]]] = field(default_factory=dict)
 
 
+EMPTY_FILE = LineProblem(None, "file is empty (no sentences)")
+
+
+def not_utf8(line: int, byte: int, offset: int) -> LineProblem:
+    """The problem of an undecodable byte, said the same way by `decode_lines` and `iter_lines`."""
+    return LineProblem(line, f"not valid UTF-8 (byte 0x{byte:02x} at offset {offset}); "
+                             "re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`")
+
+
 def decode_lines(raw: bytes) -> list[str] | LineProblem:
     """Split a file's bytes into lines (BOM stripped, any line ending), or the problem that
     stops it being read at all."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        return LineProblem(
-            raw[: exc.start].count(b"\n") + 1,
-            f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
-            "re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`",
-        )
+        return not_utf8(raw[: exc.start].count(b"\n") + 1, raw[exc.start], exc.start)
     if not text.strip():
-        return LineProblem(None, "file is empty (no sentences)")
+        return EMPTY_FILE
     # splitlines() would also split on U+2028 and friends, which may sit inside tokens.
     return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
@@ -98,15 +103,13 @@ def iter_lines(path: Path) -> Iterator[str]:
             try:
                 text = body.decode("utf-8")
             except UnicodeDecodeError as exc:
-                at = offset + len(raw) - len(body) + exc.start
-                raise LineProblem(lineno, f"not valid UTF-8 (byte 0x{body[exc.start]:02x} at offset {at}); "
-                                          "re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8`").error(path) from None
+                raise not_utf8(lineno, body[exc.start], offset + len(raw) - len(body) + exc.start).error(path) from None
             offset += len(raw)
             text = text.removesuffix("\n").removesuffix("\r")  # "\r\n" is one line ending; a lone "\r" is one too
             any_text = any_text or bool(text.strip())
             yield from text.split("\r")
     if not any_text:
-        raise LineProblem(None, "file is empty (no sentences)").error(path)
+        raise EMPTY_FILE.error(path)
 
 
 def is_tab_separated(line: str) -> bool:
