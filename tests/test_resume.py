@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 
 from xtremedistil_ner.config import DistilConfig, StageConfig
 from xtremedistil_ner.distil import FINAL, RESUME, Distiller, is_distilled
+from xtremedistil_ner import training
 from xtremedistil_ner.training import POSITION
 from xtremedistil_ner.io import settled_dir
 from xtremedistil_ner.students import XtremeDistilPreTrainedModel
@@ -102,6 +103,23 @@ def test_crash_while_saving_keeps_previous_checkpoint_and_resumes_exactly(tmp_pa
     assert_identical(weights(tmp_path / "run"), weights(tmp_path / "ref"))
     # A resumed sub-stage's wall time includes the interrupted run's; a fresh one starts at zero.
     assert progress["history"][2]["seconds"] >= 1000 > progress["history"][3]["seconds"]
+
+
+def test_a_resume_state_keeps_the_loss_sum_not_every_batch_loss(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """position.json is rewritten at every checkpoint: its size must not grow with the steps of
+    an epoch (at the paper's scale that list was megabytes), and the epoch's train loss a resumed
+    run reports is the uninterrupted run's."""
+    monkeypatch.setattr(training, "RECENT", 1)
+    cfg = DistilConfig(batch_size=4, eval_batch_size=8, stages=STAGES, checkpoint_every=2)
+    ref = Distiller(make_student(), cfg, make_data(), tmp_path / "ref", Accelerator(cpu=True), seed=0).run()
+    with pytest.raises(Crash):
+        Distiller(make_student(), cfg, make_data(), tmp_path / "run", crashing_accelerator(8), seed=0).run()
+    st = json.loads((tmp_path / "run" / RESUME / POSITION).read_text())
+    assert st["batches"] == 2 and len(st["recent"]) == 1 and st["loss_sum"] > 0 and "running" not in st
+    resumed = Distiller(make_student(), cfg, make_data(), tmp_path / "run", Accelerator(cpu=True), seed=0).run()
+    losses = [[e["train_loss"] for e in h["epochs"]] for h in ref["history"]]
+    assert losses == [[e["train_loss"] for e in h["epochs"]] for h in resumed["history"]]
+    assert all(np.isfinite(v) for row in losses for v in row)
 
 
 def test_a_damaged_resume_state_is_named_and_the_sub_stage_starts_over(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -29,7 +29,7 @@ def test_a_budget_below_the_floor_is_warned_about() -> None:
     assert budget_warning(TeacherConfig(), 300) is None
     warning = budget_warning(TeacherConfig(min_steps=0), 300)
     assert warning is not None and "300 labeled sentences in batches of 32 give 30 optimizer steps over 3 epoch(s)" in warning
-    assert "teacher.min_steps" in warning
+    assert "with teacher.min_steps: 0, under the 500 that its default gives small data" in warning
     assert budget_warning(TeacherConfig(min_steps=0), 30_000) is None
 
 

@@ -197,8 +197,8 @@ def budget_warning(cfg: TeacherConfig, train_sentences: int) -> str | None:
     if steps >= MIN_TEACHER_STEPS:
         return None
     return (f"teacher: {train_sentences:,} labeled sentences in batches of {cfg.batch_size} give {steps} optimizer "
-            f"steps over {cfg.epochs} epoch(s), under the {MIN_TEACHER_STEPS} that the default teacher.min_steps gives small "
-            "data; a teacher trained this briefly may learn nothing (raise teacher.min_steps or teacher.epochs)")
+            f"steps over {cfg.epochs} epoch(s) with teacher.min_steps: {cfg.min_steps}, under the {MIN_TEACHER_STEPS} that its default "
+            "gives small data; a teacher trained this briefly may learn nothing (raise teacher.min_steps or teacher.epochs)")
 
 
 def teacher_config(model: str, trained: Path) -> dict[str, Any] | None:

@@ -32,6 +32,7 @@ from .layout import PROGRESS
 from .log import progress
 
 POSITION = "position.json"  # in a resume state: the LoopState
+RECENT = 50  # batch losses the progress bar averages
 BEST = "best.safetensors"  # in a resume state: the best weights held in memory, if any
 RNG_KEYS = {"random_state", "numpy_random_seed", "torch_manual_seed"}  # what every process's RNG file must hold
 
@@ -53,7 +54,8 @@ class LoopState:
     epoch: int = 0  # current epoch, 0-based
     batches: int = 0  # batches of the current epoch already trained
     steps: int = 0  # optimizer steps so far
-    running: list[float] = field(default_factory=list)  # the current epoch's batch losses
+    loss_sum: float = 0.0  # the current epoch's batch losses, summed (not kept one by one: a resume state stays small)
+    recent: list[float] = field(default_factory=list)  # its last RECENT batch losses, for the progress bar and trackers
     epochs: list[dict[str, Any]] = field(default_factory=list)  # finished epochs' records
     best: float | None = None  # best selection value so far (higher is better)
     best_epoch: int = 0
@@ -86,7 +88,7 @@ class Track(Plugin):
         self.prefix = re.sub(r"[^\w.\-/]", "_", prefix)
 
     def after_step(self, loop: "TrainLoop") -> None:
-        loop.accelerator.log({f"{self.prefix}/step_loss": loop.state.running[-1], f"{self.prefix}/lr": loop.scheduler.get_last_lr()[0]},
+        loop.accelerator.log({f"{self.prefix}/step_loss": loop.state.recent[-1], f"{self.prefix}/lr": loop.scheduler.get_last_lr()[0]},
                              step=loop.state.steps)
 
     def after_epoch(self, loop: "TrainLoop", record: dict[str, Any], improved: bool) -> None:
@@ -233,16 +235,17 @@ class TrainLoop:
                 self.optimizer.step()
                 self.scheduler.step()
                 self.optimizer.zero_grad()
-                st.running.append(value)
+                st.loss_sum += value
+                st.recent = [*st.recent, value][-RECENT:]
                 st.batches += 1
                 st.steps += 1
-                bar.set_postfix(loss=f"{np.mean(st.running[-50:]):.4f}", refresh=False)  # redrawn at the bar's own pace
+                bar.set_postfix(loss=f"{np.mean(st.recent):.4f}", refresh=False)  # redrawn at the bar's own pace
                 for plugin in self.plugins:
                     plugin.after_step(self)
             record, improved = self._end_epoch()
             for plugin in self.plugins:
                 plugin.after_epoch(self, record, improved)
-            st.epoch, st.batches, st.running = st.epoch + 1, 0, []
+            st.epoch, st.batches, st.loss_sum, st.recent = st.epoch + 1, 0, 0.0, []
         if self.keep_best and self.best_state is not None:
             acc.unwrap_model(self.model).load_state_dict(self.best_state)
         st.seconds = self.elapsed()
@@ -250,7 +253,7 @@ class TrainLoop:
 
     def _end_epoch(self) -> tuple[dict[str, Any], bool]:
         st = self.state
-        record: dict[str, Any] = {"epoch": st.epoch + 1, "train_loss": float(np.mean(st.running))}
+        record: dict[str, Any] = {"epoch": st.epoch + 1, "train_loss": st.loss_sum / st.batches if st.batches else float("nan")}
         improved = True
         if self.select is None:
             st.best_epoch = st.epoch + 1
