@@ -293,3 +293,29 @@ def test_tagger_refuses_a_missing_foreign_or_gpu_graph_and_predict_onnx_on_cuda(
     args = cli(add_predict_parser, ["predict", "--model", str(model_dir), "-", "--onnx", str(tmp_path / "x.onnx"), "--device", "cuda"])
     assert run_predict(args) == 2
     assert "--onnx runs on the CPU" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("drop", [(), ("unk_token",), ("pad_token",), ("pad_token", "unk_token")])
+def test_the_runtime_reads_the_special_ids_training_used(tmp_path: Path, tiny_teacher: Path, drop: tuple[str, ...]) -> None:
+    """A tokenizer config without an unknown (or pad) token: the torch-free runtime falls back
+    exactly as the windows the student was trained and evaluated on did (it used to take id 0,
+    the pad, for unknown, where `transformers` reads the tokenizer model's own unknown piece)."""
+    import shutil
+
+    from transformers import AutoTokenizer
+    from xdner_runtime.onnx import word_pieces as runtime_word_pieces
+
+    from xtremedistil_ner.encoding import word_pieces
+
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (tiny_teacher / name).exists():
+            shutil.copy(tiny_teacher / name, tmp_path / name)
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    for key in drop:
+        config.pop(key, None)
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    if (tmp_path / "special_tokens_map.json").exists():
+        (tmp_path / "special_tokens_map.json").unlink()
+    trained = word_pieces(AutoTokenizer.from_pretrained(tmp_path)).special
+    assert runtime_word_pieces(tmp_path).special == trained
+    assert trained.unk == 1  # "[UNK]": named by the config, else by the tokenizer model itself

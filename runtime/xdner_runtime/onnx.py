@@ -138,7 +138,13 @@ def word_pieces(folder: Path) -> WordPieces:
     cls_id, sep_id = token_id("cls_token", "bos_token"), token_id("sep_token", "eos_token")
     if cls_id is None or sep_id is None:
         raise ArtifactError(f"{files[1]}: the tokenizer defines neither cls/sep nor bos/eos tokens")
-    return WordPieces(tokenizer, SpecialIds(cls_id, sep_id, token_id("pad_token") or 0, token_id("unk_token") or 0))
+    pad_id, unk_id = token_id("pad_token"), token_id("unk_token")
+    if unk_id is None:  # as `transformers` reads it: the tokenizer model's own unknown piece
+        model = json.loads(files[0].read_text(encoding="utf-8")).get("model", {})
+        unk_id = model.get("unk_id") if model.get("unk_token") is None else tokenizer.token_to_id(model["unk_token"])
+    pad_id = 0 if pad_id is None else pad_id
+    # Then the fallbacks of the windows it was trained on (xtremedistil_ner.encoding.word_pieces).
+    return WordPieces(tokenizer, SpecialIds(cls_id, sep_id, pad_id, pad_id if unk_id is None else unk_id))
 
 
 def load_tagger(path: str | Path, graph: str | Path, batch_size: int = 64, threads: int | None = None) -> Tagger:
