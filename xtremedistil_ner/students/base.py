@@ -56,7 +56,7 @@ def student_type(name: str) -> type["StudentType"]:
 
 
 INITS = ("auto", "teacher", "random")  # what a student takes from the teacher at birth (see StudentConfig)
-NEAREST_BLOCK = 1 << 26
+NEAREST_BLOCK = 1 << 24
 UNSEEN = ("nearest", "unknown")  # what a teacher piece without a row of its own reads (see StudentConfig)
 
 
@@ -213,15 +213,15 @@ class Neighbours:
     An id none of whose `k` neighbours is kept is searched in full, so the answer is the same."""
 
     def __init__(self, ids: torch.Tensor, pool: torch.Tensor, teacher_embeddings: torch.Tensor, k: int = 32) -> None:
-        unit = torch.nn.functional.normalize(teacher_embeddings.detach().float().cpu(), dim=-1)
-        targets = unit[pool].T.contiguous()
+        emb = teacher_embeddings.detach().cpu()
+        targets = _unit(emb[pool]).T.contiguous()
         k = min(k, len(pool))
         self.ids = torch.sort(ids).values
         self.near = torch.empty(len(self.ids), k, dtype=torch.long)
         self.sims = torch.empty(len(self.ids), k)
         chunk = max(1, NEAREST_BLOCK // len(pool))
         for i in range(0, len(self.ids), chunk):
-            sims, at = (unit[self.ids[i : i + chunk]] @ targets).topk(k, dim=-1)
+            sims, at = (_unit(emb[self.ids[i : i + chunk]]) @ targets).topk(k, dim=-1)
             self.near[i : i + chunk], self.sims[i : i + chunk] = pool[at], sims
 
     def resolve(self, model: XtremeDistilPreTrainedModel, ids: torch.Tensor) -> torch.Tensor:
@@ -249,12 +249,16 @@ def map_to_nearest(model: XtremeDistilPreTrainedModel, ids: torch.Tensor, teache
         ids = neighbours.resolve(model, ids)
     if not len(ids) or not len(kept):
         return
-    unit = torch.nn.functional.normalize(teacher_embeddings.detach().float().cpu(), dim=-1)
-    targets = unit[kept].T.contiguous()
-    chunk = max(1, NEAREST_BLOCK // len(kept))  # similarities held at once: 256 MB, however large the vocabulary
-    for i in range(0, len(ids), chunk):
+    emb = teacher_embeddings.detach().cpu()
+    targets = _unit(emb[kept]).T.contiguous()
+    chunk = max(1, NEAREST_BLOCK // len(kept))  # similarities held at once: 64 MB, however large the vocabulary
+    for i in range(0, len(ids), chunk):  # rows normalised a chunk at a time: no second copy of the teacher's embeddings
         part = ids[i : i + chunk]
-        model.id_map[part] = model.id_map[kept[(unit[part] @ targets).argmax(-1)]]
+        model.id_map[part] = model.id_map[kept[(_unit(emb[part]) @ targets).argmax(-1)]]
+
+
+def _unit(rows: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(rows.float(), dim=-1)
 
 
 def pca_embeddings(teacher_emb: torch.Tensor, kept_ids: np.ndarray, dim: int, seed: int = 0) -> torch.Tensor:
