@@ -311,3 +311,17 @@ def test_a_cache_needing_more_open_files_than_allowed_says_which_limit(annotated
     monkeypatch.setattr(resource, "getrlimit", lambda what: (8, 16))
     with pytest.raises(cache_mod.CacheError, match=r"needs \d+ open files but the hard limit is 16; raise it"):
         cache_mod.TransferCache(out)
+
+
+@pytest.mark.parametrize("n", [0, 5, 1023, 1024, 2047, 2048, 5000, 100_003])
+def test_the_basis_sample_is_spread_over_a_stream_of_unknown_length(n: int) -> None:
+    """The scan keeps at most BASIS_SAMPLE windows for the basis, evenly spread from the first to
+    the last, without knowing the stream's length (annotate no longer reads the set again for them)."""
+    spread = cache_mod._Spread()
+    for i in range(n):
+        spread.add(i)  # the window's position stands in for the window
+    picks = spread.sample()
+    assert len(picks) == min(n, cache_mod.BASIS_SAMPLE) and picks == sorted(set(picks))
+    if n:
+        assert picks[0] == 0 and picks[-1] >= n - 2 * max(1, n // cache_mod.BASIS_SAMPLE)
+        assert max(np.diff(picks), default=1) <= 2 * max(1, n / cache_mod.BASIS_SAMPLE) + 1

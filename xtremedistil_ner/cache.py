@@ -20,7 +20,7 @@ import json
 import mmap
 import resource
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -60,14 +60,35 @@ class CacheError(XdnerError, RuntimeError):
 @dataclass(frozen=True)
 class Scan:
     """One pass over the transfer set: the cache fingerprint of (teacher, tokenizer, windows,
-    layers, max length, stored format), a digest of the windows alone, and the set's sizes. No
-    window is kept."""
+    layers, max length, stored format), a digest of the windows alone, the set's sizes, and
+    `sample`: at most BASIS_SAMPLE windows spread evenly over it, which the hidden-state basis is
+    fitted on (so annotate reads the set twice, not three times). No other window is kept."""
 
     fingerprint: str
     content: str
     windows: int
     tokens: int
     languages: list[str]
+    sample: list[Window] = field(default_factory=list, repr=False, compare=False)
+
+
+class _Spread:
+    """Every `step`-th window of a stream of unknown length, `step` doubling whenever 2 x BASIS_SAMPLE
+    are held, so between BASIS_SAMPLE and twice that many stay spread over all of it."""
+
+    def __init__(self) -> None:
+        self.step, self.seen, self.kept = 1, 0, []
+
+    def add(self, w: Window) -> None:
+        if self.seen % self.step == 0:
+            self.kept.append(w)
+            if len(self.kept) == 2 * BASIS_SAMPLE:
+                self.kept, self.step = self.kept[::2], 2 * self.step
+        self.seen += 1
+
+    def sample(self) -> list[Window]:
+        picks = np.unique(np.linspace(0, len(self.kept) - 1, min(BASIS_SAMPLE, len(self.kept))).round().astype(int))
+        return [self.kept[i] for i in picks]
 
 
 class _Digest:
@@ -90,11 +111,12 @@ class _Digest:
 def scan(teacher_id: str, tokenizer_id: str, pairs: Iterable[tuple[Window, str]], layers: Sequence[int], max_length: int,
          fmt: AnnotateConfig = AnnotateConfig()) -> Scan:
     keyed = _Digest(json.dumps([teacher_id, tokenizer_id, list(layers), max_length, stored_format(fmt)]).encode())
-    content = _Digest()
+    content, spread = _Digest(), _Spread()
     for w, lang in pairs:
         keyed.add(w, lang)
         content.add(w, lang)
-    return Scan(keyed.h.hexdigest(), content.h.hexdigest(), keyed.windows, keyed.tokens, sorted(keyed.languages))
+        spread.add(w)
+    return Scan(keyed.h.hexdigest(), content.h.hexdigest(), keyed.windows, keyed.tokens, sorted(keyed.languages), spread.sample())
 
 
 def bytes_per_token(num_labels: int, hidden: int, num_layers: int, fmt: AnnotateConfig) -> int:
@@ -144,7 +166,7 @@ def annotate(
             "or shrink the transfer set"
         )
     forward = annotation_forward(model, fmt.precision, accelerator, fmt.compile)
-    codec = Codec(fmt, hidden, _basis(forward, pairs, transfer, layers, out_dir, pad_id, batch_size, accelerator, hidden, fmt))
+    codec = Codec(fmt, hidden, _basis(forward, transfer, layers, out_dir, pad_id, batch_size, accelerator, hidden, fmt))
     n_shards = max(1, (transfer.windows + shard_size - 1) // shard_size)
     stream, seen = iter(pairs()), _Digest()
     for k in range(n_shards):
@@ -219,16 +241,15 @@ class Codec:
         return out
 
 
-def _basis(forward: Forward, pairs: Pairs, transfer: Scan, layers: list[int], out_dir: Path, pad_id: int, batch_size: int,
+def _basis(forward: Forward, transfer: Scan, layers: list[int], out_dir: Path, pad_id: int, batch_size: int,
            accelerator: Accelerator, hidden: int, fmt: AnnotateConfig) -> tuple[np.ndarray, np.ndarray] | None:
     """Each layer's top `fmt.hidden_dims` principal components (and mean) of the teacher's states,
-    fitted once on windows spread evenly over the transfer set and kept in `basis/` (fingerprinted)."""
+    fitted once on the scan's windows spread evenly over the transfer set and kept in `basis/` (fingerprinted)."""
     if fmt.hidden_dims is None or fmt.hidden_dims >= hidden:
         return None
     where, fp = out_dir / BASIS, transfer.fingerprint
     if accelerator.is_main_process and (verify_manifest(where, MANIFEST_BASIS) or _basis_fp(where) != fp):
-        spread = itertools.islice(pairs(), 0, None, max(1, transfer.windows // BASIS_SAMPLE))
-        sample = [w for w, _ in itertools.islice(spread, BASIS_SAMPLE)]
+        sample = transfer.sample
         comps, mean, explained = _fit_basis(forward, sample, layers, pad_id, batch_size, accelerator, fmt)
         with atomic_dir(where) as tmp:
             np.save(tmp / "components.npy", comps)
