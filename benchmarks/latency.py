@@ -34,19 +34,15 @@ from transformers import (
 
 from xdner_runtime.onnx import session
 from xdner_runtime.windows import Window
-from xtremedistil_ner.benchmarking import FinishedRun, file_mb, markdown_table
+from _grid import make_grid, onnx_logits, time_grid  # benchmarks/_grid.py
+from _common import FinishedRun, command_line, file_mb, markdown_table  # benchmarks/_common.py: this script's folder is on sys.path
 from xtremedistil_ner.data.conll import Sentence
 from xtremedistil_ner.encoding import encode, special_ids
-from xtremedistil_ner.evaluate import LogitsFn, logits_fn
-from xtremedistil_ner.export import (
-    export_onnx,
-    onnx_logits,
-    quantize_int8,
-)
+from xtremedistil_ner.scoring import LogitsFn, logits_fn
+from xtremedistil_ner.export import export_onnx, quantize_int8
 from xtremedistil_ner.io import atomic_path, write_json, write_text
-from xtremedistil_ner.latency import make_grid, time_grid
 from xtremedistil_ner.layout import student_parts
-from xtremedistil_ner.pipeline import machine_description
+from xtremedistil_ner.report import machine_description
 from xtremedistil_ner.students import XtremeDistilPreTrainedModel, load_student
 from xtremedistil_ner.teacher import count_parameters
 
@@ -340,7 +336,7 @@ def main() -> None:
         ort_version = None
     langs = sorted({s.lang for s in sentences})
     result = {
-        "command": " ".join(["python", "benchmarks/latency.py", *sys.argv[1:]]),
+        "command": command_line("benchmarks/latency.py", sys.argv[1:]),
         "machine": machine_description(),
         "device": str(device),
         "threads": torch.get_num_threads(),
@@ -353,7 +349,7 @@ def main() -> None:
             "description": (
                 f"the first {args.sentences_per_lang} test sentences of each language of {base.name} ({', '.join(langs)}), "
                 f"{len(windows)} windows of the teacher's tokenizer taken round-robin over languages, cut or padded to each "
-                f"length (`latency.make_batch`); 'real' is the share of unpadded positions. Models with a smaller vocabulary "
+                f"length (`speed.make_batch`); 'real' is the share of unpadded positions. Models with a smaller vocabulary "
                 f"(the references) get the same ids folded into it (id mod V): same shapes and masks."),
             "run": str(base.root), "languages": langs, "windows": len(windows),
             "cells": [{"batch_size": b, "seq_len": s, "real": round(float(mask.float().mean()), 3)} for (b, s), (_, mask) in grid.items()],

@@ -63,7 +63,7 @@ SMOKE = {"spacy": {"training.max_steps": 120, "training.eval_frequency": 40}, "f
 def students_of(run_dir: Path) -> list[str]:
     """The run's joint distilled students (not its gold-only baseline, nor per-language taggers:
     the peers are one model for every language), in the report's order."""
-    from xtremedistil_ner.benchmarking import FinishedRun
+    from _common import FinishedRun
 
     models = FinishedRun.open(run_dir).report()["models"]
     return [name for name, m in models.items() if name != "teacher" and "baseline_of" not in m and m.get("mode", "joint") == "joint"]
@@ -77,7 +77,7 @@ def systems_of(run_dir: Path) -> list[str]:
 # -- the exchange folder ------------------------------------------------------------------------
 def prepare(run_dir: Path, work: Path, data_root: str) -> None:
     """The run's labeled, dev and test sentences as JSONL and the throughput texts, for every worker."""
-    from xtremedistil_ner.benchmarking import FinishedRun
+    from _common import FinishedRun
 
     corpus = FinishedRun.open(run_dir, data_root).corpus
     data = work / "data"
@@ -225,9 +225,9 @@ def run_worker(system: str, work: Path, run_dir: Path, threads: int, flair_pytho
 
 # -- the report ----------------------------------------------------------------------------------
 def collect(run_dir: Path, work: Path, data_root: str) -> dict[str, Any]:
-    from xtremedistil_ner.benchmarking import FinishedRun
-    from xtremedistil_ner.evaluate import score
-    from xtremedistil_ner.pipeline import machine_description
+    from _common import FinishedRun, command_line
+    from xtremedistil_ner.scoring import score
+    from xtremedistil_ner.report import machine_description
 
     run = FinishedRun.open(run_dir, data_root)
     report, test = run.report(), run.corpus.test
@@ -254,7 +254,7 @@ def collect(run_dir: Path, work: Path, data_root: str) -> dict[str, Any]:
                 if system == name and abs(f1["macro"] - reported) > 0.05:
                     raise SystemExit(f"{system}: Tagger F1 {f1['macro']:.2f} differs from the run's report ({reported:.2f})")
         rows.append({"key": system, **result, "test_f1": f1, "training": cost})
-    return {"command": " ".join(["python", "benchmarks/peers.py", *sys.argv[1:]]), "machine": machine_description(),
+    return {"command": command_line("benchmarks/peers.py", sys.argv[1:]), "machine": machine_description(),
             "run": str(run_dir), "languages": run.cfg.languages, "labeled_sentences": len(run.corpus.train),
             "dev_sentences": len(run.corpus.dev), "test_sentences": len(test), "throughput_texts": len(texts_of(work)),
             "teacher_shared": {"teach_seconds": timings.get("teach"), "annotate_seconds": timings.get("annotate")}, "rows": rows,
@@ -296,7 +296,7 @@ def plot(res: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from xtremedistil_ner.benchmarking import save_figure
+    from _common import save_figure
 
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for r in res["rows"]:
@@ -316,7 +316,7 @@ def plot(res: dict[str, Any], path: Path) -> None:
 
 
 def main() -> None:
-    from xtremedistil_ner.benchmarking import benchmark_parser
+    from _common import benchmark_parser
     from xtremedistil_ner.io import write_json, write_text
 
     parser = benchmark_parser(__doc__, "tabulate the workers' finished results instead of running them")

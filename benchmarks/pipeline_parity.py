@@ -26,10 +26,10 @@ from transformers import pipeline
 from xdner_runtime.tags import entity_spans
 from xdner_runtime.words import split_words
 
-from xtremedistil_ner.benchmarking import FinishedRun, markdown_table
+from _common import DATA_ROOT, FinishedRun, command_line, markdown_table  # benchmarks/_common.py: this script's folder is on sys.path
 from xtremedistil_ner.data.conll import Sentence
 from xtremedistil_ner.io import write_json, write_text
-from xtremedistil_ner.pipeline import machine_description
+from xtremedistil_ner.report import machine_description
 from xtremedistil_ner.tagger import Tagger
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,7 +119,7 @@ def main() -> None:
     parser.add_argument("--student", type=Path, required=True, help="a student folder of that run")
     parser.add_argument("--languages", default="de,ru,hi", help="three languages in three scripts")
     parser.add_argument("--sentences", type=int, default=1000, help="first N test sentences per language")
-    parser.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data" / "ner"))
+    parser.add_argument("--data-root", default=str(DATA_ROOT))
     parser.add_argument("--batch-size", type=int, default=32, help="texts per pipeline forward pass")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per system (the median is reported)")
@@ -175,7 +175,7 @@ def main() -> None:
         "teacher pipeline (first)": throughput(lambda: teacher(texts, batch_size=args.batch_size), len(texts), words, args.repeats),
     }
     result = {
-        "command": " ".join(["python", "benchmarks/pipeline_parity.py", *sys.argv[1:]]),
+        "command": command_line("benchmarks/pipeline_parity.py", sys.argv[1:]),
         "machine": machine_description(),
         "threads": torch.get_num_threads(),
         "load_average_1min": {"start": load_start[0], "end": os.getloadavg()[0]},

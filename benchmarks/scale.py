@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from _steps import disk_use, run_step  # benchmarks/_steps.py: this script's folder is on sys.path
-from xtremedistil_ner.benchmarking import markdown_table, save_figure
+from _common import DATA_ROOT, command_line, markdown_table, save_figure  # benchmarks/_common.py: this script's folder is on sys.path
 from xtremedistil_ner.io import read_json, write_json
 from xtremedistil_ner.layout import CACHE, TEACHER, TIMINGS
 
@@ -177,7 +177,7 @@ def main() -> None:
     parser.add_argument("--settings", default="before,current")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--out", type=Path, default=Path("runs/scale"), help="work folder (teacher and per-size runs)")
-    parser.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data" / "ner"))
+    parser.add_argument("--data-root", default=str(DATA_ROOT))
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--note", default="", help="how the machine was (recorded with the results)")
     args = parser.parse_args()
@@ -190,10 +190,10 @@ def main() -> None:
         raise SystemExit(f"xdner teach failed (exit {rec['exit']})")
     rows = [measure(int(size), setting, args, base / TEACHER, languages)
             for size in args.sizes.split(",") for setting in args.settings.split(",")]
-    from xtremedistil_ner.pipeline import machine_description
+    from xtremedistil_ner.report import machine_description
 
     argv = [a for i, a in enumerate(sys.argv[1:]) if "--note" not in (a, sys.argv[i])]  # the note is printed on its own
-    record = {"command": " ".join(["python", "benchmarks/scale.py", *argv]), "machine": machine_description(),
+    record = {"command": command_line("benchmarks/scale.py", argv), "machine": machine_description(),
               "device": args.device, "note": args.note, "teacher_seconds": rec["seconds"], "rows": rows,
               "extrapolation": {s: extrapolate([r for r in rows if r["setting"] == s]) for s in args.settings.split(",")}}
     write_results(record, args.results)

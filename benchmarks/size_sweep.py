@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from xtremedistil_ner.benchmarking import FinishedRun
+from _common import DATA_ROOT, FinishedRun, command_line  # benchmarks/_common.py: this script's folder is on sys.path
 from xtremedistil_ner.config import load_config
 from xtremedistil_ner.io import write_json, write_text
 from xtremedistil_ner.pipeline import Run
@@ -117,7 +117,7 @@ def plot(table: list[dict[str, Any]], front: list[str], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", default="runs/wikiann6-lowres")
-    parser.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data" / "ner"))
+    parser.add_argument("--data-root", default=str(DATA_ROOT))
     parser.add_argument("--reuse", action="store_true", help="take report.json from a finished run instead of running")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -125,7 +125,7 @@ def main() -> None:
     if args.reuse:
         report = FinishedRun.open(out).report()
     else:
-        cmd = f"python benchmarks/size_sweep.py --output-dir {out}"
+        cmd = command_line("benchmarks/size_sweep.py", ["--output-dir", str(out)])
         report = Run(sweep_config(out, args.data_root), command=cmd).run_all()
     table = rows(report)
     front = pareto(table)

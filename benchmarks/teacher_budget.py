@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from xtremedistil_ner.benchmarking import FinishedRun, benchmark_parser, markdown_table
+from _common import FinishedRun, benchmark_parser, markdown_table  # benchmarks/_common.py: this script's folder is on sys.path
 from xtremedistil_ner.config import load_config
 from xtremedistil_ner.errors import XdnerError
 from xtremedistil_ner.io import write_json, write_text

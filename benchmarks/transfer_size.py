@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from xtremedistil_ner.benchmarking import FinishedRun, benchmark_parser, save_figure
+from _common import FinishedRun, benchmark_parser, command_line, save_figure  # benchmarks/_common.py: this script's folder is on sys.path
 from xtremedistil_ner.config import load_config
 from xtremedistil_ner.encoding import encode
 from xtremedistil_ner.io import write_json, write_text
@@ -126,7 +126,7 @@ def main() -> None:
     if not args.reuse:
         for size, out in zip(SIZES, runs):
             share_teacher(runs)
-            Run(size_config(out, size, args.data_root), command=f"python benchmarks/transfer_size.py --output-root {args.output_root}").run_all()
+            Run(size_config(out, size, args.data_root), command=command_line("benchmarks/transfer_size.py", ["--output-root", str(args.output_root)])).run_all()
     rows = [row(FinishedRun.open(out, args.data_root), size) for size, out in zip(SIZES, runs)]
     RESULTS.mkdir(parents=True, exist_ok=True)
     write_json(RESULTS / "transfer-size.json", {"rows": rows, "note": args.note})

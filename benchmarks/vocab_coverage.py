@@ -29,9 +29,9 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 
-from xtremedistil_ner.benchmarking import FinishedRun, markdown_table, save_figure
+from _common import DATA_ROOT, FinishedRun, command_line, markdown_table, save_figure  # benchmarks/_common.py: this script's folder is on sys.path
 from xtremedistil_ner.encoding import encode, special_ids
-from xtremedistil_ner.evaluate import logits_fn, predict_tags, score
+from xtremedistil_ner.scoring import logits_fn, predict_tags, score
 from xtremedistil_ner.io import read_json, write_json
 from xtremedistil_ner.languages import load_language
 from xtremedistil_ner.layout import FINAL
@@ -201,11 +201,11 @@ def main() -> None:
     parser.add_argument("--run", type=Path, action="append", required=True, help="a finished run folder (repeatable)")
     parser.add_argument("--student", default="bilstm-50-200")
     parser.add_argument("--k", type=int, action="append", default=[], help="unigram-K budget per script (repeatable)")
-    parser.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "ner"))
+    parser.add_argument("--data-root", default=str(DATA_ROOT))
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     rows = [measure(FinishedRun.open(path, args.data_root), args.student, args.k) for path in args.run]
-    command = " ".join(["python", "benchmarks/vocab_coverage.py", *sys.argv[1:]])
+    command = command_line("benchmarks/vocab_coverage.py", sys.argv[1:])
     args.results.mkdir(parents=True, exist_ok=True)
     write_json(args.results / "vocab-coverage.json", {"command": command, "rows": rows})
     (args.results / "vocab-coverage.md").write_text(markdown(rows, command), encoding="utf-8")

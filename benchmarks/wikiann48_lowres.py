@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from _steps import run_step  # benchmarks/_steps.py: this script's folder is on sys.path
-from xtremedistil_ner.benchmarking import FinishedRun, benchmark_parser, retention_targets
+from _common import FinishedRun, benchmark_parser, resources_section, retention_targets, targets_section  # benchmarks/_common.py: this script's folder is on sys.path
 from xtremedistil_ner.io import read_json, write_json
 from xtremedistil_ner.log import configure as configure_logging
 from xtremedistil_ner.pipeline import STEPS
@@ -65,7 +65,7 @@ def main() -> None:
     report["targets"] = retention_targets(report, RETENTION, LANGUAGE_FLOOR)
     report["resources"] = per_step(attempts)
     results = args.output_dir / "results" if args.set else RESULTS
-    write_report(report, results)
+    write_report(report, results, targets_section(report["targets"]) + resources_section(report["resources"]))
     write_json(results / ATTEMPTS, {"attempts": attempts})
     print((results / "report.md").read_text(encoding="utf-8"))
 

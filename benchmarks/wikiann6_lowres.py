@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from xtremedistil_ner.benchmarking import FinishedRun, retention_targets
+from _common import DATA_ROOT, FinishedRun, command_line, retention_targets, targets_section  # benchmarks/_common.py: this script's folder is on sys.path
 from xtremedistil_ner.config import resolve
 from xtremedistil_ner.log import configure as configure_logging
 from xtremedistil_ner.pipeline import Run
@@ -43,7 +43,7 @@ def with_targets(report: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", default="runs/wikiann6-lowres")
-    parser.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data" / "ner"))
+    parser.add_argument("--data-root", default=str(DATA_ROOT))
     parser.add_argument("--languages", help="another language set, the config otherwise untouched (e.g. ar,el,ka,ko,ta,vi: "
                                                "the confirmation set; results then go to wikiann6-lowres-CODES/)")
     parser.add_argument("--reuse", action="store_true", help="take report.json from a finished run instead of running")
@@ -55,10 +55,10 @@ def main() -> None:
         report = FinishedRun.open(out).report()
     else:
         cfg = resolve(CONFIG, [f"output_dir={out}", f"data.root={args.data_root}"], languages=args.languages)
-        command = f"python benchmarks/wikiann6_lowres.py --output-dir {out}" + (f" --languages {args.languages}" if args.languages else "")
+        command = command_line("benchmarks/wikiann6_lowres.py", ["--output-dir", str(out), *(["--languages", args.languages] if args.languages else [])])
         report = Run(cfg, command=command).run_all()
     report = with_targets(report)
-    write_report(report, results)
+    write_report(report, results, targets_section(report["targets"]))
     print((results / "report.md").read_text(encoding="utf-8"))
 
 

@@ -20,11 +20,11 @@ from xtremedistil_ner import cache as cache_mod
 from xtremedistil_ner.config import DistilConfig, RunConfig, StageConfig
 from xtremedistil_ner.data.conll import Sentence
 from xtremedistil_ner.data.labels import LabelSet
-from xtremedistil_ner.distil import Distiller, StageData
+from xtremedistil_ner.distiller import Distiller, StageData
 from xtremedistil_ner.encoding import encode, special_ids
-from xtremedistil_ner.evaluate import predict_tags, predict_windows, score
+from xtremedistil_ner.scoring import predict_tags, predict_windows, score
 from xtremedistil_ner.log import configure as configure_logging
-from xtremedistil_ner.pipeline import make_accelerator
+from xtremedistil_ner.steps.context import make_accelerator
 
 from conftest import make_sentences, tiny_student
 

@@ -3,19 +3,26 @@ and a saved configuration that loads back to the same thing."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
 
 import pytest
 
 from xtremedistil_ner.config import (
+    ABOVE,
     ConfigError,
     RunConfig,
     StageConfig,
+    StudentConfig,
+    counted,
     load_config,
     save_config,
     to_dict,
 )
+
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 YAML = """\
 output_dir: runs/test
@@ -194,3 +201,84 @@ def test_save_then_load_round_trips_defaults(tmp_path: Path) -> None:
     out = tmp_path / "config.yaml"
     save_config(RunConfig(), out)
     assert load_config(out) == RunConfig()
+
+
+# --- each key described once: provenance and README.md's key table come from the field metadata ---
+
+
+@pytest.mark.parametrize("overrides", [[], ["teacher.min_steps=0"], ["teacher.epochs=1", "teacher.batch_size=1"]])
+@pytest.mark.parametrize("train_sentences", [1, 100, 10_000, 1_000_000])
+def test_the_teachers_counted_keys_are_what_provenance_recorded(overrides: list[str], train_sentences: int) -> None:
+    cfg = load_config(None, overrides)
+    unused = ("eval_batch_size", "layer", "checkpoint_every") + (
+        ("min_steps",) if cfg.teacher.passes_for(train_sentences) == 1 else ())
+    before = {k: v for k, v in to_dict(cfg)["teacher"].items() if k not in unused}  # pipeline.Run.teacher_inputs, until #26
+    after = counted(cfg.teacher, train_sentences=train_sentences)
+    assert list(after.items()) == list(before.items())
+    assert ("min_steps" in after) == (cfg.teacher.passes_for(train_sentences) > 1)
+
+
+@pytest.mark.parametrize("scfg", [
+    StudentConfig(), StudentConfig("r", init="random"), StudentConfig("s", mode="per_language", from_student="j"),
+    StudentConfig("s", init="random", from_student="j", keep_share=0.25), StudentConfig("e", from_student=""),
+    StudentConfig("t", "transformer", hidden_dim=16, num_layers=2, init="teacher", unseen="unknown", lr_scale=0.5,
+                  stages=[StageConfig("g", "gold", "labeled")], mode="joint"),
+])
+def test_a_students_counted_keys_are_what_provenance_recorded(scfg: StudentConfig) -> None:
+    idle = {"keep_share"} if scfg.from_student is None else set()  # pipeline.Run.student_inputs, until #26
+    if scfg.init == "random" or scfg.from_student:
+        idle.add("unseen")
+    before = {k: v for k, v in dataclasses.asdict(scfg).items() if k not in ("name", "stages", "lr_scale", "mode", *idle)}
+    assert list(counted(scfg).items()) == list(before.items())
+
+
+def _shown(f: dataclasses.Field) -> str:
+    """A key's default as the table shows it."""
+    if f.metadata.get("shown"):
+        return f.metadata["shown"]
+    value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    if value is dataclasses.MISSING:
+        return "required"
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    return f"`{value}`" if isinstance(value, (str, list, dict)) else str(value)
+
+
+def _rows(cls: type, prefix: str = "") -> list[list[Any]]:
+    """[keys, defaults, doc] per row, in field order; a key whose doc is ABOVE joins the row before."""
+    rows: list[list[Any]] = []
+    hints = get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            rows += _rows(hint, f"{prefix}{f.name}.")
+            continue
+        if f.metadata["doc"] == ABOVE:
+            rows[-1][0].append(f"`{f.name}`")
+            rows[-1][1].append(_shown(f))
+        else:
+            rows.append([[f"`{prefix}{f.name}`"], [_shown(f)], f.metadata["doc"]])
+        if get_origin(hint) is list and dataclasses.is_dataclass(get_args(hint)[0]):
+            rows += _rows(get_args(hint)[0], f"{prefix}{f.name}[].")
+    return rows
+
+
+def key_table() -> str:
+    """README.md's configuration-key table, rendered from the config fields' metadata."""
+    lines = ["| key | default | meaning |", "|---|---|---|"]
+    return "\n".join(lines + [f"| {', '.join(keys)} | {', '.join(shown)} | {doc} |" for keys, shown, doc in _rows(RunConfig)])
+
+
+def test_every_key_has_a_doc() -> None:
+    undocumented = [keys for keys, _, doc in _rows(RunConfig) if not doc]
+    assert undocumented == []
+
+
+def test_the_readme_key_table_is_the_config_fields_metadata() -> None:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("### Configuration keys\n\n", 1)[1]
+    table = section[: section.index("\n\n")]
+    assert table == key_table(), ("README.md's configuration-key table disagrees with the fields of config.py; "
+                                  "replace it with:\n\n" + key_table())

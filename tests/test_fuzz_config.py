@@ -21,7 +21,7 @@ RUNS = 3  # passing mutations run to the end on the tiny data and teacher (a few
 @pytest.fixture
 def offline(monkeypatch: pytest.MonkeyPatch) -> None:
     """A mutated teacher.model is often a valid Hub id: the check must not go to the network."""
-    monkeypatch.setattr("xtremedistil_ner.checks.hub_reachable", lambda: False)
+    monkeypatch.setattr("xtremedistil_ner.preflight.hub_reachable", lambda: False)
 
 
 def test_mutations_are_seeded_and_varied(tiny_data: Path, tiny_teacher: Path, tmp_path: Path) -> None:

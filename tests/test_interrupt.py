@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from xtremedistil_ner.cli import main, resume_command
-from xtremedistil_ner.distil import CHECKPOINT, PROGRESS
+from xtremedistil_ner.distiller import CHECKPOINT, PROGRESS
 from xtremedistil_ner.io import verify_manifest
 from xtremedistil_ner.students import load_student
 

@@ -14,18 +14,21 @@ import numpy as np
 import pytest
 import torch
 
-from xtremedistil_ner.benchmarking import FinishedRun, markdown_table
 from xtremedistil_ner.layout import student_parts
 from xtremedistil_ner.config import load_config, save_config
 from xtremedistil_ner.data.conll import read_conll
 from xtremedistil_ner.data.labels import LabelSet
 from xtremedistil_ner.encoding import encode, special_ids
-from xtremedistil_ner.evaluate import logits_fn, predict_tags
-from xtremedistil_ner.latency import fit_vocab, make_grid, measure, time_grid
+from xtremedistil_ner.scoring import logits_fn, predict_tags
+from xtremedistil_ner.speed import measure
 from xtremedistil_ner.students import XtremeDistilPreTrainedModel, save_student
 from xtremedistil_ner.teacher import load_teacher
 
 from conftest import tiny_student
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from _common import FinishedRun, markdown_table  # noqa: E402
+from _grid import compare_logits, fit_vocab, make_grid, onnx_logits, time_grid  # noqa: E402
 
 LABELS = ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
 
@@ -97,7 +100,7 @@ def test_onnx_logits_give_pytorchs_tags(tmp_path: Path, tiny_data: Path, tiny_to
 
     from xdner_runtime.onnx import session as onnx_session
 
-    from xtremedistil_ner.export import compare_logits, export_onnx, onnx_logits
+    from xtremedistil_ner.export import export_onnx
 
     student = dropout_student(tiny_tokenizer)
     path = export_onnx(student, tmp_path / "m.onnx")

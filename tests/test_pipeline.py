@@ -15,7 +15,8 @@ from xdner_runtime.command import model_info
 from xtremedistil_ner.config import load_config
 from xtremedistil_ner.errors import XdnerError
 from xtremedistil_ner.io import verify_manifest
-from xtremedistil_ner.pipeline import Run, restrict
+from xtremedistil_ner.pipeline import Run
+from xtremedistil_ner.steps.students import restrict
 from xtremedistil_ner.students import load_student
 
 STAGES = (
@@ -206,20 +207,42 @@ def test_a_cache_from_other_annotate_settings_is_refused_or_rebuilt(tmp_path: Pa
     first = make_run(tmp_path, tiny_data, tiny_teacher, "joint")
     first.cfg.students = first.cfg.students[:1]
     first.cfg.distil.gold_only_baseline = False
-    first.teach()
-    first.annotate()
+    first.step("teach")
+    first.step("annotate")
     other = make_run(tmp_path, tiny_data, tiny_teacher, "joint")
     other.cfg.annotate.hidden = "fp16"
     with pytest.raises(StaleArtifactError, match=r"annotate\.hidden: int8 -> fp16.*--overwrite"):
-        other.annotate()
+        other.step("annotate")
     other.overwrite = True
-    other.annotate()
+    other.step("annotate")
     assert json.loads((other.cache_dir / "manifest.json").read_text())["format"]["hidden"] == "fp16"
+
+
+def test_one_process_shares_one_teacher_and_lends_it_unchanged(tmp_path: Path, tiny_data: Path, tiny_teacher: Path) -> None:
+    """A run loads its teacher once for every step: annotate borrows it (int8 quantises it in
+    place, so it is loaded again afterwards) and evaluate scores the teacher as trained, as a
+    fresh process does; the weights' sha256 the steps key on is the verified manifest's."""
+    import torch
+
+    from xtremedistil_ner.io import sha256_file
+
+    run = make_run(tmp_path, tiny_data, tiny_teacher, "joint")
+    run.cfg.students, run.cfg.distil.gold_only_baseline, run.cfg.annotate.precision = run.cfg.students[:1], False, "int8"
+    report = run.run_all()
+    assert run.teacher_file_sha256("model.safetensors") == sha256_file(run.teacher_dir / "model.safetensors")
+    teacher = run.teacher
+    assert not any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in teacher.modules())
+    assert all(p.device.type == "cpu" for p in teacher.parameters()) and run.teacher is teacher  # loaded once
+    (run.eval_dir / "teacher.json").unlink()
+    fresh = make_run(tmp_path, tiny_data, tiny_teacher, "joint")
+    fresh.cfg.students, fresh.cfg.distil.gold_only_baseline, fresh.cfg.annotate.precision = run.cfg.students, False, "int8"
+    again = fresh.run_all(("evaluate",))
+    assert again["models"]["teacher"]["test_types"] == report["models"]["teacher"]["test_types"]
 
 
 def test_restrict_renumbers_windows(tiny_data: Path, tiny_teacher: Path, tmp_path: Path) -> None:
     run = make_run(tmp_path, tiny_data, tiny_teacher, "joint")
-    run.teach()
+    run.step("teach")
     windows = run.windows("test")
     idx, sents, wins = restrict(run.corpus.test, windows, "de")
     assert all(s.lang == "de" for s in sents) and len(sents) == 30
@@ -233,7 +256,7 @@ def test_steps_need_a_teacher(tmp_path: Path, tiny_data: Path, tiny_teacher: Pat
 
     for step in ("annotate", "distil", "evaluate"):
         with pytest.raises(XdnerError, match="run `xdner teach` first"):
-            getattr(run, step)()
+            run.step(step)
 
 
 def test_reruns_with_other_settings_refuse_or_rebuild(tmp_path: Path, tiny_data: Path, tiny_teacher: Path) -> None:
@@ -254,19 +277,19 @@ def test_reruns_with_other_settings_refuse_or_rebuild(tmp_path: Path, tiny_data:
     stale.cfg.students, stale.cfg.teacher.epochs = first.cfg.students, 2
     for step in ("teach", "distil", "evaluate"):
         with pytest.raises(StaleArtifactError, match=r"teacher\.epochs: 1 -> 2.*--overwrite"):
-            getattr(stale, step)()
+            stale.step(step)
     # 2. another student size under the same name: distil and evaluate refuse
     bigger = make_run(tmp_path, tiny_data, tiny_teacher, "joint")
     bigger.cfg.students = [dataclasses.replace(first.cfg.students[0], embedding_dim=24)]
     for step in ("distil", "evaluate"):
         with pytest.raises(StaleArtifactError, match=r"student\.embedding_dim: 16 -> 24"):
-            getattr(bigger, step)()
+            bigger.step(step)
     # 3. another training file for one language: the teacher's data changed
     other = make_run(tmp_path, tiny_data, tiny_teacher, "joint")
     other.cfg.students = first.cfg.students
     other.cfg.data.files["de"]["train"] = str(tiny_data / "en" / "train.txt")
     with pytest.raises(StaleArtifactError, match="train_sentences"):
-        other.teach()
+        other.step("teach")
     assert (first.teacher_dir / "xdner_teacher.json").read_bytes() == teacher_json and student.read_bytes() == weights
     # --overwrite on case 2: only that student is distilled again; the teacher and cache stay
     bigger.overwrite = True

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from xtremedistil_ner.checks import config_problems
+from xtremedistil_ner.preflight import config_problems
 from xtremedistil_ner.cli import build_parser, main, resolve_config
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
@@ -23,7 +23,7 @@ def test_the_readme_has_config_examples_and_commands() -> None:
 
 @pytest.mark.parametrize("block", YAML_BLOCKS, ids=[f"yaml-{i}" for i in range(len(YAML_BLOCKS))])
 def test_every_yaml_block_loads_and_its_settings_pass_the_check(block: str, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr("xtremedistil_ner.checks.hub_reachable", lambda: True)  # as where the Hub is reachable
+    monkeypatch.setattr("xtremedistil_ner.preflight.hub_reachable", lambda: True)  # as where the Hub is reachable
     path = tmp_path / "config.yaml"
     path.write_text(block, encoding="utf-8")
     cfg = resolve_config(build_parser().parse_args(["run", str(path), "--output-dir", str(tmp_path / "out")]))

@@ -21,7 +21,7 @@ from accelerate import Accelerator
 from safetensors.torch import load_file
 
 from xtremedistil_ner.config import DistilConfig, StageConfig
-from xtremedistil_ner.distil import FINAL, RESUME, Distiller, is_distilled
+from xtremedistil_ner.distiller import FINAL, RESUME, Distiller, is_distilled
 from xtremedistil_ner import training
 from xtremedistil_ner.training import POSITION
 from xtremedistil_ner.io import settled_dir
@@ -122,6 +122,21 @@ def test_a_resume_state_keeps_the_loss_sum_not_every_batch_loss(tmp_path: Path, 
     assert all(np.isfinite(v) for row in losses for v in row)
 
 
+def test_a_resumed_sub_stage_stops_early_where_the_uninterrupted_one_did(tmp_path: Path) -> None:
+    """The patience count is in the resume state: resumed after an epoch without improvement,
+    a sub-stage stops after the same epoch, with the same weights."""
+    stage = StageConfig("gold", "gold", "labeled", "all", epochs=8, lr=0.1, patience=2)
+    cfg = DistilConfig(batch_size=4, eval_batch_size=8, stages=[stage], checkpoint_every=1)
+    ref = Distiller(make_student(), cfg, make_data(), tmp_path / "ref", Accelerator(cpu=True), seed=0).run()
+    with pytest.raises(Crash):  # 3 steps an epoch: the 9th save crashes, the 8th (in epoch 3) stays
+        Distiller(make_student(), cfg, make_data(), tmp_path / "run", crashing_accelerator(9), seed=0).run()
+    st = json.loads((tmp_path / "run" / RESUME / POSITION).read_text())
+    assert (st["epoch"], st["batches"], st["bad"]) == (2, 2, 1)
+    resumed = Distiller(make_student(), cfg, make_data(), tmp_path / "run", Accelerator(cpu=True), seed=0).run()
+    assert len(ref["history"][0]["epochs"]) == len(resumed["history"][0]["epochs"]) == 3 < stage.epochs
+    assert_identical(weights(tmp_path / "run"), weights(tmp_path / "ref"))
+
+
 def test_a_damaged_resume_state_is_named_and_the_sub_stage_starts_over(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A truncated optimizer state (a disk filled up, a copy cut short) is caught by the state's
     manifest before anything is loaded; the sub-stage restarts from the last finished one, which
@@ -209,5 +224,5 @@ def test_a_teacher_state_saved_with_other_settings_is_refused(tmp_path: Path, ti
     state.mkdir(parents=True)
     (state / "progress.json").write_text(json.dumps({"inputs": {**run.teacher_inputs, "seed": 7}}))
     with pytest.raises(StaleArtifactError, match=r"teacher's mid-training state.*seed: 7 -> 42.*--overwrite"):
-        run.teach()
+        run.step("teach")
     assert state.exists() and not run.teacher_dir.exists()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from xtremedistil_ner.data.conll import Sentence
-from xtremedistil_ner.evaluate import score
+from xtremedistil_ner.scoring import score
 
 
 def _s(tags: list[str], lang: str = "en") -> Sentence:

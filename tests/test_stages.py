@@ -15,10 +15,12 @@ from xdner_runtime.windows import Window
 
 from xtremedistil_ner.config import DistilConfig, StageConfig
 from xtremedistil_ner.data.conll import Sentence
-from xtremedistil_ner.distil import Distiller, StageData, is_distilled
+from xtremedistil_ner.distiller import Distiller, StageData, is_distilled
 from xtremedistil_ner.io import ArtifactError
-from xtremedistil_ner.stages import sub_stages, validate_stage
+from xtremedistil_ner import distiller
+from xtremedistil_ner.stages import LOSSES, gold_loss, register, sub_stages, validate_stage
 from xtremedistil_ner.students import XtremeDistilPreTrainedModel, load_student
+from xtremedistil_ner.training import Plugin, TrainLoop
 
 from conftest import Crash, crashing_accelerator, tiny_student
 
@@ -109,6 +111,75 @@ def test_sub_stage_trains_only_its_groups(tmp_path: Path, loss: str, data: str, 
             changed = not torch.equal(before[names[id(p)]], student.state_dict()[names[id(p)]])
             assert changed == (group in trained), f"{names[id(p)]} ({group})"
     assert is_distilled(tmp_path)
+
+
+def test_a_second_loss_under_a_taken_name_is_an_error() -> None:
+    with pytest.raises(ValueError, match="loss 'gold' is registered twice"):
+        register("gold", "labeled")(lambda out, batch, temperature: batch["labels"].sum())
+    assert LOSSES["gold"].fn is gold_loss
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_each_loss_does_what_its_record_says(tmp_path: Path, name: str) -> None:
+    """A loss is one record: the data it reads, the units it averages over, whether it reaches
+    the classifier and how its sub-stages select are all read from it."""
+    loss = LOSSES[name]
+    student = make_student()
+    stage = StageConfig("s", name, loss.data, "all", temperature=2.0)
+    validate_stage(stage, student)
+    distiller = Distiller(student, DistilConfig(batch_size=4, stages=[stage]), make_data(), tmp_path, Accelerator(cpu=True), seed=0)
+    loader, _, held = distiller._stage_loaders(stage, 0)
+    batch = next(iter(loader))
+    value, units = loss(student, batch, stage.temperature)
+    value.backward()
+    assert torch.isfinite(value) and 0 < units <= batch["attention_mask"].sum()
+    assert any(p.grad is not None and p.grad.any() for p in student.group_parameters()["classifier"]) == loss.reaches_classifier
+    assert (held is not None) == loss.select_on_loss
+
+
+class Recorder(Plugin):
+    """Writes the loop's events down; stops the loop after its first epoch, or interrupts it at
+    its first step (`fail`)."""
+
+    def __init__(self, fail: bool) -> None:
+        self.events: list[str] = []
+        self.fail = fail
+
+    def before_train(self, loop: TrainLoop) -> None:
+        self.events.append("before_train")
+
+    def before_epoch(self, loop: TrainLoop) -> None:
+        self.events.append("before_epoch")
+
+    def after_step(self, loop: TrainLoop) -> None:
+        self.events.append("after_step")
+        if self.fail:
+            raise KeyboardInterrupt
+
+    def after_epoch(self, loop: TrainLoop, record: dict, improved: bool) -> None:
+        self.events.append("after_epoch")
+        loop.should_stop = True
+
+    def after_train(self, loop: TrainLoop) -> None:
+        self.events.append("after_train")
+
+    def after_exception(self, loop: TrainLoop, exc: BaseException) -> None:
+        self.events.append(type(exc).__name__)
+
+
+def test_plugins_hear_the_loops_events_and_one_can_stop_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stage = StageConfig("g", "gold", "labeled", "all", epochs=3, lr=0.05, patience=5)
+    cfg = DistilConfig(batch_size=4, eval_batch_size=8, stages=[stage])
+    stops = Recorder(fail=False)
+    monkeypatch.setattr(distiller, "Track", lambda tag: stops)
+    progress = Distiller(make_student(), cfg, make_data(), tmp_path / "stops", Accelerator(cpu=True), seed=0).run()
+    assert stops.events == ["before_train", "before_epoch", *["after_step"] * 3, "after_epoch", "after_train"]
+    assert len(progress["history"][0]["epochs"]) == 1
+    fails = Recorder(fail=True)
+    monkeypatch.setattr(distiller, "Track", lambda tag: fails)
+    with pytest.raises(KeyboardInterrupt):
+        Distiller(make_student(), cfg, make_data(), tmp_path / "fails", Accelerator(cpu=True), seed=0).run()
+    assert fails.events == ["before_train", "before_epoch", "after_step", "KeyboardInterrupt"]
 
 
 def test_rerun_resumes_from_checkpoint(tmp_path: Path) -> None:

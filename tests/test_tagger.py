@@ -15,12 +15,14 @@ import torch
 from conftest import tiny_student
 from xdner_runtime.words import split_words
 
-from xtremedistil_ner.cli import add_export_parser, add_predict_parser, main
+from xtremedistil_ner.cli import main
 from xtremedistil_ner.config import DistilConfig, StageConfig
 from xtremedistil_ner.data.conll import Sentence
-from xtremedistil_ner.distil import CHECKPOINT, FINAL, Distiller, StageData
+from xtremedistil_ner.distiller import CHECKPOINT, FINAL, Distiller, StageData
 from xtremedistil_ner.encoding import encode, special_ids
+from xtremedistil_ner.export import add_parser as add_export_parser
 from xtremedistil_ner.export import export_onnx, run_export
+from xtremedistil_ner.predict import add_parser as add_predict_parser
 from xtremedistil_ner.predict import run_predict
 from xtremedistil_ner.students import (
     XtremeDistilPreTrainedModel,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from accelerate import Accelerator
 
-from xtremedistil_ner.checks import budget_warning
+from xtremedistil_ner.preflight import budget_warning
 from xtremedistil_ner.cli import main
 from xtremedistil_ner.config import MIN_TEACHER_STEPS, TeacherConfig, load_config
 from xtremedistil_ner.pipeline import Run

@@ -15,7 +15,7 @@ from transformers import AutoModelForTokenClassification
 from test_stages import FakeTransfer, make_data
 
 from xtremedistil_ner.config import DistilConfig, StageConfig, StudentConfig
-from xtremedistil_ner.distil import FINAL, Distiller
+from xtremedistil_ner.distiller import FINAL, Distiller
 from xtremedistil_ner.stages import sub_stages, validate_stage
 from xtremedistil_ner.students import TransformerType, XtremeDistilPreTrainedModel, TransformerForTokenClassification, load_student
 from xtremedistil_ner.students.transformer import uniform_layer_map

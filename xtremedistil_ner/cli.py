@@ -1,27 +1,23 @@
-"""`xdner`: the pipeline's steps as subcommands over one output directory."""
+"""`xdner`: the pipeline's steps as subcommands over one output directory, and the commands
+around them, each built and handled by its own module."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import shlex
 import sys
 from pathlib import Path
 from typing import Sequence
 
-from xdner_runtime.command import add_arguments as add_serve_arguments
-from xdner_runtime.command import positive_int
-
-from . import __version__
+from . import __version__, demo, export, predict, serving, validate
 from .config import RunConfig, key_range, resolve
 from .errors import XdnerError
 from .log import configure as configure_logging
 from .threads import configure_threads
 
-# Each command's module (and torch with it) is imported only when that command runs, so
-# `xdner --help` and `xdner validate` start in a fraction of a second.
-COMMANDS = {"validate": "validate:run_validate", "predict": "predict:run_predict", "export": "export:run_export",
-            "serve": "serving:run_serve"}
+# Each module adds its subcommand (`add_parser`, which sets `handler`) and imports torch only
+# inside its handler, so `xdner --help` and `xdner validate` start in a fraction of a second.
+COMMANDS = (demo, validate, predict, export, serving)
 
 STEP_HELP = {
     "teach": "fine-tune the teacher jointly on every language's labeled data",
@@ -61,62 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     for step, text in STEP_HELP.items():
         _common(sub.add_parser(step, help=text, description=text))
     _common(sub.add_parser("run", help="all steps in order, skipping what is complete", description="teach, annotate, distil and evaluate, skipping steps already complete"), config_required=True)
-    demo = sub.add_parser("demo", help="the whole pipeline offline on synthetic multilingual data (~10 min on 2 CPUs)")
-    demo.add_argument("--output-dir", type=Path, default=Path("xdner-demo"), help="where the demo's data, teacher and outputs go")
-    demo.add_argument("--quick", action="store_true", help="a much smaller run (for smoke tests)")
-    add_verbosity(demo)
-    for add in (add_validate_parser, add_predict_parser, add_export_parser, add_serve_parser):
-        add_verbosity(add(sub))
+    for command in COMMANDS:
+        add_verbosity(command.add_parser(sub))
     return parser
-
-
-def add_validate_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """`xdner validate` (validate.run_validate)."""
-    text = "check data files, language YAMLs and run configs, reporting every problem at once"
-    parser = subparsers.add_parser(
-        "validate", help=text, description=f"{text}. Exit status 1 if there is any error; warnings alone give 0."
-    )
-    parser.add_argument(
-        "paths", nargs="+", type=Path, metavar="PATH",
-        help="a CoNLL file, a data folder (<lang>/{train,dev,test}.txt), languages/<code>.yaml, a language set or a run config",
-    )
-    return parser
-
-
-def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """`xdner export` (export.run_export)."""
-    text = "export a distilled student for inference runtimes"
-    p = subparsers.add_parser("export", help=text, description=text)
-    p.add_argument("--model", type=Path, required=True, help="a student directory (e.g. students/NAME/joint/model)")
-    p.add_argument("--format", choices=("onnx",), default="onnx")
-    p.add_argument("--output", type=Path, help="output file (default: DIR/model.onnx, or DIR/model.int8.onnx with --int8)")
-    p.add_argument("--int8", action="store_true", help="dynamic int8 quantisation with onnxruntime")
-    p.add_argument("--opset", type=int, default=17)
-    return p
-
-
-def add_predict_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """`xdner predict` (predict.run_predict)."""
-    text = "tag raw text or CoNLL files with a distilled student"
-    p = subparsers.add_parser("predict", help=text, description=text)
-    p.add_argument("--model", type=Path, required=True, help="a student directory saved with its tokenizer (e.g. students/NAME/joint/model)")
-    p.add_argument("input", help="a text file (one document per line), a CoNLL file, or - for stdin")
-    p.add_argument("--input-format", choices=("text", "conll"), default="text", help="default: text")
-    p.add_argument("--format", choices=("jsonl", "conll"), help="output format (default: jsonl for text input, conll for CoNLL input)")
-    p.add_argument("--output", type=Path, help="output file, written atomically (default: stdout)")
-    p.add_argument("--batch-size", type=positive_int, default=64, help="model windows per forward pass")
-    p.add_argument("--encoding", default="utf-8", help="the input's text encoding (default: utf-8, a BOM dropped)")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--onnx", type=Path, help="run this graph from `xdner export` (e.g. DIR/model.int8.onnx) with onnxruntime instead of PyTorch")
-    return p
-
-
-def add_serve_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """`xdner serve` (serving.run_serve)."""
-    text = "serve a distilled student over HTTP: POST /tag, a page to try it at /, /health and /metrics"
-    p = subparsers.add_parser("serve", help=text, description=text)
-    add_serve_arguments(p, onnx_required=False)
-    return p
 
 
 def resolve_config(args: argparse.Namespace) -> RunConfig:
@@ -148,16 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     output_dir: str | None = None
     try:
         # Threads are settled before anything imports torch (libgomp reads its settings once).
-        if args.command in COMMANDS:
+        if args.command not in (*STEP_HELP, "run"):
             configure_threads()
-            module, function = COMMANDS[args.command].split(":")
-            return getattr(importlib.import_module(f".{module}", __package__), function)(args)
-        if args.command == "demo":
-            configure_threads()
-            from .demo import run_demo
-
-            run_demo(args.output_dir, quick=args.quick)
-            return 0
+            return args.handler(args)
         cfg = resolve_config(args)
         # A count out of range is left to the up-front check, which reports it with every other problem.
         threads_ok = cfg.threads is not None and key_range(RunConfig, "threads").contains(cfg.threads)

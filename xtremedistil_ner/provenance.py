@@ -12,6 +12,8 @@ from typing import Any, Iterable, Mapping
 from .data.conll import Sentence
 from .errors import StaleArtifactError
 
+NOTHING: Any = object()  # the inputs recorded where no work was done yet
+
 
 def sentences_fingerprint(sentences: Iterable[Sentence]) -> str:
     """sha256 over every sentence's language, tokens and tags, in order."""

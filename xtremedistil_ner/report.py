@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import functools
 import os
+import platform
 import statistics
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
+
+import torch
 
 from .figures import LANGUAGES_PNG, PNG, by_share, first_student, percent, plot_curves, plot_languages, share_of_teacher
 from .io import write_json, write_manifest, write_text
@@ -19,7 +22,8 @@ WIDE = 10  # with more languages than this, languages become rows
 MANIFEST = "report.manifest.json"
 
 
-def render_markdown(report: dict[str, Any]) -> str:
+def render_markdown(report: dict[str, Any], appendix: Sequence[str] = ()) -> str:
+    """The report as Markdown; `appendix` (Markdown lines) is what a benchmark adds at the end."""
     models = report["models"]
     langs = report["languages"]
     lines = [f"# xtremedistil-ner report: {report.get('name', '')}".rstrip(), ""]
@@ -53,39 +57,10 @@ def render_markdown(report: dict[str, Any]) -> str:
                       "| | " + "".join(f"{l} | " for l in shown) + "macro |" + (" median |" if wide else ""),
                       "|" + "---|" * (len(shown) + 2 + wide),
                       f"| {m['baseline_of']} vs {name} | " + " | ".join(gain) + " |"]
-    lines += joint_vs_per_language(report) + entity_type_table(report)
-    if any("latency" in m for m in models.values()):
-        lat = next(m["latency"] for m in models.values() if "latency" in m)
-        lines += ["", f"## Batch-inference latency (batch {lat['batch_size']}, length {lat['seq_len']}, {lat['threads']} threads, {report.get('device', 'cpu')})", ""]
-        busy = busy_note(models)
-        if busy:
-            lines += [busy, ""]
-        lines += ["| model | median ms | sentences/s | speedup vs teacher |", "|---|---|---|---|"]
-        for name, m in models.items():
-            if "latency" in m:
-                l = m["latency"]
-                lines.append(f"| {name} | {l['median_ms']:.2f} | {l['sentences_per_s']:.0f} | {m.get('speedup', 1.0):.1f}x |")
-    if report.get("targets"):
-        lines += ["", "## Targets", "", "| target | value | goal | met |", "|---|---|---|---|"]
-        for t in report["targets"]:
-            unit = t.get("unit", "%")
-            lines.append(f"| {t['name']} | {t['value']:.1f}{unit} | ≥ {t['goal']:g}{unit} | {'yes' if t['met'] else 'no'} |")
-    stages = {name: m["stage_seconds"] for name, m in models.items() if m.get("stage_seconds")}
-    if stages:
-        names = list(dict.fromkeys(st for per in stages.values() for st in per))
-        lines += ["", "## Distillation wall time per stage (seconds)", "", "| student | " + " | ".join(names) + " | total |",
-                  "|" + "---|" * (len(names) + 2)]
-        for name, per in stages.items():
-            lines.append(f"| {name} | " + " | ".join(f"{per[st]:.0f}" if st in per else "–" for st in names)
-                         + f" | {sum(per.values()):.0f} |")
+    lines += joint_vs_per_language(report) + entity_type_table(report) + latency_table(report) + stage_table(models)
     if any(m.get("curves") for m in models.values()):
         lines += ["", "## Training curves", "", "Train loss and dev macro F1 per epoch over each student's sub-stages "
                   "(stage boundaries dashed):", "", f"![training curves]({PNG})"]
-    if report.get("resources"):
-        lines += ["", "## Resources per step", "", "Each step in its own process; a resumed step's attempts added up.", "",
-                  "| step | attempts | wall time (s) | peak RSS (GiB) | run folder after (GiB) |", "|---|---|---|---|---|"]
-        lines += [f"| {r['step']} | {r['attempts']} | {r['seconds']:.0f} | {r['peak_rss_gib']:.2f} | {r['disk_gib']:.2f} |"
-                  for r in report["resources"]]
     if report.get("timings"):
         lines += ["", "## Wall time per step", "", "| step | seconds |", "|---|---|"]
         lines += [f"| {k} | {v:.0f} |" for k, v in step_times(report["timings"]).items()]
@@ -95,7 +70,39 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {lang} | {d['train']} | {d['dev']} | {d['test']} | {d['transfer']} | {d['repaired_tags']} |")
         if report["data"].get("labels_not_in_train"):
             lines += ["", f"Labels in dev/test never seen in train: {', '.join(report['data']['labels_not_in_train'])}"]
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, *appendix]) + "\n"
+
+
+def latency_table(report: dict[str, Any]) -> list[str]:
+    """Each timed model's batch latency and speedup over the teacher, flagged if timed on a busy machine."""
+    models = report["models"]
+    timed = {name: m for name, m in models.items() if "latency" in m}
+    if not timed:
+        return []
+    lat = next(iter(timed.values()))["latency"]
+    lines = ["", f"## Batch-inference latency (batch {lat['batch_size']}, length {lat['seq_len']}, {lat['threads']} threads, {report.get('device', 'cpu')})", ""]
+    busy = busy_note(models)
+    if busy:
+        lines += [busy, ""]
+    lines += ["| model | median ms | sentences/s | speedup vs teacher |", "|---|---|---|---|"]
+    for name, m in timed.items():
+        l = m["latency"]
+        lines.append(f"| {name} | {l['median_ms']:.2f} | {l['sentences_per_s']:.0f} | {m.get('speedup', 1.0):.1f}x |")
+    return lines
+
+
+def stage_table(models: dict[str, Any]) -> list[str]:
+    """Each student's distillation wall time per stage: where its training time went."""
+    stages = {name: m["stage_seconds"] for name, m in models.items() if m.get("stage_seconds")}
+    if not stages:
+        return []
+    names = list(dict.fromkeys(st for per in stages.values() for st in per))
+    lines = ["", "## Distillation wall time per stage (seconds)", "", "| student | " + " | ".join(names) + " | total |",
+             "|" + "---|" * (len(names) + 2)]
+    for name, per in stages.items():
+        lines.append(f"| {name} | " + " | ".join(f"{per[st]:.0f}" if st in per else "–" for st in names)
+                     + f" | {sum(per.values()):.0f} |")
+    return lines
 
 
 SIZE = ("type", "embedding_dim", "hidden_dim", "num_layers", "num_heads", "ff_dim")
@@ -209,9 +216,25 @@ def busy_note(models: dict[str, Any]) -> str | None:
             "on an idle machine for figures to quote.")
 
 
-def write_report(report: dict[str, Any], out_dir: Path) -> None:
+def machine_description() -> str:
+    """CPU model, core count, torch version and threads (and the GPU): what timings depend on,
+    recorded beside them in the report and in benchmark results."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads{gpu}"
+
+
+def write_report(report: dict[str, Any], out_dir: Path, appendix: Sequence[str] = ()) -> None:
     """`verify_manifest(out_dir, MANIFEST)` later tells whether the files are as written. The
-    training-curves PNG is drawn from the report's own data, so a copied report.json redraws it."""
+    training-curves PNG is drawn from the report's own data, so a copied report.json redraws it.
+    `appendix`: Markdown lines a benchmark adds at the end of report.md (its targets, resources)."""
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     curves = {name: m["curves"] for name, m in report["models"].items() if m.get("curves")}
     files = REPORT_FILES
@@ -222,5 +245,5 @@ def write_report(report: dict[str, Any], out_dir: Path) -> None:
         plot_languages(report, Path(out_dir) / LANGUAGES_PNG)
         files += (LANGUAGES_PNG,)
     write_json(Path(out_dir) / "report.json", report)
-    write_text(Path(out_dir) / "report.md", render_markdown(report))
+    write_text(Path(out_dir) / "report.md", render_markdown(report, appendix))
     write_manifest(Path(out_dir), MANIFEST, files=files, name=report.get("name", ""))

@@ -4,7 +4,8 @@ transfer windows or gold-labeled windows) and what trains: a fixed list of param
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -20,15 +21,56 @@ Batch = dict[str, torch.Tensor]
 LossFn = Callable[[dict[str, torch.Tensor], Batch, float], torch.Tensor]
 
 
-def student_outputs(model: torch.nn.Module, batch: Batch, loss: str) -> dict[str, torch.Tensor]:
-    """The student's outputs for `batch`, with the projections only when `loss` reads them."""
-    return model(batch["input_ids"], batch["attention_mask"], output_projections=loss == "representation")
+def tokens(batch: Batch) -> torch.Tensor:
+    return batch["attention_mask"].sum()
+
+
+def labeled_positions(batch: Batch) -> torch.Tensor:
+    return (batch["labels"] != IGNORE).sum()
+
+
+@dataclass(frozen=True)
+class Loss:
+    """A distillation loss and all a stage asks of it, registered once by name (`@register`)."""
+
+    name: str
+    fn: LossFn
+    data: str  # what it reads: the teacher's outputs (transfer) or gold labels (labeled)
+    units: Callable[[Batch], torch.Tensor] = tokens  # what it averages over, so per-process losses combine into the global mean
+    projections: bool = False  # it reads the student's projections, not its logits: it reaches them, never the classifier
+    select_on_loss: bool = False  # sub-stages select on held-out loss: before the classifier is trained, dev F1 says nothing
+
+    @property
+    def reaches_classifier(self) -> bool:
+        """Whether it trains the classifier, so dev F1 means something after it."""
+        return not self.projections
+
+    def __call__(self, model: torch.nn.Module, batch: Batch, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """The student's mean loss on `batch` and the units it averages over."""
+        out = model(batch["input_ids"], batch["attention_mask"], output_projections=self.projections)
+        return self.fn(out, batch, temperature), self.units(batch)
+
+
+LOSSES: dict[str, Loss] = {}
+
+
+def register(name: str, data: str, **facts: Any) -> Callable[[LossFn], LossFn]:
+    """Function decorator: the loss a stage names as `loss: NAME`; a taken name is an error."""
+
+    def wrap(fn: LossFn) -> LossFn:
+        if name in LOSSES:
+            raise ValueError(f"loss {name!r} is registered twice ({LOSSES[name].fn.__qualname__}, {fn.__qualname__})")
+        LOSSES[name] = Loss(name, fn, data, **facts)
+        return fn
+
+    return wrap
 
 
 def _mask(batch: Batch) -> torch.Tensor:
     return batch["attention_mask"].bool()
 
 
+@register("representation", "transfer", projections=True, select_on_loss=True)
 def representation_loss(out: dict[str, torch.Tensor], batch: Batch, temperature: float) -> torch.Tensor:
     """Mean over matched layers: `projections[k]` [B, T, H] against `teacher_hidden[:, :, k]`
     [B, T, K, H] (the cache view returns the student's teacher layers in its order)."""
@@ -38,11 +80,13 @@ def representation_loss(out: dict[str, torch.Tensor], batch: Batch, temperature:
     return torch.stack(losses).mean()
 
 
+@register("logits_mse", "transfer")
 def logits_mse_loss(out: dict[str, torch.Tensor], batch: Batch, temperature: float) -> torch.Tensor:
     m = _mask(batch)
     return F.mse_loss(out["logits"][m], batch["teacher_logits"][m].float())
 
 
+@register("logits_kl", "transfer")
 def logits_kl_loss(out: dict[str, torch.Tensor], batch: Batch, temperature: float) -> torch.Tensor:
     m = _mask(batch)
     student = F.log_softmax(out["logits"][m] / temperature, -1)
@@ -50,39 +94,21 @@ def logits_kl_loss(out: dict[str, torch.Tensor], batch: Batch, temperature: floa
     return F.kl_div(student, teacher, reduction="batchmean") * temperature**2
 
 
+@register("hard", "transfer")
 def hard_loss(out: dict[str, torch.Tensor], batch: Batch, temperature: float) -> torch.Tensor:
     m = _mask(batch)
     return F.cross_entropy(out["logits"][m], batch["teacher_logits"][m].float().argmax(-1))
 
 
+@register("gold", "labeled", units=labeled_positions)
 def gold_loss(out: dict[str, torch.Tensor], batch: Batch, temperature: float) -> torch.Tensor:
     logits = out["logits"]
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1), ignore_index=IGNORE)
 
 
-LOSSES: dict[str, LossFn] = {
-    "representation": representation_loss,
-    "logits_mse": logits_mse_loss,
-    "logits_kl": logits_kl_loss,
-    "hard": hard_loss,
-    "gold": gold_loss,
-}
-
-
-def loss_units(loss: str, batch: Batch) -> torch.Tensor:
-    """What `loss` averages over in `batch` (labeled positions for gold, else real tokens), so
-    per-process losses can be combined into the global batch's mean."""
-    if loss == "gold":
-        return (batch["labels"] != IGNORE).sum()
-    return batch["attention_mask"].sum()
-
-
 # Schedulers that need more than warm-up and length (a metric, extra arguments) do not fit a stage.
 UNSUPPORTED_SCHEDULERS = {"reduce_lr_on_plateau", "inverse_sqrt", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
                           "warmup_stable_decay", "greedy"}
-NEEDS_TRANSFER = {"representation", "logits_mse", "logits_kl", "hard"}
-# Before the classifier has been trained, dev F1 says nothing; select on held-out loss instead.
-SELECT_ON_LOSS = {"representation"}
 
 
 def validate_stage(stage: StageConfig, student: "XtremeDistilPreTrainedModel") -> None:
@@ -90,10 +116,9 @@ def validate_stage(stage: StageConfig, student: "XtremeDistilPreTrainedModel") -
         raise ValueError(f"stage {stage.name!r}: unknown loss {stage.loss!r}; choose from {sorted(LOSSES)}")
     if stage.data not in ("transfer", "labeled"):
         raise ValueError(f"stage {stage.name!r}: data must be 'transfer' or 'labeled' (got {stage.data!r})")
-    if stage.loss in NEEDS_TRANSFER and stage.data != "transfer":
-        raise ValueError(f"stage {stage.name!r}: loss {stage.loss!r} needs the teacher's outputs (data: transfer)")
-    if stage.loss == "gold" and stage.data != "labeled":
-        raise ValueError(f"stage {stage.name!r}: the gold loss needs labeled data")
+    if stage.data != (loss := LOSSES[stage.loss]).data:
+        raise ValueError(f"stage {stage.name!r}: " + (f"loss {stage.loss!r} needs the teacher's outputs (data: transfer)"
+                                                      if loss.data == "transfer" else f"the {stage.loss} loss needs labeled data"))
     epochs = stage.epochs if isinstance(stage.epochs, list) else [stage.epochs]
     if not epochs or any(e < 1 for e in epochs):
         raise ValueError(f"stage {stage.name!r}: epochs must be a positive number or a non-empty list of them (got {stage.epochs!r})")
@@ -112,7 +137,7 @@ def validate_stage(stage: StageConfig, student: "XtremeDistilPreTrainedModel") -
         unknown = sorted(set(stage.train) - set(known))
         if unknown:
             raise ValueError(f"stage {stage.name!r}: unknown parameter groups {unknown}; this student has {known}")
-        unreached = {"classifier"} if stage.loss == "representation" else set(student.representation_only())
+        unreached = set(student.representation_only()) if loss.reaches_classifier else {"classifier"}
         if not set(student.expand(stage.train)) - unreached:
             raise ValueError(f"stage {stage.name!r}: the {stage.loss} loss reaches none of the groups in train "
                              f"({stage.train or 'an empty list'}); list at least one of {[g for g in known if g not in unreached]}")
@@ -124,7 +149,7 @@ def sub_stages(stage: StageConfig, student: "XtremeDistilPreTrainedModel") -> li
     """Which groups train in each sub-stage. Gradual unfreezing walks the student's groups
     top-down, leaving out groups this stage's loss cannot reach."""
     if stage.train == "gradual":
-        skip = () if stage.loss == "representation" else student.representation_only()
+        skip = student.representation_only() if LOSSES[stage.loss].reaches_classifier else ()
         order = [g for g in student.groups if g not in skip]
         return [tuple(order[: k + 1]) for k in range(len(order))]
     if stage.train == "all":

@@ -22,7 +22,7 @@ import xdner_runtime
 from transformers import PreTrainedTokenizerBase
 
 from .encoding import word_pieces
-from .evaluate import logits_fn
+from .scoring import logits_fn
 from .students import XtremeDistilPreTrainedModel, load_student
 from .teacher import load_tokenizer
 

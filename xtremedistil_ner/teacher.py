@@ -13,30 +13,19 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from safetensors import SafetensorError
-from transformers import (
-    AutoModelForTokenClassification,
-    AutoTokenizer,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-    get_linear_schedule_with_warmup,
-)
+from transformers import AutoModelForTokenClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
 from .backbones import resolve_backbone
-from .batching import (
-    LengthBatchSampler,
-    WindowDataset,
-    batch_loader,
-    check_global_batch,
-)
+from .batching import LengthBatchSampler, WindowDataset, batch_loader, check_global_batch
 from .config import ConfigError, TeacherConfig
 from .data.conll import Sentence
 from .data.labels import LabelSet
 from .encoding import encode, special_ids
-from .evaluate import logits_fn, predict_tags, score
+from .scoring import logits_fn, predict_tags, score
 from .io import atomic_dir, check_manifest, damaged, read_json, write_json, write_manifest
 from .layout import TEACHER_MANIFEST
-from .stages import loss_units
-from .training import Plugin, ResumeState, TrainLoop, tracking
+from .stages import labeled_positions
+from .training import Plugin, ResumeState, TrainLoop, Track
 
 
 def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
@@ -135,17 +124,8 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def fine_tune(
-    cfg: TeacherConfig,
-    train: list[Sentence],
-    dev: list[Sentence],
-    labels: LabelSet,
-    out_dir: Path,
-    accelerator: Accelerator,
-    seed: int,
-    resume_dir: Path,
-    inputs: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+def fine_tune(cfg: TeacherConfig, train: list[Sentence], dev: list[Sentence], labels: LabelSet, out_dir: Path, accelerator: Accelerator,
+              seed: int, resume_dir: Path, inputs: dict[str, Any] | None = None) -> dict[str, Any]:
     """Joint multilingual fine-tuning; the checkpoint with the best macro dev F1 is saved to
     `out_dir` (atomically, with a manifest recording `inputs`, what it was made from). Every
     `cfg.checkpoint_every` steps the training state goes to `resume_dir`, so a killed fine-tuning
@@ -180,7 +160,7 @@ def fine_tune(
 
     def loss(m: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         out = m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
-        return out.loss, loss_units("gold", batch)
+        return out.loss, labeled_positions(batch)
 
     def select(m: torch.nn.Module) -> tuple[float, dict[str, Any], dict[str, float]]:
         m.eval()
@@ -190,7 +170,7 @@ def fine_tune(
     # Every epoch runs (the schedule decays over all of them); each better one is saved at once.
     loop = TrainLoop(accelerator, model, optimizer, scheduler, loader, sampler, loss, cfg.epochs, "teacher",
                      state, select=select, max_grad_norm=cfg.max_grad_norm, keep_best=False,
-                     plugins=[SaveBest(tokenizer, out_dir, inputs or {}), resume, *tracking(accelerator, "teacher")], leave_bars=True)
+                     plugins=[SaveBest(tokenizer, out_dir, inputs or {}), resume, Track("teacher")], leave_bars=True)
     st = loop.run()
     summary = {"history": st.epochs, "optimizer_steps": st.steps, "best_epoch": st.best_epoch, "best_dev": st.best_dev,
                "best_dev_macro_f1": st.best, "train_seconds": round(st.seconds, 1)}

@@ -1,7 +1,7 @@
 """The one training loop: the teacher's fine-tuning and every student sub-stage run it. What
-differs between them (the loss, how an epoch is judged, how long to wait for a better one) is
-passed in; side concerns (mid-epoch resume state, saving the best model, trackers) are plugins
-called after each step and each epoch, as in flair's trainer. The loop's position lives in one
+differs between them (the loss, how an epoch is judged) is passed in; side concerns (early
+stopping, mid-epoch resume state, saving the best model, trackers) are plugins called at the
+loop's events, as in flair's trainer, and one may stop the loop. The loop's position lives in one
 `LoopState`; `ResumeState` saves it with the model, optimizer and RNG states every so many
 steps, so a killed run restored from it continues exactly."""
 
@@ -59,7 +59,7 @@ class LoopState:
     epochs: list[dict[str, Any]] = field(default_factory=list)  # finished epochs' records
     best: float | None = None  # best selection value so far (higher is better)
     best_epoch: int = 0
-    bad: int = 0  # epochs without improvement since the best
+    bad: int = 0  # epochs without improvement since the best (see EarlyStopping)
     best_dev: dict[str, Any] | None = None  # dev scores of the best epoch, when selected on dev F1
     seconds: float = 0.0  # wall time spent up to the last save, over all runs
 
@@ -70,7 +70,13 @@ def cpu_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 class Plugin:
-    """A side concern of the loop; override what it needs."""
+    """A side concern of the loop, told of its events; setting `loop.should_stop` ends it after the epoch."""
+
+    def before_train(self, loop: "TrainLoop") -> None:
+        """Once, before the first epoch this run trains (resumed: at the restored position)."""
+
+    def before_epoch(self, loop: "TrainLoop") -> None:
+        """Before each epoch (resumed mid-epoch: before the rest of it)."""
 
     def after_step(self, loop: "TrainLoop") -> None:
         """After each optimizer step."""
@@ -78,11 +84,29 @@ class Plugin:
     def after_epoch(self, loop: "TrainLoop", record: dict[str, Any], improved: bool) -> None:
         """After each epoch's record (and selection) is made."""
 
+    def after_train(self, loop: "TrainLoop") -> None:
+        """Once, after the last epoch, with the kept weights back in the model."""
+
+    def after_exception(self, loop: "TrainLoop", exc: BaseException) -> None:
+        """When `exc` (an interrupt too) ends the loop; it is raised on afterwards."""
+
+
+@dataclass
+class EarlyStopping(Plugin):
+    """Stops the loop after `patience` epochs in a row without a better selection value. Its
+    count is the loop state's `bad`, saved with it, so a resumed loop stops where it would have."""
+
+    patience: int
+
+    def after_epoch(self, loop: "TrainLoop", record: dict[str, Any], improved: bool) -> None:
+        loop.state.bad = 0 if improved else loop.state.bad + 1
+        loop.should_stop |= loop.state.bad >= self.patience
+
 
 class Track(Plugin):
     """Each step's loss and learning rate and each epoch's record to the Accelerate trackers the
-    run was started with, under `prefix` (one per model and sub-stage: a sub-stage counts its
-    steps from 0), in the characters TensorBoard takes in a tag."""
+    run was started with (none: nothing logged), under `prefix` (one per model and sub-stage: a
+    sub-stage counts its steps from 0), in the characters TensorBoard takes in a tag."""
 
     def __init__(self, prefix: str) -> None:
         self.prefix = re.sub(r"[^\w.\-/]", "_", prefix)
@@ -183,17 +207,12 @@ class ResumeState(Plugin):
         self.acc.wait_for_everyone()
 
 
-def tracking(accelerator: Accelerator, prefix: str) -> list[Plugin]:
-    """[Track(prefix)] when the run logs to trackers, else nothing."""
-    return [Track(prefix)] if accelerator.trackers else []
-
-
 @dataclass
 class TrainLoop:
     """`model` and `optimizer` come prepared by `accelerator`; the scheduler stays unprepared
-    (Accelerate would step it once per process) and is already at `state.steps`. `select`
-    None: no dev pass, the last epoch is the one kept. `patience` None: every epoch runs.
-    With `keep_best` the best epoch's weights are held (in `best_state`) and put back at the end."""
+    (Accelerate would step it once per process) and is already at `state.steps`. `select` None:
+    no dev pass, the last epoch is kept; a plugin may end the loop early (EarlyStopping). With
+    `keep_best` the best epoch's weights are held (in `best_state`) and put back at the end."""
 
     accelerator: Accelerator
     model: torch.nn.Module
@@ -206,49 +225,58 @@ class TrainLoop:
     label: str
     state: LoopState
     select: SelectFn | None = None
-    patience: int | None = None
     max_grad_norm: float = 0.0
     keep_best: bool = True
     best_state: dict[str, torch.Tensor] | None = None
     plugins: Sequence[Plugin] = ()
     leave_bars: bool = False
+    should_stop: bool = field(default=False, init=False)  # a plugin ends the loop (transformers: should_training_stop)
 
     def elapsed(self) -> float:
         """Wall time of this loop over all runs, resumed ones included."""
         return time.time() - self._started
 
+    def _event(self, name: str, *args: Any) -> None:
+        for plugin in self.plugins:
+            getattr(plugin, name)(self, *args)
+
     def run(self) -> LoopState:
+        """Train to the last epoch, or until a plugin stops the loop."""
         acc, st = self.accelerator, self.state
         self._started = time.time() - st.seconds
         params = [p for p in self.model.parameters() if p.requires_grad]
-        while st.epoch < self.epochs and not (self.patience and st.bad >= self.patience):
-            self.sampler.set_epoch(st.epoch)
-            self.model.train()
-            batches = acc.skip_first_batches(self.loader, st.batches) if st.batches else self.loader
-            bar = progress(batches, acc.is_local_main_process, desc=f"{self.label} epoch {st.epoch + 1}/{self.epochs}",
-                           initial=st.batches, total=len(self.sampler), leave=self.leave_bars)
-            for batch in bar:
-                loss, value = global_batch_loss(*self.loss(self.model, to_device(batch, acc.device)), acc)
-                acc.backward(loss)
-                if self.max_grad_norm:
-                    acc.clip_grad_norm_(params, self.max_grad_norm)
-                self.optimizer.step()
-                self.scheduler.step()
-                self.optimizer.zero_grad()
-                st.loss_sum += value
-                st.recent = [*st.recent, value][-RECENT:]
-                st.batches += 1
-                st.steps += 1
-                bar.set_postfix(loss=f"{np.mean(st.recent):.4f}", refresh=False)  # redrawn at the bar's own pace
-                for plugin in self.plugins:
-                    plugin.after_step(self)
-            record, improved = self._end_epoch()
-            for plugin in self.plugins:
-                plugin.after_epoch(self, record, improved)
-            st.epoch, st.batches, st.loss_sum, st.recent = st.epoch + 1, 0, 0.0, []
-        if self.keep_best and self.best_state is not None:
-            acc.unwrap_model(self.model).load_state_dict(self.best_state)
-        st.seconds = self.elapsed()
+        try:
+            self._event("before_train")
+            while st.epoch < self.epochs and not self.should_stop:
+                self._event("before_epoch")
+                self.sampler.set_epoch(st.epoch)
+                self.model.train()
+                batches = acc.skip_first_batches(self.loader, st.batches) if st.batches else self.loader
+                bar = progress(batches, acc.is_local_main_process, desc=f"{self.label} epoch {st.epoch + 1}/{self.epochs}",
+                               initial=st.batches, total=len(self.sampler), leave=self.leave_bars)
+                for batch in bar:
+                    loss, value = global_batch_loss(*self.loss(self.model, to_device(batch, acc.device)), acc)
+                    acc.backward(loss)
+                    if self.max_grad_norm:
+                        acc.clip_grad_norm_(params, self.max_grad_norm)
+                    self.optimizer.step()
+                    self.scheduler.step()
+                    self.optimizer.zero_grad()
+                    st.loss_sum += value
+                    st.recent = [*st.recent, value][-RECENT:]
+                    st.batches += 1
+                    st.steps += 1
+                    bar.set_postfix(loss=f"{np.mean(st.recent):.4f}", refresh=False)  # redrawn at the bar's own pace
+                    self._event("after_step")
+                self._event("after_epoch", *self._end_epoch())
+                st.epoch, st.batches, st.loss_sum, st.recent = st.epoch + 1, 0, 0.0, []
+            if self.keep_best and self.best_state is not None:
+                acc.unwrap_model(self.model).load_state_dict(self.best_state)
+            st.seconds = self.elapsed()
+            self._event("after_train")
+        except BaseException as exc:
+            self._event("after_exception", exc)
+            raise
         return st
 
     def _end_epoch(self) -> tuple[dict[str, Any], bool]:
@@ -263,11 +291,9 @@ class TrainLoop:
             record.update(fields)
             improved = st.best is None or value > st.best
             if improved:
-                st.best, st.best_epoch, st.bad, st.best_dev = value, st.epoch + 1, 0, dev
+                st.best, st.best_epoch, st.best_dev = value, st.epoch + 1, dev
                 if self.keep_best:
                     self.best_state = cpu_copy(unwrapped)
-            else:
-                st.bad += 1
         st.epochs.append(record)
         if self.accelerator.is_main_process:
             logger.info(f"  {self.label} epoch " + ", ".join(

@@ -89,6 +89,20 @@ def format_problems(problems: Sequence[Problem]) -> str:
     return "\n".join([*map(str, problems), summary])
 
 
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """`xdner validate`, handled by `run_validate`."""
+    text = "check data files, language YAMLs and run configs, reporting every problem at once"
+    parser = subparsers.add_parser(
+        "validate", help=text, description=f"{text}. Exit status 1 if there is any error; warnings alone give 0."
+    )
+    parser.add_argument(
+        "paths", nargs="+", type=Path, metavar="PATH",
+        help="a CoNLL file, a data folder (<lang>/{train,dev,test}.txt), languages/<code>.yaml, a language set or a run config",
+    )
+    parser.set_defaults(handler=run_validate)
+    return parser
+
+
 def run_validate(args: argparse.Namespace) -> int:
     """Print the report; exit status 1 only for errors, so warnings never block a scripted run."""
     problems = validate_paths(args.paths)
@@ -287,7 +301,7 @@ def _check_yaml(path: Path) -> list[Problem]:
 
 def _check_run_config(path: Path) -> list[Problem]:
     """The config as `xdner run CONFIG` sees it (set names expanded), then the data files it reads."""
-    from .checks import config_problems  # torch and transformers: only for run configs
+    from .preflight import config_problems  # torch and transformers: only for run configs
 
     cfg = resolve(path)
     problems = [Problem(str(path), None, message, "error") for message in config_problems(cfg)]

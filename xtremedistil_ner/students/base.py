@@ -55,9 +55,7 @@ def student_type(name: str) -> type["StudentType"]:
     return REGISTRY[name]
 
 
-INITS = ("auto", "teacher", "random")  # what a student takes from the teacher at birth (see StudentConfig)
 NEAREST_BLOCK = 1 << 24
-UNSEEN = ("nearest", "unknown")  # what a teacher piece without a row of its own reads (see StudentConfig)
 
 
 class StudentType:

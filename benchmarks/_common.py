@@ -1,5 +1,6 @@
-"""What the benchmark scripts share: a finished run directory read back (config, teacher,
-tokenizer, students, test sentences), names and sizes of checkpoints, Markdown tables.
+"""What the benchmark scripts share (`from _common import ...`: a script's folder is on sys.path):
+a finished run directory read back (config, teacher, tokenizer, students, test sentences), the
+data root, the command a result records, sizes of checkpoints, Markdown tables and figures.
 
 A run is read here rather than through `pipeline.Run`, which validates and claims (locks) the
 directory it runs in: a benchmark must leave the run it measures untouched.
@@ -8,6 +9,7 @@ directory it runs in: a benchmark must leave the run it measures untouched.
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -15,14 +17,17 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .config import RunConfig, load_config
-from .data.conll import Sentence, read_conll
-from .data.corpus import Corpus, build_corpus, split_file
-from .data.labels import LabelSet
-from .figures import share_of_teacher
-from .io import read_json
-from .layout import CONFIG, RunLayout
-from .teacher import load_teacher, load_tokenizer
+from xtremedistil_ner.config import RunConfig, load_config
+from xtremedistil_ner.data.conll import Sentence, read_conll
+from xtremedistil_ner.data.corpus import Corpus, build_corpus, split_file
+from xtremedistil_ner.data.labels import LabelSet
+from xtremedistil_ner.figures import share_of_teacher
+from xtremedistil_ner.io import read_json
+from xtremedistil_ner.layout import CONFIG, RunLayout
+from xtremedistil_ner.teacher import load_teacher, load_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_ROOT = ROOT.parent / "shared" / "data" / "ner"  # the shared data beside the checkout: <dataset>/<lang>/{train,dev,test}.txt
 
 
 @dataclass
@@ -102,6 +107,29 @@ def retention_targets(report: dict[str, Any], retention: Mapping[str, float], fl
     return targets
 
 
+def targets_section(targets: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The Markdown of `retention_targets` (or any goals of that shape), for a report's appendix."""
+    lines = ["", "## Targets", "", "| target | value | goal | met |", "|---|---|---|---|"]
+    for t in targets:
+        unit = t.get("unit", "%")
+        lines.append(f"| {t['name']} | {t['value']:.1f}{unit} | ≥ {t['goal']:g}{unit} | {'yes' if t['met'] else 'no'} |")
+    return lines
+
+
+def resources_section(resources: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Per step (each run in its own process by `_steps.run_step`): attempts, time, memory, disk."""
+    lines = ["", "## Resources per step", "", "Each step in its own process; a resumed step's attempts added up.", "",
+             "| step | attempts | wall time (s) | peak RSS (GiB) | run folder after (GiB) |", "|---|---|---|---|---|"]
+    return lines + [f"| {r['step']} | {r['attempts']} | {r['seconds']:.0f} | {r['peak_rss_gib']:.2f} | {r['disk_gib']:.2f} |"
+                    for r in resources]
+
+
+def command_line(script: str, argv: Sequence[str]) -> str:
+    """`python SCRIPT ARGS` as a result records it: absolute paths relative to the checkout, so
+    the line says how to rerun it from any checkout, not where one machine kept its files."""
+    return " ".join(["python", script, *(os.path.relpath(a, ROOT) if os.path.isabs(a) else a for a in argv)])
+
+
 def file_mb(path: Path) -> float:
     return Path(path).stat().st_size / 2**20
 
@@ -115,7 +143,7 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> l
 def benchmark_parser(doc: str | None, reuse_help: str) -> argparse.ArgumentParser:
     """The options every run-based benchmark takes: where the data is and whether to reuse finished runs."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "ner"))
+    parser.add_argument("--data-root", default=str(DATA_ROOT))
     parser.add_argument("--reuse", action="store_true", help=reuse_help)
     return parser
 

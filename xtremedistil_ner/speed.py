@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from xdner_runtime.windows import Window
 
-from .evaluate import LogitsFn
+from .scoring import LogitsFn
 
 
 def make_batch(windows: Sequence[Window], batch_size: int, seq_len: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -28,7 +28,6 @@ def make_batch(windows: Sequence[Window], batch_size: int, seq_len: int, pad_id:
     return ids, mask
 
 
-Grid = dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]]
 
 
 @torch.inference_mode()
@@ -80,27 +79,3 @@ def measure(
         # Other work on the CPU distorts these timings: the report says so when it did.
         "load_average_1min": round(os.getloadavg()[0], 2),
     }
-
-
-def make_grid(windows: Sequence[Window], batch_sizes: Sequence[int], seq_lens: Sequence[int], pad_id: int) -> Grid:
-    """One `make_batch` per (batch size, length) cell, built once so every model times the
-    very same inputs."""
-    return {(b, t): make_batch(windows, b, t, pad_id) for t in seq_lens for b in batch_sizes}
-
-
-def fit_vocab(ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
-    """`ids` folded into a smaller vocabulary (id mod `vocab_size`) for a model with another
-    tokenizer (an architecture reference): same shapes and masks, and an embedding lookup
-    costs the same whichever row it reads."""
-    return ids if int(ids.max()) < vocab_size else ids % vocab_size
-
-
-def time_grid(
-    fn: LogitsFn, grid: Grid, device: str | torch.device = "cpu", vocab_size: int | None = None, **timing: Any
-) -> Iterator[dict[str, float]]:
-    """`measure` on every cell of `grid` (inputs moved to `device`, folded into `vocab_size`
-    when given), yielded cell by cell so long grids can report progress."""
-    for ids, mask in grid.values():
-        if vocab_size is not None:
-            ids = fit_vocab(ids, vocab_size)
-        yield measure(fn, ids.to(device), mask.to(device), **timing)

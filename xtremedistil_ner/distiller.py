@@ -7,6 +7,7 @@ too, so a killed run resumes mid-epoch and ends with the weights an uninterrupte
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 from dataclasses import dataclass
@@ -21,35 +22,16 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from transformers import PreTrainedTokenizerBase, get_scheduler
 from xdner_runtime.windows import Window
 
-from .batching import (
-    LengthBatchSampler,
-    WindowDataset,
-    batch_loader,
-    check_global_batch,
-    to_device,
-)
+from .batching import LengthBatchSampler, WindowDataset, batch_loader, check_global_batch, to_device
 from .config import DistilConfig, StageConfig
 from .data.conll import Sentence
-from .evaluate import logits_fn, predict_tags, score
-from .io import (
-    atomic_dir,
-    damaged,
-    read_json,
-    settled_dir,
-    sha256_file,
-    write_json,
-)
+from .scoring import logits_fn, predict_tags, score
+from .io import atomic_dir, damaged, read_json, settled_dir, sha256_file, write_json
 from .layout import CHECKPOINT, FINAL, PROGRESS, RESUME
-from .stages import (
-    LOSSES,
-    SELECT_ON_LOSS,
-    loss_units,
-    student_outputs,
-    sub_stages,
-    validate_stage,
-)
+from .provenance import NOTHING
+from .stages import LOSSES, sub_stages, validate_stage
 from .students import XtremeDistilPreTrainedModel, load_student, save_student
-from .training import ResumeState, TrainLoop, cpu_copy, tracking
+from .training import EarlyStopping, ResumeState, TrainLoop, Track, cpu_copy
 
 ENTRY = "stage_entry.safetensors"  # the model that entered a guarded stage, in checkpoints
 
@@ -81,10 +63,8 @@ class Distiller:
     checkpoint (a resume state) goes without it: its 17 MB would be copied into every student
     and, with one tagger per language, every language."""
 
-    def __init__(
-        self, student: XtremeDistilPreTrainedModel, cfg: DistilConfig, data: StageData, out_dir: Path, accelerator: Accelerator, seed: int,
-        tokenizer: PreTrainedTokenizerBase | None = None, inputs: dict[str, Any] | None = None, trained: bool = False,
-    ) -> None:
+    def __init__(self, student: XtremeDistilPreTrainedModel, cfg: DistilConfig, data: StageData, out_dir: Path, accelerator: Accelerator,
+                 seed: int, tokenizer: PreTrainedTokenizerBase | None = None, inputs: dict[str, Any] | None = None, trained: bool = False) -> None:
         for stage in cfg.stages:
             validate_stage(stage, student)
             if stage.data == "transfer" and data.transfer is None:
@@ -108,10 +88,8 @@ class Distiller:
     # -- selection -------------------------------------------------------------------------
     def dev_f1(self, model: XtremeDistilPreTrainedModel) -> dict[str, Any]:
         model.eval()
-        pred = predict_tags(
-            logits_fn(model), self.data.dev, self.data.dev_windows, self.id2label, self.data.pad_id,
-            self.cfg.eval_batch_size, self.acc, "student dev",
-        )
+        pred = predict_tags(logits_fn(model), self.data.dev, self.data.dev_windows, self.id2label, self.data.pad_id,
+                            self.cfg.eval_batch_size, self.acc, "student dev")
         return score(self.data.dev, pred)
 
     @torch.no_grad()
@@ -120,10 +98,8 @@ class Distiller:
         model.eval()
         total = torch.zeros(2, device=self.acc.device)
         for batch in loader:
-            batch = to_device(batch, self.acc.device)
-            loss = LOSSES[stage.loss](student_outputs(model, batch, stage.loss), batch, stage.temperature)
-            units = loss_units(stage.loss, batch).float()
-            total += torch.stack([loss.float() * units, units])
+            loss, units = LOSSES[stage.loss](model, to_device(batch, self.acc.device), stage.temperature)
+            total += torch.stack([loss.float() * units.float(), units.float()])
         loss_sum, units = self.acc.reduce(total, "sum").tolist()
         return loss_sum / max(units, 1.0)
 
@@ -139,19 +115,17 @@ class Distiller:
         return batch_loader(dataset, sampler, self.data.pad_id), sampler
 
     def _stage_loaders(self, stage: StageConfig, si: int) -> tuple[DataLoader, LengthBatchSampler, DataLoader | None]:
-        bs = self.cfg.batch_size
+        """Training loader and sampler, and a held-out loader when the loss selects on held-out loss."""
         if stage.data == "labeled":
-            windows = self.data.labeled
-            loader, sampler = self._loader(WindowDataset(windows), [len(w) for w in windows], bs, True, self.seed + si, stage.max_steps)
-            return loader, sampler, None
-        lengths = self.data.transfer_lengths
-        if stage.loss not in SELECT_ON_LOSS:
-            loader, sampler = self._loader(self.data.transfer, lengths, bs, True, self.seed + si, stage.max_steps)
-            return loader, sampler, None
-        train_idx, held_idx = _split_heldout(len(lengths), self.seed)
-        loader, sampler = self._loader(Subset(self.data.transfer, train_idx), [lengths[i] for i in train_idx], bs, True, self.seed + si,
-                                       stage.max_steps)
-        held, _ = self._loader(Subset(self.data.transfer, held_idx), [lengths[i] for i in held_idx], self.cfg.eval_batch_size, False, 0)
+            dataset, lengths = WindowDataset(self.data.labeled), [len(w) for w in self.data.labeled]
+        else:
+            dataset, lengths = self.data.transfer, self.data.transfer_lengths
+        held = None
+        if LOSSES[stage.loss].select_on_loss:
+            train_idx, held_idx = _split_heldout(len(lengths), self.seed)
+            held, _ = self._loader(Subset(dataset, held_idx), [lengths[i] for i in held_idx], self.cfg.eval_batch_size, False, 0)
+            dataset, lengths = Subset(dataset, train_idx), [lengths[i] for i in train_idx]
+        loader, sampler = self._loader(dataset, lengths, self.cfg.batch_size, True, self.seed + si, stage.max_steps)
         return loader, sampler, held
 
     def run(self) -> dict[str, Any]:
@@ -195,8 +169,8 @@ class Distiller:
         """Whether stage `si` is compared with the model that entered it: only when that model
         already has a trained classifier (it came trained, or an earlier stage trained it), so
         dev F1 means something."""
-        stages = self.cfg.stages
-        return stages[si].loss != "representation" and (self.trained or any(s.loss != "representation" for s in stages[:si]))
+        reaches = [LOSSES[s.loss].reaches_classifier for s in self.cfg.stages]
+        return reaches[si] and (self.trained or any(reaches[:si]))
 
     def _current_dev(self, progress: dict[str, Any]) -> dict[str, Any]:
         """Dev scores of the student as it is: the last sub-stage's, when it selected on dev F1
@@ -227,8 +201,7 @@ class Distiller:
         get no gradient. Probed on one batch with the RNG state put back afterwards."""
         params = [p for p in self.student.parameters() if p.requires_grad]
         with torch.random.fork_rng(devices=[self.acc.device] if self.acc.device.type == "cuda" else []):
-            batch = to_device(next(iter(loader)), self.acc.device)
-            loss = LOSSES[stage.loss](student_outputs(self.student, batch, stage.loss), batch, stage.temperature)
+            loss, _ = LOSSES[stage.loss](self.student, to_device(next(iter(loader)), self.acc.device), stage.temperature)
             if not loss.requires_grad:
                 raise ValueError(f"stage {stage.name!r}: the {stage.loss} loss reaches none of the parameters it would train")
             grads = torch.autograd.grad(loss, params, allow_unused=True)
@@ -253,10 +226,7 @@ class Distiller:
         scheduler = get_scheduler(stage.scheduler, adam, num_warmup_steps=int(stage.warmup_ratio * total), num_training_steps=total)
         for _ in range(st.steps):
             scheduler.step()
-        loss_fn = LOSSES[stage.loss]
-
-        def loss(m: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-            return loss_fn(student_outputs(m, batch, stage.loss), batch, stage.temperature), loss_units(stage.loss, batch)
+        loss = functools.partial(LOSSES[stage.loss], temperature=stage.temperature)
 
         def select(m: torch.nn.Module) -> tuple[float, dict[str, Any] | None, dict[str, float]]:
             if held is not None:
@@ -269,8 +239,8 @@ class Distiller:
         tag = f"{self.out_dir.parent.name}/{self.out_dir.name}/{stage.name}/{'-'.join(trainable)}"  # the trackers' prefix
         loop = TrainLoop(acc, model, optimizer, scheduler, loader, sampler, loss, epochs, label, st,
                          select=select if epochs > 1 else None,  # a one-epoch sub-stage has nothing to select from
-                         patience=stage.patience, max_grad_norm=self.cfg.max_grad_norm, best_state=best_state,
-                         plugins=[self.resume, *tracking(acc, tag)])
+                         max_grad_norm=self.cfg.max_grad_norm, best_state=best_state,
+                         plugins=[EarlyStopping(stage.patience), self.resume, Track(tag)])
         st = loop.run()
         acc.free_memory()
         return {"stage": stage.name, "loss": stage.loss, "trainable": list(trainable), "best_epoch": st.best_epoch, "epochs": st.epochs,
@@ -303,9 +273,6 @@ class Distiller:
                     progress = {**progress, "entry_sha256": sha256_file(tmp / ENTRY)}  # verified on resume
                 write_json(tmp / PROGRESS, progress)
         self.resume.clear()
-
-
-NOTHING = object()  # `recorded_inputs` of a folder with no distillation work in it
 
 
 def recorded_inputs(out_dir: Path) -> Any:
