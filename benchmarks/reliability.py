@@ -256,12 +256,13 @@ def cache_cases(box: Sandbox, tokenizer: PreTrainedTokenizerBase, teacher: BertF
     sents = [Sentence(f"Anna lives in Berlin number {i} .".split(), None, "xx") for i in range(40)]
     windows = encode(sents, tokenizer, 16)
     langs = ["xx"] * len(windows)
-    fp = cache_mod.fingerprint("teacher", "tok", windows, langs, [1], 16)
+    scanned = cache_mod.scan("teacher", "tok", zip(windows, langs), [1], 16)
+    fp = scanned.fingerprint
     out = box.root / "cache"
     acc = Accelerator(cpu=True)
 
     def annotate() -> None:
-        cache_mod.annotate(teacher, windows, langs, [1], out, fp, tokenizer.pad_token_id, 8, acc, shard_size=16)
+        cache_mod.annotate(teacher, lambda: zip(windows, langs), scanned, [1], out, tokenizer.pad_token_id, 8, acc, shard_size=16)
 
     annotate()
     target = out / "shard-00001" / "hidden.npy"
