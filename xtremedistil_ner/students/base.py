@@ -211,16 +211,13 @@ class Neighbours:
     An id none of whose `k` neighbours is kept is searched in full, so the answer is the same."""
 
     def __init__(self, ids: torch.Tensor, pool: torch.Tensor, teacher_embeddings: torch.Tensor, k: int = 32) -> None:
-        emb = teacher_embeddings.detach().cpu()
-        targets = _unit(emb[pool]).T.contiguous()
         k = min(k, len(pool))
         self.ids = torch.sort(ids).values
         self.near = torch.empty(len(self.ids), k, dtype=torch.long)
         self.sims = torch.empty(len(self.ids), k)
-        chunk = max(1, NEAREST_BLOCK // len(pool))
-        for i in range(0, len(self.ids), chunk):
-            sims, at = (_unit(emb[self.ids[i : i + chunk]]) @ targets).topk(k, dim=-1)
-            self.near[i : i + chunk], self.sims[i : i + chunk] = pool[at], sims
+        for rows, sims in _similarities(teacher_embeddings, self.ids, pool):
+            self.sims[rows], at = sims.topk(k, dim=-1)
+            self.near[rows] = pool[at]
 
     def resolve(self, model: XtremeDistilPreTrainedModel, ids: torch.Tensor) -> torch.Tensor:
         """Map the `ids` whose nearest kept piece is in their list (ties: the lower id, as a full
@@ -247,12 +244,19 @@ def map_to_nearest(model: XtremeDistilPreTrainedModel, ids: torch.Tensor, teache
         ids = neighbours.resolve(model, ids)
     if not len(ids) or not len(kept):
         return
+    for rows, sims in _similarities(teacher_embeddings, ids, kept):
+        model.id_map[ids[rows]] = model.id_map[kept[sims.argmax(-1)]]
+
+
+def _similarities(teacher_embeddings: torch.Tensor, ids: torch.Tensor, pool: torch.Tensor) -> Iterator[tuple[slice, torch.Tensor]]:
+    """The cosine similarities of `ids`' embeddings to `pool`'s, a block of ids at a time: 64 MB
+    held however large the vocabulary, each block's rows normalised as it is read, so there is no
+    second copy of the teacher's embeddings."""
     emb = teacher_embeddings.detach().cpu()
-    targets = _unit(emb[kept]).T.contiguous()
-    chunk = max(1, NEAREST_BLOCK // len(kept))  # similarities held at once: 64 MB, however large the vocabulary
-    for i in range(0, len(ids), chunk):  # rows normalised a chunk at a time: no second copy of the teacher's embeddings
-        part = ids[i : i + chunk]
-        model.id_map[part] = model.id_map[kept[(_unit(emb[part]) @ targets).argmax(-1)]]
+    targets = _unit(emb[pool]).T.contiguous()
+    chunk = max(1, NEAREST_BLOCK // len(pool))
+    for i in range(0, len(ids), chunk):
+        yield slice(i, i + chunk), _unit(emb[ids[i : i + chunk]]) @ targets
 
 
 def _unit(rows: torch.Tensor) -> torch.Tensor:
