@@ -20,6 +20,7 @@ from .context import RunContext
 from .students import cache_layers
 
 CACHE_INPUTS = "teacher, transfer set and layers"  # what a cache fingerprint stands for, as a changed key names it
+TOKENIZER = "tokenizer.json"  # a fast tokenizer's file in the teacher's folder, part of the cache fingerprint
 
 
 def transfer_pairs(ctx: RunContext) -> Iterator[tuple[Window, str]]:
@@ -36,8 +37,7 @@ def annotate_format(ctx: RunContext) -> AnnotateConfig:
 def transfer_scan(ctx: RunContext, model: torch.nn.Module) -> cache_mod.Scan:
     """The cache fingerprint for this teacher and transfer set, with the set's sizes: one pass, once per process."""
     if "scan" not in ctx.memo:
-        tok = "tokenizer.json"
-        tokenizer_id = ctx.teacher_file_sha256(tok) if (ctx.teacher_dir / tok).exists() else type(ctx.tokenizer).__name__
+        tokenizer_id = ctx.teacher_file_sha256(TOKENIZER) if (ctx.teacher_dir / TOKENIZER).exists() else type(ctx.tokenizer).__name__
         ctx.memo["scan"] = cache_mod.scan(ctx.teacher_file_sha256("model.safetensors"), tokenizer_id, transfer_pairs(ctx),
                                           cache_layers(ctx, model), ctx.cfg.teacher.max_length, annotate_format(ctx))
     return ctx.memo["scan"]

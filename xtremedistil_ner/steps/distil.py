@@ -33,15 +33,9 @@ def token_counts(transfer: cache_mod.TransferCache, labeled: list[Window], size:
 
 
 def build_student(ctx: RunContext, scfg: StudentConfig, kept_ids: np.ndarray, teacher: torch.nn.Module) -> XtremeDistilPreTrainedModel:
-    base = {
-        "vocab_size": len(kept_ids) + 2,
-        "teacher_vocab_size": teacher.get_input_embeddings().weight.shape[0],
-        "teacher_hidden_size": teacher.config.hidden_size,
-        "teacher_layers": teacher_layers(ctx, scfg, teacher),
-        "labels": ctx.corpus.labels.tags,
-        "max_length": ctx.cfg.teacher.max_length,
-        "teacher": ctx.cfg.teacher.model,
-    }
+    base = {"vocab_size": len(kept_ids) + 2, "teacher_vocab_size": teacher.get_input_embeddings().weight.shape[0],
+            "teacher_hidden_size": teacher.config.hidden_size, "teacher_layers": teacher_layers(ctx, scfg, teacher),
+            "labels": ctx.corpus.labels.tags, "max_length": ctx.cfg.teacher.max_length, "teacher": ctx.cfg.teacher.model}
     student = student_type(scfg.type).from_teacher(scfg, teacher, base, kept_ids, ctx.pad_id, ctx.cfg.seed)
     if scfg.unseen == "nearest" and scfg.init != "random":
         unseen = torch.nonzero(student.id_map == 1).squeeze(1)

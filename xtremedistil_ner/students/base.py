@@ -249,9 +249,8 @@ def map_to_nearest(model: XtremeDistilPreTrainedModel, ids: torch.Tensor, teache
 
 
 def _similarities(teacher_embeddings: torch.Tensor, ids: torch.Tensor, pool: torch.Tensor) -> Iterator[tuple[slice, torch.Tensor]]:
-    """The cosine similarities of `ids`' embeddings to `pool`'s, a block of ids at a time: 64 MB
-    held however large the vocabulary, each block's rows normalised as it is read, so there is no
-    second copy of the teacher's embeddings."""
+    """Cosine similarities of `ids`' embeddings to `pool`'s a block at a time (64 MB however large
+    the vocabulary), rows normalised as read: no second copy of the teacher's embeddings."""
     emb = teacher_embeddings.detach().cpu()
     targets = _unit(emb[pool]).T.contiguous()
     chunk = max(1, NEAREST_BLOCK // len(pool))
