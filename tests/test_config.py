@@ -212,7 +212,7 @@ def test_the_teachers_counted_keys_are_what_provenance_recorded(overrides: list[
     cfg = load_config(None, overrides)
     unused = ("eval_batch_size", "layer", "checkpoint_every") + (
         ("min_steps",) if cfg.teacher.passes_for(train_sentences) == 1 else ())
-    before = {k: v for k, v in to_dict(cfg)["teacher"].items() if k not in unused}  # pipeline.Run.teacher_inputs, until #26
+    before = {k: v for k, v in to_dict(cfg)["teacher"].items() if k not in unused}  # the old pipeline.Run.teacher_inputs (now RunContext.teacher_inputs)
     after = counted(cfg.teacher, train_sentences=train_sentences)
     assert list(after.items()) == list(before.items())
     assert ("min_steps" in after) == (cfg.teacher.passes_for(train_sentences) > 1)
@@ -225,7 +225,7 @@ def test_the_teachers_counted_keys_are_what_provenance_recorded(overrides: list[
                   stages=[StageConfig("g", "gold", "labeled")], mode="joint"),
 ])
 def test_a_students_counted_keys_are_what_provenance_recorded(scfg: StudentConfig) -> None:
-    idle = {"keep_share"} if scfg.from_student is None else set()  # pipeline.Run.student_inputs, until #26
+    idle = {"keep_share"} if scfg.from_student is None else set()  # the old pipeline.Run.student_inputs (now steps.students.inputs)
     if scfg.init == "random" or scfg.from_student:
         idle.add("unseen")
     before = {k: v for k, v in dataclasses.asdict(scfg).items() if k not in ("name", "stages", "lr_scale", "mode", *idle)}

@@ -76,7 +76,7 @@ def setting(default: Any = dataclasses.MISSING, doc: str = "", allowed: Range | 
             factory: Callable[[], Any] | None = None, shown: str = "", counts: bool | Callable[..., bool] = True) -> Any:
     """A config key described once: its default (`shown`: as README.md's key table words it where
     the value says too little), its doc (that table's line), the values it allows, and whether it
-    counts for provenance (`counted`): always, never, or as a predicate of the section and facts."""
+    counts for provenance (`counts`, read by `counted`): always, never, or as a predicate of the section and facts."""
     meta = {"doc": doc, "range": allowed, "shown": shown, "counts": counts}
     return field(default_factory=factory, metadata=meta) if factory else field(default=default, metadata=meta)
 
@@ -244,13 +244,14 @@ class StageConfig:
     """One distillation stage as data: which loss, on which data, training which groups."""
 
     name: str = setting(doc="the stage's name in progress records and the report")
-    loss: str = setting(doc="`representation`, `logits_mse`, `logits_kl`, `hard` or `gold` (see Distillation stages, below)")
+    loss: str = setting(doc="a loss registered in `stages.py` by name (each is described under Distillation stages as data, below)")
     data: str = setting(doc="`transfer` (the teacher-annotated cache) or `labeled` (gold windows)")
     train: str | list[str] = setting("all", "a list of parameter groups, `all`, or `gradual` (top-down unfreezing)")
     epochs: int | list[int] = setting(3, "epochs per sub-stage; for `train: gradual` a list, one entry per sub-stage "
                                       "(the last repeats), e.g. `[1, 1, 1, 3]`")
     lr: float = setting(1e-3, "learning rate", POSITIVE)
-    patience: int = setting(2, "epochs without a better macro dev F1 before a sub-stage stops", AT_LEAST_1)
+    patience: int = setting(2, "epochs without a better selection value (macro dev F1, or held-out loss for `representation`) "
+                            "before a sub-stage stops", AT_LEAST_1)
     temperature: float = setting(1.0, "the temperature of `logits_kl`", POSITIVE)
     scheduler: str = setting("constant", "a `transformers.get_scheduler` name such as `linear` or `cosine` over each "
                              "sub-stage")

@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # torch is imported inside the functions, so `xdner --help` a
 
 MIN_OPSET = 14  # the transformer student's attention exports from 14 on (the BiLSTM's from 9); measured with torch 2.13
 
+
 def weights_sha256(student: XtremeDistilPreTrainedModel) -> str:
     """sha256 over the student's tensors (names, dtypes, shapes and bytes, in name order): what
     an exported graph records, so it is only ever run with the student it came from."""

@@ -11,8 +11,6 @@ import statistics
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
-
 from .figures import LANGUAGES_PNG, PNG, by_share, first_student, percent, plot_curves, plot_languages, share_of_teacher
 from .io import write_json, write_manifest, write_text
 from .layout import JOINT
@@ -218,7 +216,10 @@ def busy_note(models: dict[str, Any]) -> str | None:
 
 def machine_description() -> str:
     """CPU model, core count, torch version and threads (and the GPU): what timings depend on,
-    recorded beside them in the report and in benchmark results."""
+    recorded beside them in the report and in benchmark results. (torch is imported here, so the
+    report and the cards load without it.)"""
+    import torch
+
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -28,8 +28,6 @@ def make_batch(windows: Sequence[Window], batch_size: int, seq_len: int, pad_id:
     return ids, mask
 
 
-
-
 @torch.inference_mode()
 def measure(
     fn: LogitsFn,

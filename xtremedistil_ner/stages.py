@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .students import XtremeDistilPreTrainedModel
 
 Batch = dict[str, torch.Tensor]
-LossFn = Callable[[dict[str, torch.Tensor], Batch, float], torch.Tensor]
+LossTerm = Callable[[dict[str, torch.Tensor], Batch, float], torch.Tensor]
 
 
 def tokens(batch: Batch) -> torch.Tensor:
@@ -34,7 +34,7 @@ class Loss:
     """A distillation loss and all a stage asks of it, registered once by name (`@register`)."""
 
     name: str
-    fn: LossFn
+    fn: LossTerm
     data: str  # what it reads: the teacher's outputs (transfer) or gold labels (labeled)
     units: Callable[[Batch], torch.Tensor] = tokens  # what it averages over, so per-process losses combine into the global mean
     projections: bool = False  # it reads the student's projections, not its logits: it reaches them, never the classifier
@@ -54,10 +54,10 @@ class Loss:
 LOSSES: dict[str, Loss] = {}
 
 
-def register(name: str, data: str, **facts: Any) -> Callable[[LossFn], LossFn]:
+def register(name: str, data: str, **facts: Any) -> Callable[[LossTerm], LossTerm]:
     """Function decorator: the loss a stage names as `loss: NAME`; a taken name is an error."""
 
-    def wrap(fn: LossFn) -> LossFn:
+    def wrap(fn: LossTerm) -> LossTerm:
         if name in LOSSES:
             raise ValueError(f"loss {name!r} is registered twice ({LOSSES[name].fn.__qualname__}, {fn.__qualname__})")
         LOSSES[name] = Loss(name, fn, data, **facts)
