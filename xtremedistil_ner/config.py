@@ -28,7 +28,7 @@ class ConfigError(XdnerError, ValueError):
 @dataclass(frozen=True)
 class Range:
     """A key's allowed values, said once beside its default (in the field's metadata) so the
-    up-front check (preflight.key_problems) and the message agree with the key: numbers between
+    up-front check (`key_problems`) and the message agree with the key: numbers between
     bounds, or one of `choices`. `unit` follows the bound, `unset` says what leaving an optional
     key unset means, `meaning` what a special value means."""
 
@@ -92,6 +92,29 @@ def counted(section: Any, **facts: Any) -> dict[str, Any]:
     flags = {f.name: f.metadata.get("counts", True) for f in dataclasses.fields(section)}
     return {k: v for k, v in dataclasses.asdict(section).items()
             if (flags[k](section, **facts) if callable(flags[k]) else flags[k])}
+
+
+def key_problems(node: Any, prefix: str = "") -> list[str]:
+    """Every field of the config dataclass `node`, nested ones and lists of them included, against
+    the `Range` in its metadata (config.setting); every float must be finite (NaN and inf are never
+    a setting). A section's choice reads `KEY: 'x' is not one of (...)`, a student's as a range."""
+    problems: list[str] = []
+    hints = get_type_hints(type(node))
+    for f in dataclasses.fields(node):
+        value, key, rng = getattr(node, f.name), prefix + f.name, f.metadata.get("range")
+        if dataclasses.is_dataclass(value):
+            problems += key_problems(value, key + ".")
+        elif isinstance(value, list) and value and all(isinstance(v, (StudentConfig, StageConfig)) for v in value):
+            outer = prefix[:-1] + ": " if prefix.endswith(".") else prefix
+            kind = "student" if isinstance(value[0], StudentConfig) else "stage"
+            for item in value:
+                problems += key_problems(item, f"{outer}{kind} {item.name!r}: ")
+        elif isinstance(value, float) and not math.isfinite(value):
+            problems.append(f"{key} must be a finite number (got {value})")
+        elif rng and value is not None and not rng.contains(value):
+            problems.append(f"{key}: {value!r} is not one of {rng.choices}" if rng.choices and not prefix.endswith(": ")
+                            else rng.message(key, value, type(None) in get_args(hints[f.name])))
+    return problems
 
 
 AT_LEAST_1 = Range(low=1)
@@ -245,7 +268,7 @@ class StageConfig:
 
     name: str = setting(doc="the stage's name in progress records and the report")
     loss: str = setting(doc="a loss registered in `stages.py` by name (each is described under Distillation stages as data, below)")
-    data: str = setting(doc="`transfer` (the teacher-annotated cache) or `labeled` (gold windows)")
+    data: str = setting(doc="`transfer` (the teacher-annotated cache) or `labeled` (gold windows)", allowed=Range(choices=("transfer", "labeled")))
     train: str | list[str] = setting("all", "a list of parameter groups, `all`, or `gradual` (top-down unfreezing)")
     epochs: int | list[int] = setting(3, "epochs per sub-stage; for `train: gradual` a list, one entry per sub-stage "
                                       "(the last repeats), e.g. `[1, 1, 1, 3]`")
@@ -255,7 +278,7 @@ class StageConfig:
     temperature: float = setting(1.0, "the temperature of `logits_kl`", POSITIVE)
     scheduler: str = setting("constant", "a `transformers.get_scheduler` name such as `linear` or `cosine` over each "
                              "sub-stage")
-    warmup_ratio: float = setting(0.0, "the share of each sub-stage's steps spent warming up to `lr`")
+    warmup_ratio: float = setting(0.0, "the share of each sub-stage's steps spent warming up to `lr`", RATIO)
     max_steps: int | None = setting(None, "a step budget, each epoch at most that many optimizer steps, the first batches of "
                                     "its shuffled order, another draw each epoch, for a student too slow to see a large "
                                     "transfer set whole", Range(low=1, unset="for whole epochs"))

