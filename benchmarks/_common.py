@@ -107,12 +107,35 @@ def retention_targets(report: dict[str, Any], retention: Mapping[str, float], fl
     return targets
 
 
+def specialised_targets(report: dict[str, Any], specialised: str, joint: str) -> list[dict[str, Any]]:
+    """#24's goals for taggers specialised from a joint student, with their measured values: a
+    macro test F1 at least the joint's, no language more than 0.5 points below it, none at 0, at
+    most half the joint's parameters per tagger, and specialising all languages in no more time
+    than distilling the joint student took."""
+    models = report["models"]
+    if specialised not in models or joint not in models:
+        return []
+    spec, base = models[specialised], models[joint]
+    langs = report["languages"]
+    worst = min(langs, key=lambda lang: spec["test_f1"][lang] - base["test_f1"][lang])
+    zero = sum(1 for lang in langs if not spec["test_f1"][lang])
+    share = 100 * spec["parameters"] / base["parameters"]
+    time = 100 * sum(spec["stage_seconds"].values()) / sum(base["stage_seconds"].values())
+    rows = [(f"{specialised} macro F1 - {joint}'s", spec["test_f1"]["macro"] - base["test_f1"]["macro"], 0.0, " pts", False),
+            (f"{specialised} lowest language ({worst}) - {joint}'s", spec["test_f1"][worst] - base["test_f1"][worst], -0.5, " pts", False),
+            (f"{specialised} languages at 0 F1", zero, 0, "", True),
+            (f"{specialised} parameters per tagger / {joint}'s", share, 50.0, "%", True),
+            (f"{specialised} time to specialise all taggers / {joint}'s distillation", time, 100.0, "%", True)]
+    return [{"name": name, "value": value, "goal": goal, "unit": unit, "at_most": at_most,
+             "met": bool(value <= goal if at_most else value >= goal)} for name, value, goal, unit, at_most in rows]
+
+
 def targets_section(targets: Sequence[Mapping[str, Any]]) -> list[str]:
     """The Markdown of `retention_targets` (or any goals of that shape), for a report's appendix."""
     lines = ["", "## Targets", "", "| target | value | goal | met |", "|---|---|---|---|"]
     for t in targets:
-        unit = t.get("unit", "%")
-        lines.append(f"| {t['name']} | {t['value']:.1f}{unit} | ≥ {t['goal']:g}{unit} | {'yes' if t['met'] else 'no'} |")
+        unit, bound = t.get("unit", "%"), "≤" if t.get("at_most") else "≥"
+        lines.append(f"| {t['name']} | {t['value']:.1f}{unit} | {bound} {t['goal']:g}{unit} | {'yes' if t['met'] else 'no'} |")
     return lines
 
 
