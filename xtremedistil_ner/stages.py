@@ -114,8 +114,9 @@ UNSUPPORTED_SCHEDULERS = {"reduce_lr_on_plateau", "inverse_sqrt", "cosine_with_m
 def validate_stage(stage: StageConfig, student: "XtremeDistilPreTrainedModel") -> None:
     if stage.loss not in LOSSES:
         raise ValueError(f"stage {stage.name!r}: unknown loss {stage.loss!r}; choose from {sorted(LOSSES)}")
-    for problem in key_problems(stage, f"stage {stage.name!r}: ")[:1]:  # data, warmup_ratio, ...: as their fields allow
-        raise ValueError(problem)
+    problems = key_problems(stage, f"stage {stage.name!r}: ")  # data, warmup_ratio, ...: as their fields allow
+    if problems:
+        raise ValueError(problems[0])
     if stage.data != (loss := LOSSES[stage.loss]).data:
         raise ValueError(f"stage {stage.name!r}: " + (f"loss {stage.loss!r} needs the teacher's outputs (data: transfer)"
                                                       if loss.data == "transfer" else f"the {stage.loss} loss needs labeled data"))

@@ -98,6 +98,9 @@ class EarlyStopping(Plugin):
 
     patience: int
 
+    def before_train(self, loop: "TrainLoop") -> None:
+        loop.should_stop |= loop.state.bad >= self.patience  # restored where patience had run out
+
     def after_epoch(self, loop: "TrainLoop", record: dict[str, Any], improved: bool) -> None:
         loop.state.bad = 0 if improved else loop.state.bad + 1
         loop.should_stop |= loop.state.bad >= self.patience

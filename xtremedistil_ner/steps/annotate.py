@@ -13,7 +13,7 @@ from .. import cache as cache_mod
 from ..config import AnnotateConfig
 from ..encoding import encode_stream
 from ..io import read_json
-from ..provenance import NOTHING, changed_keys
+from ..provenance import NOTHING
 from ..teacher import resolve_precision
 from .base import Artifact, Verdict
 from .context import RunContext
@@ -36,11 +36,11 @@ def annotate_format(ctx: RunContext) -> AnnotateConfig:
 
 def transfer_scan(ctx: RunContext, model: torch.nn.Module) -> cache_mod.Scan:
     """The cache fingerprint for this teacher and transfer set, with the set's sizes: one pass, once per process."""
-    if "scan" not in ctx.memo:
+    if ctx.scan is None:
         tokenizer_id = ctx.teacher_file_sha256(TOKENIZER) if (ctx.teacher_dir / TOKENIZER).exists() else type(ctx.tokenizer).__name__
-        ctx.memo["scan"] = cache_mod.scan(ctx.teacher_file_sha256("model.safetensors"), tokenizer_id, transfer_pairs(ctx),
-                                          cache_layers(ctx, model), ctx.cfg.teacher.max_length, annotate_format(ctx))
-    return ctx.memo["scan"]
+        ctx.scan = cache_mod.scan(ctx.teacher_file_sha256("model.safetensors"), tokenizer_id, transfer_pairs(ctx),
+                                  cache_layers(ctx, model), ctx.cfg.teacher.max_length, annotate_format(ctx))
+    return ctx.scan
 
 
 class Annotate:
@@ -49,18 +49,17 @@ class Annotate:
     def run(self, ctx: RunContext) -> None:
         fmt = annotate_format(ctx)
         with ctx.lent_teacher(altered=fmt.precision == "int8") as model:  # int8 quantises it in place
-            fp = transfer_scan(ctx, model).fingerprint
+            scan = transfer_scan(ctx, model)
             path = ctx.cache_dir / cache_mod.MANIFEST
             manifest = read_json(path) if path.exists() else None
             recorded = NOTHING if manifest is None else {
                 "annotate": manifest.get("format", cache_mod.LEGACY_FORMAT), CACHE_INPUTS: manifest.get("fingerprint")}
-            current = {"annotate": cache_mod.stored_format(fmt), CACHE_INPUTS: fp}
-            found = Artifact(ctx.cache_dir, "transfer cache", recorded, current, complete=cache_mod.is_complete(ctx.cache_dir, fp))
-            changed = "; ".join(changed_keys(recorded, current)) if recorded is not NOTHING else ""
+            current = {"annotate": cache_mod.stored_format(fmt), CACHE_INPUTS: scan.fingerprint}
+            found = Artifact(ctx.cache_dir, "transfer cache", recorded, current, complete=cache_mod.is_complete(ctx.cache_dir, scan.fingerprint))
             if found.decide(ctx, f"annotate: transfer cache in {ctx.cache_dir} is complete and matches, skipping",
-                            f"annotate: {ctx.cache_dir} was made from other inputs ({changed}); rebuilding it (--overwrite)") is Verdict.DONE:
+                            f"annotate: {ctx.cache_dir} was made from other inputs; rebuilding it (--overwrite)") is Verdict.DONE:
                 return
             t0 = time.time()
-            cache_mod.annotate(model, lambda: transfer_pairs(ctx), transfer_scan(ctx, model), cache_layers(ctx, model),
+            cache_mod.annotate(model, lambda: transfer_pairs(ctx), scan, cache_layers(ctx, model),
                                ctx.cache_dir, ctx.pad_id, ctx.cfg.annotate.batch_size, ctx.acc, fmt=fmt)
         ctx.time("annotate", time.time() - t0)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from ..provenance import NOTHING, must_rebuild
+from ..provenance import NOTHING, changed_keys, must_rebuild
 from .context import RunContext
 
 
@@ -40,10 +40,12 @@ class Artifact:
 
     def decide(self, ctx: RunContext, done: str, rebuild: str) -> Verdict:
         """The verdict under the run's --overwrite, said in its log: `done` when the artifact is
-        kept as it is, `rebuild` when it is started over."""
+        kept as it is, `rebuild` and the changed keys when it is started over."""
         verdict = self.verdict(ctx.overwrite)
-        if verdict is not Verdict.BUILD:
-            ctx.log(done if verdict is Verdict.DONE else rebuild)
+        if verdict is Verdict.DONE:
+            ctx.log(done)
+        elif verdict is Verdict.REBUILD:
+            ctx.log(f"{rebuild}; changed: {'; '.join(changed_keys(self.recorded, self.current))}")
         return verdict
 
 

@@ -19,6 +19,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from xdner_runtime.windows import Window
 
+from ..cache import Scan
 from ..config import RunConfig, StudentConfig, counted, run_students, to_dict
 from ..data.corpus import Corpus, build_corpus
 from ..encoding import encode, special_ids
@@ -57,7 +58,7 @@ class RunContext(RunLayout):
         self.command = command or shlex.join(sys.orig_argv)  # the interpreter's own command line
         self._verified: dict[str, Any] | None = None  # the teacher record whose files were last verified
         self._teacher: torch.nn.Module | None = None
-        self.memo: dict[str, Any] = {}  # what one step computes once per process for the next (the transfer scan)
+        self.scan: Scan | None = None  # the transfer set's fingerprint pass (steps/annotate.py), once per process
         set_seed(cfg.seed)
 
     @property
