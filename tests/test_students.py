@@ -28,8 +28,12 @@ from xtremedistil_ner.students import (
     save_student,
     specialise,
     specialised_vocabulary,
+    LanguageCounts,
+    piece_probabilities,
+    piece_scripts,
 )
 from xtremedistil_ner.students.base import register
+from xtremedistil_ner.students.vocabulary import SCRIPT_WEIGHT
 from xtremedistil_ner.students.modeling_xtremedistil import reverse_padded
 
 from conftest import tiny_student
@@ -257,26 +261,78 @@ def test_a_specialised_student_keeps_its_pieces_and_maps_the_rest_to_the_nearest
         specialise(source, np.array([10, 42]), 0, teacher_emb)
 
 
-def test_a_specialised_vocabulary_keeps_the_most_frequent_pieces_that_fit_its_parameter_share() -> None:
-    """A specialised tagger keeps its language's pieces, most frequent in its own text first,
-    then the run's most frequent other pieces, exactly as many as keep its parameters within
-    the share: a share too small for all its own pieces drops its rarest ones."""
-    source = make("bilstm")  # teacher ids 10..19 have rows of their own
+def _language_counts(own: dict[int, int], other: dict[int, int], scripts: dict[int, str] | None = None,
+                     probabilities: dict[int, float] | None = None) -> LanguageCounts:
+    """Counts of the language `xx` and of one other, `yy`, over 50 teacher ids."""
+    counts = {"xx": np.zeros(50, dtype=np.int64), "yy": np.zeros(50, dtype=np.int64)}
+    for lang, given in (("xx", own), ("yy", other)):
+        counts[lang][list(given)] = list(given.values())
+    script = np.array([""] * 50, dtype=object)
+    prob = np.ones(50)
+    for i, name in (scripts or {}).items():
+        script[i] = name
+    for i, value in (probabilities or {}).items():
+        prob[i] = value
+    return LanguageCounts(counts, script.astype(str), prob)
+
+
+def _room(source, rows: int) -> float:
+    """The share that leaves room for pad, unknown and `rows` pieces."""
     width = source.get_input_embeddings().weight.shape[1]
     fixed = source.num_parameters() - source.get_input_embeddings().weight.numel()
-    own, counts = np.zeros(50, dtype=np.int64), np.zeros(50, dtype=np.int64)
-    own[[10, 11, 12]] = [1, 5, 3]
-    counts[10:20] = [9, 9, 1, 5, 7, 3, 8, 2, 6, 4]
+    return (fixed + (2 + rows) * width) / source.num_parameters()
 
-    def share(rows: int) -> float:  # room for pad, unknown and `rows` pieces
-        return (fixed + (2 + rows) * width) / source.num_parameters()
 
-    kept = specialised_vocabulary(source, own, counts, share(5))
-    assert kept.tolist() == [10, 11, 12, 14, 16]  # then counts 8, 7
-    assert specialise(source, kept, 0, torch.randn(50, 10)).num_parameters() == round(share(5) * source.num_parameters())
-    assert specialised_vocabulary(source, own, counts, share(2)).tolist() == [11, 12]  # its own two most frequent
+def test_a_specialised_vocabulary_keeps_its_own_pieces_first_within_its_parameter_share() -> None:
+    """Its language's pieces come first, most frequent in its own text first, exactly as many as
+    keep its parameters within the share: a share too small for all of them drops its rarest."""
+    source = make("bilstm")  # teacher ids 10..19 have rows of their own
+    counts = _language_counts({10: 1, 11: 5, 12: 3}, {13: 9, 14: 7, 15: 2, 16: 8, 17: 4, 18: 6, 19: 1})
+    kept = specialised_vocabulary(source, "xx", counts, _room(source, 5))
+    assert kept.tolist()[:3] == [10, 11, 12] and len(kept) == 5
+    assert specialise(source, kept, 0, torch.randn(50, 10)).num_parameters() == round(_room(source, 5) * source.num_parameters())
+    assert specialised_vocabulary(source, "xx", counts, _room(source, 2)).tolist() == [11, 12]  # its own two most frequent
     with pytest.raises(ConfigError, match="keep_share 0.1 leaves no room for embedding rows"):
-        specialised_vocabulary(source, own, counts, 0.1)
+        specialised_vocabulary(source, "xx", counts, 0.1)
+
+
+def test_a_specialised_vocabulary_keeps_the_rows_its_language_is_likeliest_to_read() -> None:
+    """The room left after its own pieces goes to the rows its language likely reads: a row that
+    unseen pieces of the language's script read (by the tokenizer's probabilities) beats a piece
+    another language uses more; among the rest, the other language's frequent pieces first."""
+    source = make("bilstm")
+    source.id_map[[30, 31]] = int(source.id_map[17])  # unseen pieces of xx's script read 17's row (their nearest)
+    source.id_map[32] = int(source.id_map[16])  # an unseen piece of another script reads 16's row
+    scripts = {10: "MYANMAR", 11: "MYANMAR", 30: "MYANMAR", 31: "MYANMAR", 32: "LATIN"}
+    # yy shares a piece with xx, so its frequencies count; 32's script is not xx's, so 16 gains nothing from it
+    counts = _language_counts({10: 4, 11: 2}, {10: 3, 12: 1, 13: 9, 14: 7, 15: 2, 16: 6, 17: 1}, scripts, {30: 0.5, 31: 0.5, 32: 0.9})
+    assert specialised_vocabulary(source, "xx", counts, _room(source, 4)).tolist() == [10, 11, 13, 17]
+    assert specialised_vocabulary(source, "xx", counts, _room(source, 5)).tolist() == [10, 11, 13, 14, 17]
+
+
+def test_the_tokenizers_prior_for_a_script_counts_as_much_as_the_runs_text_in_it_is_the_languages() -> None:
+    """An unseen piece of a script only the language writes gets the script's full prior; where
+    another language writes half the run's text in that script, half (its text says the rest)."""
+    scripts, probs = {10: "MYANMAR", 30: "MYANMAR"}, {10: 1.0, 30: 1.0}
+    alone = _language_counts({10: 2}, {11: 2}, scripts, probs).chance("xx")[30]
+    shared = _language_counts({10: 2}, {10: 2}, scripts, probs).chance("xx")[30]
+    assert alone == pytest.approx(0.5 * SCRIPT_WEIGHT) and shared == pytest.approx(0.25 * SCRIPT_WEIGHT)
+
+
+def test_pieces_have_scripts_and_the_tokenizers_own_probabilities() -> None:
+    """A sentencepiece unigram tokenizer (XLM-R's kind) gives each piece its probability; a
+    piece's script is its first letter's; special tokens and ids past the tokenizer's vocabulary have none."""
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    unigram = Tokenizer(models.Unigram([("<unk>", 0.0), ("\u2581hello", -1.0), ("\u1019\u1031\u1038", -2.0), ("12", -3.0)], 0))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=unigram, unk_token="<unk>")
+    assert piece_scripts(tokenizer, 6).tolist() == ["", "LATIN", "MYANMAR", "", "", ""]
+    np.testing.assert_allclose(piece_probabilities(tokenizer, 6), [1.0, np.exp(-1), np.exp(-2), np.exp(-3), 1.0, 1.0])
+
+
+def test_a_wordpiece_tokenizer_gives_every_piece_the_same_probability(tiny_tokenizer) -> None:
+    assert (piece_probabilities(tiny_tokenizer, 40) == 1.0).all()
 
 
 @pytest.mark.parametrize("kind", sorted(REGISTRY))

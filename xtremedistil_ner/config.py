@@ -251,8 +251,9 @@ class StudentConfig:
         "dev F1 in every language tried), selected on the language's dev set, undone if it lowers dev F1")
     keep_share: float = setting(0.5, "with `from_student`: the most parameters a language's tagger may have, as a share of "
                                 "the joint student's; it keeps rows for its language's pieces, most frequent in its own text "
-                                "first, then for the joint student's most frequent other pieces (in the run's transfer and "
-                                "labeled text), as many as fit; a piece left out reads its nearest kept piece's row",
+                                "first, then for the joint student's other rows its language is likeliest to read (estimated "
+                                "from the languages whose pieces it shares and the tokenizer's probabilities for pieces of its "
+                                "scripts), as many as fit; a piece left out reads its nearest kept piece's row",
                                 Range(low=0, high=1, low_open=True), counts=lambda s: s.from_student is not None)
     unseen: str = setting("nearest", "what a teacher piece that no transfer or labeled sentence contains reads, having no row "
                           "of its own: `nearest`, the row of the kept piece nearest it in the teacher's embedding space (no "

@@ -16,8 +16,8 @@ from ..config import StudentConfig
 from ..distiller import FINAL, Distiller, StageData, is_distilled, recorded_inputs
 from ..errors import StaleArtifactError
 from ..layout import JOINT
-from ..students import (Neighbours, XtremeDistilPreTrainedModel, load_student, map_to_nearest, specialise, specialised_vocabulary,
-                        student_type)
+from ..students import (LanguageCounts, Neighbours, XtremeDistilPreTrainedModel, load_student, map_to_nearest, piece_probabilities,
+                        piece_scripts, specialise, specialised_vocabulary, student_type)
 from .annotate import transfer_scan
 from .base import Artifact, Verdict
 from .context import RunContext
@@ -45,19 +45,22 @@ def build_student(ctx: RunContext, scfg: StudentConfig, kept_ids: np.ndarray, te
 
 
 class Specialiser:
-    """Taggers specialised from one joint student: the source and the nearest-piece lists are
-    loaded and searched once for all its languages. Every tagger keeps pieces of the run's text
-    (the pool); the ids it drops find their nearest kept piece in those lists."""
+    """Taggers specialised from one joint student: the source, every language's piece counts and
+    the nearest-piece lists are loaded, counted and searched once for all its languages. Every
+    tagger keeps pieces of the run's text (the pool); the ids it drops find their nearest kept
+    piece in those lists."""
 
-    def __init__(self, ctx: RunContext, scfg: StudentConfig, labeled: list[Window], teacher_emb: torch.Tensor) -> None:
+    def __init__(self, ctx: RunContext, scfg: StudentConfig, labeled: dict[str, list[Window]], teacher_emb: torch.Tensor) -> None:
         self.source = load_student(ctx.student_dir(scfg.from_student, None) / FINAL)
-        self.run_counts = token_counts(cache_mod.TransferCache(ctx.cache_dir), labeled, teacher_emb.shape[0])
-        pool = torch.as_tensor(np.nonzero(self.run_counts)[0], dtype=torch.long)
+        size = teacher_emb.shape[0]
+        counts = {lang: token_counts(cache_mod.TransferCache(ctx.cache_dir, [lang]), lab, size) for lang, lab in labeled.items()}
+        self.counts = LanguageCounts(counts, piece_scripts(ctx.tokenizer, size), piece_probabilities(ctx.tokenizer, size))
+        pool = torch.as_tensor(np.nonzero(sum(counts.values()))[0], dtype=torch.long)
         self.neighbours = Neighbours(torch.nonzero(self.source.id_map.cpu() >= 2).squeeze(1), pool, teacher_emb)
         self.scfg, self.pad_id, self.teacher_emb = scfg, ctx.pad_id, teacher_emb
 
-    def __call__(self, counts: np.ndarray) -> tuple[np.ndarray, XtremeDistilPreTrainedModel]:
-        kept = specialised_vocabulary(self.source, counts, self.run_counts, self.scfg.keep_share)
+    def __call__(self, lang: str) -> tuple[np.ndarray, XtremeDistilPreTrainedModel]:
+        kept = specialised_vocabulary(self.source, lang, self.counts, self.scfg.keep_share)
         return kept, specialise(self.source, kept, self.pad_id, self.teacher_emb, self.neighbours)
 
 
@@ -72,7 +75,9 @@ class Distil:
                                      "teacher, transfer set or layer set; run `xdner annotate` first")
         cache_mod.check_shards(ctx.cache_dir, fp)  # every shard a student trains on, hashed once for all of them
         labeled, dev_windows = ctx.windows("train"), ctx.windows("dev")
-        train_langs = [ctx.corpus.train[w.sent].lang for w in labeled]
+        by_lang: dict[str, list[Window]] = {lang: [] for lang in ctx.corpus.languages}
+        for w in labeled:
+            by_lang[ctx.corpus.train[w.sent].lang].append(w)
         teacher_emb = teacher.get_input_embeddings().weight.detach()
         for scfg in ctx.students:
             specialiser = None
@@ -81,13 +86,12 @@ class Distil:
                 if self._done(ctx, scfg, lang, needs):
                     continue
                 transfer = cache_mod.TransferCache(ctx.cache_dir, [lang] if lang else None, teacher_layers(ctx, scfg, teacher))
-                lab = [w for w, l in zip(labeled, train_langs) if lang is None or l == lang]
-                counts = token_counts(transfer, lab, teacher_emb.shape[0])
+                lab = by_lang[lang] if lang else labeled
                 if scfg.from_student:
-                    specialiser = specialiser or Specialiser(ctx, scfg, labeled, teacher_emb)
-                    kept, student = specialiser(counts)
+                    specialiser = specialiser or Specialiser(ctx, scfg, by_lang, teacher_emb)
+                    kept, student = specialiser(lang)
                 else:
-                    kept = np.nonzero(counts)[0]
+                    kept = np.nonzero(token_counts(transfer, lab, teacher_emb.shape[0]))[0]
                     kept = kept[kept != ctx.pad_id]
                     student = build_student(ctx, scfg, kept, teacher)
                 ctx.log(f"distil: {scfg.name} ({lang or JOINT}): {student.num_parameters() / 1e6:.2f}M parameters, vocabulary {len(kept) + 2}")

@@ -186,23 +186,6 @@ def specialise(source: XtremeDistilPreTrainedModel, kept_ids: np.ndarray, pad_id
     return model.eval()
 
 
-def specialised_vocabulary(source: XtremeDistilPreTrainedModel, own_counts: np.ndarray, counts: np.ndarray, share: float) -> np.ndarray:
-    """The teacher ids a tagger specialised from `source` keeps, as many as fit in `share` of the
-    source's parameters: its language's pieces, most frequent in its own text (`own_counts`)
-    first, then the other pieces most frequent in `counts` (the run's transfer and labeled text,
-    which gave `source` its rows). A piece left out reads its nearest kept piece's row."""
-    rows = source.get_input_embeddings().weight
-    fixed = source.num_parameters() - rows.numel()  # everything but the embedding rows
-    room = int((share * source.num_parameters() - fixed) // rows.shape[1]) - 2  # pad and unknown have rows too
-    if room < 1:
-        raise ConfigError(f"keep_share {share} leaves no room for embedding rows: the joint student's other layers alone are "
-                          f"{fixed / source.num_parameters():.3f} of its parameters; raise keep_share above that")
-    own = np.nonzero(own_counts)[0]
-    others = np.setdiff1d(np.nonzero(counts)[0], own)
-    ranked = np.concatenate([own[np.argsort(-own_counts[own], kind="stable")], others[np.argsort(-counts[others], kind="stable")]])
-    return np.sort(ranked[:room])
-
-
 class Neighbours:
     """Each of `ids`' `k` nearest pieces among `pool` (cosine in the teacher's embedding space), most
     similar first, found once for every tagger specialised from one student: a tagger keeps part
