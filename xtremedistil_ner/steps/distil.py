@@ -55,7 +55,7 @@ class Specialiser:
         size = teacher_emb.shape[0]
         counts = {lang: token_counts(cache_mod.TransferCache(ctx.cache_dir, [lang]), lab, size) for lang, lab in labeled.items()}
         self.counts = LanguageCounts(counts, piece_scripts(ctx.tokenizer, size), piece_probabilities(ctx.tokenizer, size))
-        pool = torch.as_tensor(np.nonzero(sum(counts.values()))[0], dtype=torch.long)
+        pool = torch.as_tensor(np.nonzero(self.counts.run)[0], dtype=torch.long)
         self.neighbours = Neighbours(torch.nonzero(self.source.id_map.cpu() >= 2).squeeze(1), pool, teacher_emb)
         self.scfg, self.pad_id, self.teacher_emb = scfg, ctx.pad_id, teacher_emb
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -66,20 +66,28 @@ def piece_probabilities(tokenizer: PreTrainedTokenizerBase, size: int) -> np.nda
 @dataclass
 class LanguageCounts:
     """How often each teacher id occurs in each language's transfer and labeled text, with what
-    the estimates of unseen pieces need from the tokenizer."""
+    the estimates of unseen pieces need from the tokenizer. What every language's estimate reads
+    (the run's counts, each language's frequencies and their roots) is derived once."""
 
     counts: dict[str, np.ndarray]
     scripts: np.ndarray
     probabilities: np.ndarray
+    run: np.ndarray = field(init=False)  # every language's counts summed: the run's text, which gave the joint student its rows
+    freq: dict[str, np.ndarray] = field(init=False)  # each language's counts as shares of its piece tokens
+    roots: dict[str, np.ndarray] = field(init=False)  # their square roots, for the overlaps
+
+    def __post_init__(self) -> None:
+        self.run = sum(self.counts.values())
+        self.freq = {lang: c / max(c.sum(), 1) for lang, c in self.counts.items()}
+        self.roots = {lang: np.sqrt(f) for lang, f in self.freq.items()}
 
     def chance(self, lang: str) -> np.ndarray:
         """Each teacher id's estimated share of the language's piece tokens."""
-        freq = {lang_: c / max(c.sum(), 1) for lang_, c in self.counts.items()}
-        own = freq[lang]
+        own = self.freq[lang]
         # How much two languages' pieces overlap (Bhattacharyya coefficient of their frequencies).
-        overlap = {m: float(np.sqrt(own) @ np.sqrt(f)) for m, f in freq.items() if m != lang}
+        overlap = {m: float(self.roots[lang] @ r) for m, r in self.roots.items() if m != lang}
         total = sum(overlap.values())
-        related = sum(w * freq[m] for m, w in overlap.items()) / total if total > 0 else np.zeros_like(own)
+        related = sum(w * self.freq[m] for m, w in overlap.items()) / total if total > 0 else np.zeros_like(own)
         return own + RELATED_WEIGHT * related + SCRIPT_WEIGHT * self._script_prior(lang)
 
     def _script_prior(self, lang: str) -> np.ndarray:
@@ -87,7 +95,7 @@ class LanguageCounts:
         the script's share of that text and by the language's share of the run's text in it:
         full where no other language writes it (Burmese), faint for the Latin alphabet, whose
         other languages' text already says which of its pieces are likely."""
-        own, run = self.counts[lang], sum(self.counts.values())
+        own, run = self.counts[lang], self.run
         prior = np.zeros(len(own))
         for script in np.unique(self.scripts[own > 0]):
             mask = self.scripts == script
@@ -112,7 +120,7 @@ def specialised_vocabulary(source: XtremeDistilPreTrainedModel, lang: str, count
                           f"{fixed / source.num_parameters():.3f} of its parameters; raise keep_share above that")
     own_counts = counts.counts[lang]
     own = np.nonzero(own_counts)[0]
-    others = np.setdiff1d(np.nonzero(sum(counts.counts.values()))[0], own)
+    others = np.setdiff1d(np.nonzero(counts.run)[0], own)
     id_map = source.id_map.cpu().numpy()
     reads = id_map >= 2
     worth = np.bincount(id_map[reads], weights=counts.chance(lang)[reads], minlength=rows.shape[0])[id_map[others]]
