@@ -257,14 +257,18 @@ def test_an_annotate_setting_changes_the_fingerprint(annotated) -> None:
         assert fp_of("teacher", "tok", windows, langs, [1, 2], 12, dataclasses.replace(FULL, **same)) == fp
 
 
-def test_a_cache_written_before_formats_reads_as_fp16(annotated) -> None:
-    """Caches from before `annotate` settings (no `format` in the manifest) are read as they were written."""
+def test_a_cache_that_does_not_record_its_format_is_a_clear_error(annotated) -> None:
+    """A manifest without `format` cannot say how its hidden states were stored: refuse, say how to rebuild."""
     *_, out = annotated
-    manifest = json.loads((out / cache_mod.MANIFEST).read_text())
-    new = cache_mod.TransferCache(out)[5]["teacher_hidden"]
+    text = (out / cache_mod.MANIFEST).read_text()
+    manifest = json.loads(text)
     del manifest["format"]
     (out / cache_mod.MANIFEST).write_text(json.dumps(manifest))
-    assert np.array_equal(cache_mod.TransferCache(out)[5]["teacher_hidden"], new)
+    try:
+        with pytest.raises(cache_mod.CacheError, match=r"does not record its format.*xdner annotate --overwrite"):
+            cache_mod.TransferCache(out)
+    finally:
+        (out / cache_mod.MANIFEST).write_text(text)
 
 
 def test_int8_codes_of_all_zero_states_are_zero() -> None:

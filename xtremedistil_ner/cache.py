@@ -42,7 +42,6 @@ MANIFEST = "manifest.json"
 SHARD_MANIFEST = "shard.json"
 BASIS = "basis"
 FIELDS = ("input_ids", "offsets", "sent_lang", "logits", "hidden")
-LEGACY_FORMAT = {"precision": "fp32", "hidden": "fp16", "hidden_dims": None}  # caches from before annotate settings
 BASIS_SAMPLE = 1024  # windows the principal components are fitted on, spread over the transfer set
 
 # A teacher forward for annotation: (input_ids, attention_mask) -> (logits, hidden_states).
@@ -417,7 +416,10 @@ class TransferCache(Dataset):
         if missing:
             raise CacheError(f"{out_dir}: teacher layers {missing} are not in this cache (it holds {cached}); rerun `xdner annotate`")
         self.layer_index = [cached.index(g) for g in layers] if layers is not None else list(range(len(cached)))
-        fmt = AnnotateConfig(**self.manifest.get("format", LEGACY_FORMAT))
+        if "format" not in self.manifest:
+            raise CacheError(f"{out_dir}: this cache does not record its format (written before `annotate` settings); "
+                             "rerun `xdner annotate --overwrite` to rebuild it")
+        fmt = AnnotateConfig(**self.manifest["format"])
         basis = None
         if fmt.hidden_dims is not None and fmt.hidden_dims < self.manifest["hidden_size"]:
             problems = verify_manifest(out_dir / BASIS, MANIFEST_BASIS)

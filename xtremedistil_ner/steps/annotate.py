@@ -53,7 +53,7 @@ class Annotate:
             path = ctx.cache_dir / cache_mod.MANIFEST
             manifest = read_json(path) if path.exists() else None
             recorded = NOTHING if manifest is None else {
-                "annotate": manifest.get("format", cache_mod.LEGACY_FORMAT), CACHE_INPUTS: manifest.get("fingerprint")}
+                "annotate": manifest.get("format"), CACHE_INPUTS: manifest.get("fingerprint")}
             current = {"annotate": cache_mod.stored_format(fmt), CACHE_INPUTS: scan.fingerprint}
             found = Artifact(ctx.cache_dir, "transfer cache", recorded, current, complete=cache_mod.is_complete(ctx.cache_dir, scan.fingerprint))
             if found.decide(ctx, f"annotate: transfer cache in {ctx.cache_dir} is complete and matches, skipping",
