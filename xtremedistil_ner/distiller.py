@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import logging
 import random
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -224,8 +226,10 @@ class Distiller:
         # restored and moved to the step a resumed run had reached, it continues exactly.
         total = epochs * len(sampler)
         scheduler = get_scheduler(stage.scheduler, adam, num_warmup_steps=int(stage.warmup_ratio * total), num_training_steps=total)
-        for _ in range(st.steps):
-            scheduler.step()
+        with warnings.catch_warnings():  # the catch-up precedes this optimizer's first step by design
+            warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()` before `optimizer.step()`"))
+            for _ in range(st.steps):
+                scheduler.step()
         loss = functools.partial(LOSSES[stage.loss], temperature=stage.temperature)
 
         def select(m: torch.nn.Module) -> tuple[float, dict[str, Any] | None, dict[str, float]]:
