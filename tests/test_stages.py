@@ -15,7 +15,7 @@ from xdner_runtime.windows import Window
 
 from xtremedistil_ner.config import DistilConfig, StageConfig
 from xtremedistil_ner.data.conll import Sentence
-from xtremedistil_ner.distiller import Distiller, StageData, is_distilled
+from xtremedistil_ner.distiller import CHECKPOINT, FINAL, Distiller, StageData, is_distilled
 from xtremedistil_ner.io import ArtifactError
 from xtremedistil_ner import distiller
 from xtremedistil_ner.stages import LOSSES, gold_loss, register, sub_stages, validate_stage
@@ -182,18 +182,29 @@ def test_plugins_hear_the_loops_events_and_one_can_stop_it(tmp_path: Path, monke
     assert fails.events == ["before_train", "before_epoch", "after_step", "KeyboardInterrupt"]
 
 
-def test_rerun_resumes_from_checkpoint(tmp_path: Path) -> None:
+def test_rerun_resumes_from_checkpoint_and_a_finished_student_keeps_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed while saving the final model, a rerun loads the checkpoint and trains nothing
+    more; once the final model and progress are written, the checkpoint is removed."""
     stages = [StageConfig("a", "logits_mse", "transfer", "gradual", epochs=1, lr=0.01)]
     cfg = DistilConfig(batch_size=4, stages=stages)
-    first = Distiller(make_student(), cfg, make_data(), tmp_path, Accelerator(cpu=True), seed=0).run()
-    assert first["done"] == ["0.0", "0.1", "0.2", "0.3"]
-    # Forget the final model: a rerun must load the checkpoint and train nothing more.
+    save = distiller.save_student
+
+    def crash_on_final(model, path, *args):
+        if Path(path).name == FINAL:
+            raise Crash
+        save(model, path, *args)
+
+    monkeypatch.setattr(distiller, "save_student", crash_on_final)
+    with pytest.raises(Crash):
+        Distiller(make_student(), cfg, make_data(), tmp_path, Accelerator(cpu=True), seed=0).run()
+    saved = load_student(tmp_path / CHECKPOINT)
+    monkeypatch.setattr(distiller, "save_student", save)
     resumed_student = make_student()
     second = Distiller(resumed_student, cfg, make_data(), tmp_path, Accelerator(cpu=True), seed=0).run()
-    assert second["done"] == first["done"] and len(second["history"]) == 4
-    saved = load_student(tmp_path / "checkpoint")
+    assert second["done"] == ["0.0", "0.1", "0.2", "0.3"] and len(second["history"]) == 4
     for k, v in saved.state_dict().items():
         assert torch.equal(v, resumed_student.state_dict()[k]), k
+    assert is_distilled(tmp_path) and [p.name for p in tmp_path.iterdir() if CHECKPOINT in p.name] == []
 
 
 def test_epoch_list_sets_each_gradual_sub_stage(tmp_path: Path) -> None:
