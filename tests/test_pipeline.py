@@ -68,13 +68,13 @@ def test_pipeline_end_to_end(tmp_path: Path, tiny_data: Path, tiny_teacher: Path
     timings = report["timings"]
     for name in ("s", "t"):
         per_stage = report["models"][name]["stage_seconds"]
-        assert list(per_stage) == ["rep", "logits"] + (["gold"] if name == "t" else [])
+        assert list(per_stage) == ["setup", "rep", "logits"] + (["gold"] if name == "t" else [])
         assert sum(per_stage.values()) == pytest.approx(sum(timings[f"distil:{name}:{sc}"] for sc in scopes), abs=0.1 * len(per_stage))
     assert timings["distil"] == pytest.approx(sum(v for k, v in timings.items() if k.startswith("distil:")))
     assert "## Distillation wall time per stage" in (out / "report.md").read_text()
     # The gold-only baseline: the first student's twin, from random weights, on labeled data alone.
     base = report["models"]["s-gold-only"]
-    assert base["baseline_of"] == "s" and base["parameters"] == s["parameters"] and list(base["stage_seconds"]) == ["gold"]
+    assert base["baseline_of"] == "s" and base["parameters"] == s["parameters"] and list(base["stage_seconds"]) == ["setup", "gold"]
     gain = s["test_f1"]["macro"] - base["test_f1"]["macro"]
     assert "| s vs s-gold-only | " in (out / "report.md").read_text() and f"{gain:+.2f} |" in (out / "report.md").read_text()
     card = (out / "students" / "s-gold-only" / scopes[0] / "model" / "README.md").read_text()
@@ -197,6 +197,10 @@ def test_per_language_taggers_specialised_from_the_joint_student(tmp_path: Path,
     rows = [line.split(" | ")[0].strip("| ") for line in section.splitlines() if line.startswith("| s")]
     assert rows == ["s", "s-spec", "s-per"]
     assert report["models"]["s-spec"]["total_parameters"] <= 2 * report["models"]["s"]["parameters"]
+    # The vocabulary's set-up (every language's counts, the nearest-piece search) is distillation time too.
+    spec_seconds = report["models"]["s-spec"]["stage_seconds"]
+    assert list(spec_seconds) == ["setup", "logits", "gold"] and spec_seconds["setup"] > 0
+    assert sum(spec_seconds.values()) == pytest.approx(sum(report["timings"][f"distil:s-spec:{lang}"] for lang in ("de", "en")), abs=0.3)
 
 
 def test_a_cache_from_other_annotate_settings_is_refused_or_rebuilt(tmp_path: Path, tiny_data: Path, tiny_teacher: Path) -> None:

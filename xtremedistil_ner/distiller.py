@@ -67,7 +67,8 @@ class Distiller:
     and, with one tagger per language, every language."""
 
     def __init__(self, student: XtremeDistilPreTrainedModel, cfg: DistilConfig, data: StageData, out_dir: Path, accelerator: Accelerator,
-                 seed: int, tokenizer: PreTrainedTokenizerBase | None = None, inputs: dict[str, Any] | None = None, trained: bool = False) -> None:
+                 seed: int, tokenizer: PreTrainedTokenizerBase | None = None, inputs: dict[str, Any] | None = None, trained: bool = False,
+                 setup_seconds: float = 0.0) -> None:
         for stage in cfg.stages:
             validate_stage(stage, student)
             if stage.data == "transfer" and data.transfer is None:
@@ -84,6 +85,7 @@ class Distiller:
         self.tokenizer = tokenizer
         self.inputs = inputs or {}  # what the student is made from, kept in its progress (see provenance)
         self.trained = trained  # the student enters with a trained classifier (specialised from another)
+        self.setup_seconds = setup_seconds  # building the student before its first stage (a specialised tagger's vocabulary)
         self.resume = ResumeState(accelerator, self.out_dir / RESUME, cfg.checkpoint_every, self.inputs, "sub-stage")
         self.entry_state: dict[str, torch.Tensor] | None = None  # see `_keep_the_better`
         self.id2label = dict(enumerate(student.labels))
@@ -134,6 +136,8 @@ class Distiller:
     def run(self) -> dict[str, Any]:
         progress = self._load_progress()
         progress["inputs"] = self.inputs
+        # Paid again by a rerun that builds the student again: its time counts like a stage's.
+        progress["setup_seconds"] = round(progress.get("setup_seconds", 0.0) + self.setup_seconds, 1)
         groups = self.student.group_parameters()
         for si, stage in enumerate(self.cfg.stages):
             subs = sub_stages(stage, self.student)

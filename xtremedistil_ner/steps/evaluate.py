@@ -120,8 +120,13 @@ def student_entry(ctx: RunContext, scfg: StudentConfig, bench: TestBench, teache
         check_inputs(d, f"student {scfg.name!r}", recorded_inputs(d), inputs(ctx, scfg, lang))
     entry = cached_scores(ctx, scfg.name, [sha256_file(d / FINAL / "model.safetensors") for d in dirs], bench,
                           lambda: student_result(ctx, scfg, bench))
-    histories = {lang or JOINT: read_json(d / PROGRESS)["history"] for lang, d in zip(scopes(ctx, scfg), dirs)}
-    seconds: dict[str, float] = {}  # distillation wall time per stage, over its sub-stages and languages
+    progress = {lang or JOINT: read_json(d / PROGRESS) for lang, d in zip(scopes(ctx, scfg), dirs)}
+    histories = {scope: p["history"] for scope, p in progress.items()}
+    # Distillation wall time per stage, over its sub-stages and languages, after the time spent
+    # building the student (for a specialised tagger, its vocabulary), where that was recorded.
+    seconds: dict[str, float] = {}
+    if any("setup_seconds" in p for p in progress.values()):
+        seconds["setup"] = round(sum(p.get("setup_seconds", 0.0) for p in progress.values()), 1)
     for record in (r for history in histories.values() for r in history):
         seconds[record["stage"]] = round(seconds.get(record["stage"], 0.0) + record["seconds"], 1)
     entry["stage_seconds"] = seconds
