@@ -97,7 +97,7 @@ def counted(section: Any, **facts: Any) -> dict[str, Any]:
 def key_problems(node: Any, prefix: str = "") -> list[str]:
     """Every field of the config dataclass `node`, nested ones and lists of them included, against
     the `Range` in its metadata (config.setting); every float must be finite (NaN and inf are never
-    a setting). A section's choice reads `KEY: 'x' is not one of (...)`, a student's as a range."""
+    a setting). Every key's problem reads the same way: `KEY must be ... (got VALUE)`."""
     problems: list[str] = []
     hints = get_type_hints(type(node))
     for f in dataclasses.fields(node):
@@ -112,8 +112,7 @@ def key_problems(node: Any, prefix: str = "") -> list[str]:
         elif isinstance(value, float) and not math.isfinite(value):
             problems.append(f"{key} must be a finite number (got {value})")
         elif rng and value is not None and not rng.contains(value):
-            problems.append(f"{key}: {value!r} is not one of {rng.choices}" if rng.choices and not prefix.endswith(": ")
-                            else rng.message(key, value, type(None) in get_args(hints[f.name])))
+            problems.append(rng.message(key, value, type(None) in get_args(hints[f.name])))
     return problems
 
 
