@@ -26,7 +26,7 @@ BAD = [
     (["distil.stages=[{name: r, loss: gold, data: labeled, patience: 0}]"], "patience must be >= 1"),
     (["distil.stages=[{name: r, loss: logits_kl, data: transfer, temperature: 0}]"], "temperature must be > 0"),
     (["distil.stages=[]"], "no distillation stages"),
-    (["distil.stages=[{name: r, loss: gold, data: labeled, scheduler: step}]"], "scheduler 'step' is not one of"),
+    (["distil.stages=[{name: r, loss: gold, data: labeled, scheduler: step}]"], "scheduler must be one of"),
     (["distil.batch_size=0"], "distil.batch_size must be >= 1"),
     (["distil.eval_batch_size=-1"], "distil.eval_batch_size must be >= 1"),
     (["distil.checkpoint_every=-1"], "distil.checkpoint_every must be >= 0"),

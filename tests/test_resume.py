@@ -176,9 +176,10 @@ def test_a_schedule_changes_training_and_bad_ones_are_refused(tmp_path: Path) ->
     Distiller(make_student(), dataclasses.replace(cfg, stages=linear), make_data(), tmp_path / "linear", Accelerator(cpu=True), seed=0).run()
     a, b = weights(tmp_path / "constant"), weights(tmp_path / "linear")
     assert any(not torch.equal(a[k], b[k]) for k in a if k != "id_map")
-    for bad, message in ((dict(scheduler="step"), "scheduler 'step' is not one of"),
-                         (dict(scheduler="reduce_lr_on_plateau"), "is not one of"),
+    for bad, message in ((dict(scheduler="step"), "scheduler must be one of"),
+                         (dict(scheduler="reduce_lr_on_plateau"), "scheduler must be one of"),
                          (dict(warmup_ratio=0.1), "use constant_with_warmup"),
+                         (dict(name="setup"), "stage name 'setup' is taken"),
                          (dict(scheduler="cosine", warmup_ratio=1.0), "warmup_ratio must be in")):
         with pytest.raises(ValueError, match=message):
             validate_stage(dataclasses.replace(STAGES[0], **bad), make_student())

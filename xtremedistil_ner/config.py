@@ -267,7 +267,8 @@ class StudentConfig:
 class StageConfig:
     """One distillation stage as data: which loss, on which data, training which groups."""
 
-    name: str = setting(doc="the stage's name in progress records and the report")
+    name: str = setting(doc="the stage's name in progress records and the report (not `setup`: the report's name for the "
+                        "time spent building a student)")
     loss: str = setting(doc="a loss registered in `stages.py` by name (each is described under Distillation stages as data, below)")
     data: str = setting(doc="`transfer` (the teacher-annotated cache) or `labeled` (gold windows)", allowed=Range(choices=("transfer", "labeled")))
     train: str | list[str] = setting("all", "a list of parameter groups, `all`, or `gradual` (top-down unfreezing)")

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 from .figures import LANGUAGES_PNG, PNG, by_share, first_student, percent, plot_curves, plot_languages, share_of_teacher
 from .io import write_json, write_manifest, write_text
 from .layout import JOINT
+from .stages import SETUP
 
 REPORT_FILES = ("report.json", "report.md")
 WIDE = 10  # with more languages than this, languages become rows
@@ -94,7 +95,7 @@ def stage_table(models: dict[str, Any]) -> list[str]:
     stages = {name: m["stage_seconds"] for name, m in models.items() if m.get("stage_seconds")}
     if not stages:
         return []
-    names = list(dict.fromkeys(st for per in stages.values() for st in per))
+    names = sorted(dict.fromkeys(st for per in stages.values() for st in per), key=lambda st: st != SETUP)  # set-up first
     lines = ["", "## Distillation wall time per stage (seconds)", "", "| student | " + " | ".join(names) + " | total |",
              "|" + "---|" * (len(names) + 2)]
     for name, per in stages.items():

@@ -107,11 +107,14 @@ def gold_loss(out: dict[str, torch.Tensor], batch: Batch, temperature: float) ->
 
 
 # Schedulers that need more than warm-up and length (a metric, extra arguments) do not fit a stage.
+SETUP = "setup"  # the time spent building a student before its first stage, reported beside the stages'
 UNSUPPORTED_SCHEDULERS = {"reduce_lr_on_plateau", "inverse_sqrt", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
                           "warmup_stable_decay", "greedy"}
 
 
 def validate_stage(stage: StageConfig, student: "XtremeDistilPreTrainedModel") -> None:
+    if stage.name == SETUP:
+        raise ValueError(f"stage name {SETUP!r} is taken: the report lists the time spent building a student under it")
     if stage.loss not in LOSSES:
         raise ValueError(f"stage {stage.name!r}: unknown loss {stage.loss!r}; choose from {sorted(LOSSES)}")
     problems = key_problems(stage, f"stage {stage.name!r}: ")  # data, warmup_ratio, ...: as their fields allow
@@ -127,8 +130,8 @@ def validate_stage(stage: StageConfig, student: "XtremeDistilPreTrainedModel") -
         raise ValueError(f"stage {stage.name!r}: a list of epochs needs train: gradual (one entry per sub-stage)")
     schedulers = [s.value for s in SchedulerType]
     if stage.scheduler not in schedulers or stage.scheduler in UNSUPPORTED_SCHEDULERS:
-        raise ValueError(f"stage {stage.name!r}: scheduler {stage.scheduler!r} is not one of "
-                         f"{[s for s in schedulers if s not in UNSUPPORTED_SCHEDULERS]}")
+        raise ValueError(f"stage {stage.name!r}: scheduler must be one of "
+                         f"{tuple(s for s in schedulers if s not in UNSUPPORTED_SCHEDULERS)} (got {stage.scheduler!r})")
     if stage.warmup_ratio and stage.scheduler == "constant":
         raise ValueError(f"stage {stage.name!r}: scheduler 'constant' has no warm-up; use constant_with_warmup")
     if isinstance(stage.train, list):

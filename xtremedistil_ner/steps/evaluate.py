@@ -23,6 +23,7 @@ from ..layout import JOINT, PROGRESS
 from ..provenance import NOTHING, check_inputs
 from ..report import machine_description, write_report
 from ..scoring import logits_fn, predict_tags, score
+from ..stages import SETUP
 from ..speed import make_batch, measure
 from ..students import load_student
 from ..teacher import count_parameters
@@ -126,7 +127,7 @@ def student_entry(ctx: RunContext, scfg: StudentConfig, bench: TestBench, teache
     # building the student (for a specialised tagger, its vocabulary), where that was recorded.
     seconds: dict[str, float] = {}
     if any("setup_seconds" in p for p in progress.values()):
-        seconds["setup"] = round(sum(p.get("setup_seconds", 0.0) for p in progress.values()), 1)
+        seconds[SETUP] = round(sum(p.get("setup_seconds", 0.0) for p in progress.values()), 1)
     for record in (r for history in histories.values() for r in history):
         seconds[record["stage"]] = round(seconds.get(record["stage"], 0.0) + record["seconds"], 1)
     entry["stage_seconds"] = seconds
