@@ -310,6 +310,18 @@ def test_a_specialised_vocabulary_keeps_the_rows_its_language_is_likeliest_to_re
     assert specialised_vocabulary(source, "xx", counts, _room(source, 5)).tolist() == [10, 11, 13, 14, 17]
 
 
+def test_the_closest_language_speaks_for_the_language_over_many_that_share_a_little() -> None:
+    """Piece 12 of the language closest to xx outranks piece 13, which four farther languages use
+    far more: summed over them as they are, their overlaps would outweigh the close one's."""
+    counts = {lang: np.zeros(50, dtype=np.int64) for lang in ("xx", "yy", "z1", "z2", "z3", "z4")}
+    counts["xx"][[10, 11]] = 4
+    counts["yy"][[10, 11, 12]] = [4, 4, 2]  # overlap with xx 0.89
+    for far in ("z1", "z2", "z3", "z4"):
+        counts[far][[10, 11, 13]] = [1, 1, 8]  # overlap with xx 0.45 each
+    chance = LanguageCounts(counts, np.array([""] * 50), np.ones(50)).chance("xx")
+    assert chance[12] > 10 * chance[13] > 0
+
+
 def test_the_tokenizers_prior_for_a_script_counts_as_much_as_the_runs_text_in_it_is_the_languages() -> None:
     """An unseen piece of a script only the language writes gets the script's full prior; where
     another language writes half the run's text in that script, half (its text says the rest)."""
