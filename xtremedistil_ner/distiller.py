@@ -11,7 +11,6 @@ import functools
 import logging
 import random
 import re
-import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from .batching import LengthBatchSampler, WindowDataset, batch_loader, check_glo
 from .config import DistilConfig, StageConfig
 from .data.conll import Sentence
 from .scoring import logits_fn, predict_tags, score
-from .io import atomic_dir, damaged, read_json, settled_dir, sha256_file, write_json
+from .io import atomic_dir, damaged, read_json, remove_dir, settled_dir, sha256_file, write_json
 from .layout import CHECKPOINT, FINAL, PROGRESS, RESUME
 from .provenance import NOTHING
 from .stages import LOSSES, sub_stages, validate_stage
@@ -171,8 +170,7 @@ class Distiller:
             write_json(self.out_dir / PROGRESS, progress)
             # The final model and its progress supersede the checkpoint: a copy of the weights
             # per tagger that nothing reads again (a third of 48 taggers' disk).
-            for stale in [*self.out_dir.glob(f".{CHECKPOINT}.*"), self.out_dir / CHECKPOINT]:
-                shutil.rmtree(stale, ignore_errors=True)
+            remove_dir(self.out_dir / CHECKPOINT)
         self.acc.wait_for_everyone()
         return progress
 

@@ -216,6 +216,14 @@ def sweep_leftovers(root: Path) -> list[Path]:
     return removed
 
 
+def remove_dir(path: Path) -> None:
+    """Remove an `atomic_dir` folder and what killed writers left beside it (`.NAME.*`), those
+    first: a kill in between must not leave a `.NAME.old` that `settled_dir` would bring back."""
+    path = Path(path)
+    for stale in [*path.parent.glob(f".{path.name}.*"), path]:
+        shutil.rmtree(stale, ignore_errors=True)
+
+
 def settled_dir(path: Path) -> Path | None:
     """`path` if it exists; else the previous version that a kill between `atomic_dir`'s two
     renames leaves at `.NAME.old`; else None."""

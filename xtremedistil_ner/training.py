@@ -11,7 +11,6 @@ import contextlib
 import dataclasses
 import logging
 import re
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
 from .batching import LengthBatchSampler, global_batch_loss, to_device
-from .io import atomic_dir, read_json, settled_dir, verify_manifest, write_json, write_manifest
+from .io import atomic_dir, read_json, remove_dir, settled_dir, verify_manifest, write_json, write_manifest
 from .layout import PROGRESS
 from .log import progress
 
@@ -205,8 +204,7 @@ class ResumeState(Plugin):
         """Remove the state (and leftovers of kills mid-save): its loop is done, or starts over."""
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
-            for stale in [self.path, *self.path.parent.glob(f".{self.path.name}.*")]:
-                shutil.rmtree(stale, ignore_errors=True)
+            remove_dir(self.path)
         self.acc.wait_for_everyone()
 
 
