@@ -172,10 +172,15 @@ def test_joint_and_per_language_students_share_one_run(tmp_path: Path, tiny_data
     assert f"{per['test_f1']['macro']:.2f} |" in section
 
 
-def test_per_language_taggers_specialised_from_the_joint_student(tmp_path: Path, tiny_data: Path, tiny_teacher: Path) -> None:
+def test_per_language_taggers_specialised_from_the_joint_student(tmp_path: Path, tiny_data: Path, tiny_teacher: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """`from_student`: each language's tagger starts from the joint student, keeps the pieces
     that fit its share of the parameters (`keep_share`), distils on its language with the specialisation
-    schedule, and the report sets joint, specialised and from-scratch taggers side by side."""
+    schedule, and the report sets joint, specialised and from-scratch taggers side by side. Code
+    that ranks the rows otherwise does not reuse the taggers."""
+    from xtremedistil_ner.errors import StaleArtifactError
+    from xtremedistil_ner.students import vocabulary
+
     run = make_run(tmp_path, tiny_data, tiny_teacher, "joint")
     joint = dataclasses.replace(run.cfg.students[0], stages=None)
     run.cfg.students = [joint, dataclasses.replace(joint, name="s-spec", mode="per_language", from_student="s", embedding_dim=99, keep_share=0.9),
@@ -201,6 +206,9 @@ def test_per_language_taggers_specialised_from_the_joint_student(tmp_path: Path,
     spec_seconds = report["models"]["s-spec"]["stage_seconds"]
     assert list(spec_seconds) == ["setup", "logits", "gold"]  # on these tiny taggers the set-up may round to 0.0 s
     assert sum(spec_seconds.values()) == pytest.approx(sum(report["timings"][f"distil:s-spec:{lang}"] for lang in ("de", "en")), abs=0.3)
+    monkeypatch.setattr(vocabulary, "OVERLAP_POWER", 2.0)
+    with pytest.raises(StaleArtifactError, match=r"student\.vocabulary\.overlap_power: 8\.0 -> 2\.0.*--overwrite"):
+        run.step("distil")
 
 
 def test_a_cache_from_other_annotate_settings_is_refused_or_rebuilt(tmp_path: Path, tiny_data: Path, tiny_teacher: Path) -> None:

@@ -16,7 +16,7 @@ from ..distiller import FINAL
 from ..io import read_json, sha256_file, write_text
 from ..layout import JOINT
 from ..provenance import sentences_fingerprint
-from ..students import CARD, XtremeDistilPreTrainedModel, student_type
+from ..students import CARD, XtremeDistilPreTrainedModel, student_type, vocabulary_ranking
 from .. import cache as cache_mod
 from .context import RunContext
 
@@ -68,6 +68,7 @@ def inputs(ctx: RunContext, scfg: StudentConfig, lang: str | None) -> dict[str, 
     in_scope = lambda sents: [s for s in sents if lang is None or s.lang == lang]  # noqa: E731
     if scfg.from_student:  # the joint student it starts from, by its weights
         spec["from_student"] = sha256_file(ctx.student_dir(scfg.from_student, None) / FINAL / "model.safetensors")
+        spec["vocabulary"] = vocabulary_ranking()
     return {"student": spec, "stages": [dataclasses.asdict(st) for st in stages_of(ctx, scfg)],
             "batch_size": ctx.cfg.distil.batch_size, "max_grad_norm": ctx.cfg.distil.max_grad_norm,
             "scope": lang or JOINT, "seed": ctx.cfg.seed,

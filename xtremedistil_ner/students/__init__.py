@@ -30,7 +30,7 @@ from .modeling_xtremedistil import (
     XtremeDistilPreTrainedModel,
 )
 from .transformer import TransformerType
-from .vocabulary import LanguageCounts, piece_probabilities, piece_scripts, specialised_vocabulary
+from .vocabulary import LanguageCounts, piece_probabilities, piece_scripts, specialised_vocabulary, vocabulary_ranking
 
 for _type in REGISTRY.values():
     AutoConfig.register(_type.config_class.model_type, _type.config_class, exist_ok=True)
@@ -40,6 +40,6 @@ for _type in REGISTRY.values():
 
 __all__ = [
     "CARD", "REGISTRY", "StudentType", "BiLSTMType", "TransformerType", "student_type", "load_student", "save_student",
-    "pca_embeddings", "specialise", "specialised_vocabulary", "LanguageCounts", "piece_scripts", "piece_probabilities", "map_to_nearest", "Neighbours", "XtremeDistilConfig", "BiLSTMStudentConfig", "TransformerStudentConfig",
+    "pca_embeddings", "specialise", "specialised_vocabulary", "vocabulary_ranking", "LanguageCounts", "piece_scripts", "piece_probabilities", "map_to_nearest", "Neighbours", "XtremeDistilConfig", "BiLSTMStudentConfig", "TransformerStudentConfig",
     "XtremeDistilPreTrainedModel", "BiLSTMForTokenClassification", "TransformerForTokenClassification", "StudentOutput",
 ]

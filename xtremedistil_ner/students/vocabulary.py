@@ -43,6 +43,12 @@ SCRIPT_WEIGHT = 1.0
 SCRIPT_SHARE = 0.05  # a script is the language's if at least this share of its own piece tokens use it
 
 
+def vocabulary_ranking() -> dict[str, float]:
+    """The settings that decide which rows a tagger keeps: recorded with every specialised
+    tagger, so a run whose code ranks rows otherwise rebuilds it instead of reusing it."""
+    return {"related_weight": RELATED_WEIGHT, "overlap_power": OVERLAP_POWER, "script_weight": SCRIPT_WEIGHT, "script_share": SCRIPT_SHARE}
+
+
 def piece_scripts(tokenizer: PreTrainedTokenizerBase, size: int) -> np.ndarray:
     """The Unicode script of each of `size` teacher ids' pieces (the first word of its first
     letter's character name: LATIN, MYANMAR, CJK...), '' for special tokens and pieces without
