@@ -7,6 +7,7 @@ torch and transformers would double the test's time)."""
 from __future__ import annotations
 
 import os
+import json
 import shlex
 import signal
 import subprocess
@@ -48,6 +49,14 @@ def write_config(tmp: Path, data: Path, teacher: Path) -> Path:
     return path
 
 
+def done(progress: Path) -> list[str]:
+    """The finished sub-stages a checkpoint's progress names ([] while it is being swapped in)."""
+    try:
+        return json.loads(progress.read_text())["done"]
+    except (OSError, ValueError):
+        return []
+
+
 def test_sigint_during_distil_keeps_the_checkpoint_and_names_the_resume_command(
     tmp_path: Path, tiny_data: Path, tiny_teacher: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -59,7 +68,7 @@ def test_sigint_during_distil_keeps_the_checkpoint_and_names_the_resume_command(
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while proc.poll() is None and time.time() < deadline:
-        if (checkpoint / PROGRESS).exists():  # the first finished sub-stage: distillation is under way
+        if (checkpoint / PROGRESS).exists() and done(checkpoint / PROGRESS):  # the first finished sub-stage
             proc.send_signal(signal.SIGINT)
             break
         time.sleep(0.01)

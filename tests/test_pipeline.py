@@ -176,8 +176,9 @@ def test_per_language_taggers_specialised_from_the_joint_student(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """`from_student`: each language's tagger starts from the joint student, keeps the pieces
     that fit its share of the parameters (`keep_share`), distils on its language with the specialisation
-    schedule, and the report sets joint, specialised and from-scratch taggers side by side. Code
-    that ranks the rows otherwise does not reuse the taggers."""
+    schedule, and the report sets joint, specialised and from-scratch taggers side by side. A rerun
+    reclaims a finished student's leftover checkpoint; code that ranks the rows otherwise does
+    not reuse the taggers."""
     from xtremedistil_ner.errors import StaleArtifactError
     from xtremedistil_ner.students import vocabulary
 
@@ -206,6 +207,10 @@ def test_per_language_taggers_specialised_from_the_joint_student(tmp_path: Path,
     spec_seconds = report["models"]["s-spec"]["stage_seconds"]
     assert list(spec_seconds) == ["setup", "logits", "gold"]  # on these tiny taggers the set-up may round to 0.0 s
     assert sum(spec_seconds.values()) == pytest.approx(sum(report["timings"][f"distil:s-spec:{lang}"] for lang in ("de", "en")), abs=0.3)
+    leftover = out / "students" / "s" / "joint" / "checkpoint"
+    leftover.mkdir()  # as a kill between a finished student's final save and the checkpoint's removal leaves it
+    run.step("distil")
+    assert not leftover.exists()
     monkeypatch.setattr(vocabulary, "OVERLAP_POWER", 2.0)
     with pytest.raises(StaleArtifactError, match=r"student\.vocabulary\.overlap_power: 8\.0 -> 2\.0.*--overwrite"):
         run.step("distil")

@@ -109,6 +109,17 @@ def test_crash_while_saving_keeps_previous_checkpoint_and_resumes_exactly(tmp_pa
     assert progress["history"][2]["seconds"] >= 1000 > progress["history"][3]["seconds"]
 
 
+def test_set_up_time_survives_a_kill_before_the_first_sub_stage_ends(tmp_path: Path) -> None:
+    """The time spent building a student counts as distillation time: an attempt killed in its
+    first sub-stage has paid it too, and the resumed run's record adds both."""
+    cfg = DistilConfig(batch_size=4, eval_batch_size=8, stages=STAGES, checkpoint_every=2)
+    with pytest.raises(Crash):  # mid-way through sub-stage 0.0: nothing finished
+        Distiller(make_student(), cfg, make_data(), tmp_path / "run", crashing_accelerator(1), seed=0, setup_seconds=5.0).run()
+    progress = Distiller(make_student(), cfg, make_data(), tmp_path / "run", Accelerator(cpu=True), seed=0, setup_seconds=3.0).run()
+    assert progress["setup_seconds"] == 8.0
+    assert progress["history"][0]["stage"] == STAGES[0].name
+
+
 def test_a_resume_state_keeps_the_loss_sum_not_every_batch_loss(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """position.json is rewritten at every checkpoint: its size must not grow with the steps of
     an epoch (at the paper's scale that list was megabytes), and the epoch's train loss a resumed

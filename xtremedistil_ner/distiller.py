@@ -137,6 +137,8 @@ class Distiller:
         progress["inputs"] = self.inputs
         # Paid again by a rerun that builds the student again: its time counts like a stage's.
         progress["setup_seconds"] = round(progress.get("setup_seconds", 0.0) + self.setup_seconds, 1)
+        if not progress["done"]:  # kept now, so a kill before the first sub-stage ends does not lose it
+            self._checkpoint(progress, clear_resume=False)
         groups = self.student.group_parameters()
         for si, stage in enumerate(self.cfg.stages):
             subs = sub_stages(stage, self.student)
@@ -272,10 +274,10 @@ class Distiller:
             return progress
         return {"done": [], "history": []}
 
-    def _checkpoint(self, progress: dict[str, Any]) -> None:
+    def _checkpoint(self, progress: dict[str, Any], clear_resume: bool = True) -> None:
         """Student and progress in one atomic directory (a kill between two separate writes
-        could pair a sub-stage's weights with progress that says it still has to run); the
-        finished sub-stage's mid-run state is then obsolete."""
+        could pair a sub-stage's weights with progress that says it still has to run); after a
+        finished sub-stage its mid-run state is obsolete (`clear_resume`)."""
         if self.acc.is_main_process:
             with atomic_dir(self.out_dir / CHECKPOINT) as tmp:
                 save_student(self.student, tmp)
@@ -283,7 +285,8 @@ class Distiller:
                     save_file(self.entry_state, str(tmp / ENTRY))
                     progress = {**progress, "entry_sha256": sha256_file(tmp / ENTRY)}  # verified on resume
                 write_json(tmp / PROGRESS, progress)
-        self.resume.clear()
+        if clear_resume:
+            self.resume.clear()
 
 
 def recorded_inputs(out_dir: Path) -> Any:

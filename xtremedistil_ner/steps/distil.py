@@ -16,7 +16,8 @@ from .. import cache as cache_mod
 from ..config import StudentConfig
 from ..distiller import FINAL, Distiller, StageData, is_distilled, recorded_inputs
 from ..errors import StaleArtifactError
-from ..layout import JOINT
+from ..io import remove_dir
+from ..layout import CHECKPOINT, JOINT
 from ..students import (LanguageCounts, Neighbours, XtremeDistilPreTrainedModel, load_student, map_to_nearest, piece_probabilities,
                         piece_scripts, specialise, specialised_vocabulary, student_type)
 from .annotate import transfer_scan
@@ -110,6 +111,8 @@ class Distil:
                                f"distil: {scfg.name} ({lang or JOINT}) was distilled with other settings; starting over (--overwrite)")
         if verdict is Verdict.REBUILD:
             shutil.rmtree(out_dir)
+        elif verdict is Verdict.DONE and ctx.acc.is_main_process:
+            remove_dir(out_dir / CHECKPOINT)  # left by a kill between the final save and its removal
         return verdict is Verdict.DONE
 
     @staticmethod
