@@ -33,7 +33,7 @@ from .layout import CHECKPOINT, FINAL, PROGRESS, RESUME
 from .provenance import NOTHING
 from .stages import LOSSES, sub_stages, validate_stage
 from .students import XtremeDistilPreTrainedModel, load_student, save_student
-from .training import EarlyStopping, ResumeState, TrainLoop, Track, cpu_copy
+from .training import EarlyStopping, ResumeState, TrainLoop, Track, cpu_copy, fused
 
 ENTRY = "stage_entry.safetensors"  # the model that entered a guarded stage, in checkpoints
 
@@ -226,7 +226,7 @@ class Distiller:
         loader, sampler, held = self._stage_loaders(stage, si)
         self.student.to(acc.device).train()
         self._freeze_unreached(loader, stage)
-        adam = torch.optim.Adam([p for p in self.student.parameters() if p.requires_grad], lr=stage.lr)
+        adam = torch.optim.Adam([p for p in self.student.parameters() if p.requires_grad], lr=stage.lr, **fused(acc.device))
         # A fresh DDP wrapper per sub-stage: DDP registers the parameters that require grad
         # when it is built, and gradual unfreezing changes that set between sub-stages.
         model, optimizer = acc.prepare(self.student, adam)

@@ -25,7 +25,7 @@ from .scoring import logits_fn, predict_tags, score
 from .io import atomic_dir, check_manifest, damaged, read_json, write_json, write_manifest
 from .layout import TEACHER_MANIFEST
 from .stages import labeled_positions
-from .training import Plugin, ResumeState, TrainLoop, Track
+from .training import Plugin, ResumeState, TrainLoop, Track, fused
 
 
 def load_tokenizer(name_or_path: str, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
@@ -146,7 +146,8 @@ def fine_tune(cfg: TeacherConfig, train: list[Sentence], dev: list[Sentence], la
     decay = [p for n, p in model.named_parameters() if p.requires_grad and not _no_decay(n)]
     no_decay = [p for n, p in model.named_parameters() if p.requires_grad and _no_decay(n)]
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr,
+        **fused(accelerator.device),
     )
     # The sampler shards each global batch itself, so the loader stays unprepared, and the
     # scheduler too: Accelerate would step it once per process per optimizer step.
