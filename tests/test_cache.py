@@ -66,6 +66,10 @@ def test_cache_holds_teacher_outputs_for_every_window(annotated) -> None:
             assert np.allclose(item["teacher_hidden"][:, k], ref.hidden_states[layer][0].numpy(), atol=1e-2)
         # A view asks for its student's layers in the student's order.
         assert np.array_equal(cache_mod.TransferCache(out, layers=[2])[j]["teacher_hidden"][:, 0], item["teacher_hidden"][:, 1])
+        # The losses on logits read a view without the hidden states; the cache itself keeps them.
+        lean = cache.logits_only()[j]
+        assert "teacher_hidden" not in lean and np.array_equal(lean["teacher_logits"], item["teacher_logits"])
+    assert "teacher_hidden" in cache[0]
 
 
 def test_language_filter(annotated) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from pathlib import Path
 
@@ -45,6 +46,12 @@ class FakeTransfer(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         return self.items[i]
+
+    def logits_only(self) -> "FakeTransfer":
+        """As `TransferCache.logits_only`: the same items without the teacher's hidden states."""
+        view = copy.copy(self)
+        view.items = [{k: v for k, v in it.items() if k != "teacher_hidden"} for it in self.items]
+        return view
 
 
 def make_data() -> StageData:

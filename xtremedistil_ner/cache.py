@@ -13,6 +13,7 @@ settings) so a rerun reuses the cache only if all match.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import itertools
@@ -440,6 +441,7 @@ class TransferCache(Dataset):
         self.bounds = np.searchsorted(self.shard_of, np.arange(len(where) + 1))  # shard k's items: bounds[k]:bounds[k + 1]
         if not len(self.row_of):
             raise CacheError(f"{out_dir}: no cached windows for languages {list(languages or [])}")
+        self.hidden = True  # items carry the teacher's hidden states (see `logits_only`)
 
     def lengths(self) -> list[int]:
         return np.concatenate([np.diff(o)[self.row_of[self.bounds[k] : self.bounds[k + 1]]] for k, o in enumerate(self.offsets)]).tolist()
@@ -450,12 +452,18 @@ class TransferCache(Dataset):
     def __getitem__(self, j: int) -> dict[str, Any]:
         k, i = int(self.shard_of[j]), int(self.row_of[j])
         sh, rows = self.shards[k], slice(int(self.offsets[k][i]), int(self.offsets[k][i + 1]))
-        return {
-            "input_ids": sh["input_ids"][rows],
-            "teacher_logits": sh["logits"][rows],
-            "teacher_hidden": self.codec.decode(sh["hidden"][rows], sh["hidden_scale"][rows] if "hidden_scale" in sh else None, self.layer_index),
-            "index": j,
-        }
+        item = {"input_ids": sh["input_ids"][rows], "teacher_logits": sh["logits"][rows], "index": j}
+        if self.hidden:
+            item["teacher_hidden"] = self.codec.decode(sh["hidden"][rows], sh["hidden_scale"][rows] if "hidden_scale" in sh else None,
+                                                       self.layer_index)
+        return item
+
+    def logits_only(self) -> TransferCache:
+        """This view without the teacher's hidden states, for the losses that never read them:
+        reading, decoding and padding them was a tenth of a 50/200's logits step."""
+        view = copy.copy(self)
+        view.hidden = False
+        return view
 
     def token_counts(self, size: int) -> np.ndarray:
         """How often each of `size` subword ids occurs in the windows of this view (only its

@@ -122,8 +122,9 @@ class Distiller:
         """Training loader and sampler, and a held-out loader when the loss selects on held-out loss."""
         if stage.data == "labeled":
             dataset, lengths = WindowDataset(self.data.labeled), [len(w) for w in self.data.labeled]
-        else:
-            dataset, lengths = self.data.transfer, self.data.transfer_lengths
+        else:  # the teacher's hidden states only for a loss on the student's projections
+            dataset = self.data.transfer if LOSSES[stage.loss].projections else self.data.transfer.logits_only()
+            lengths = self.data.transfer_lengths
         held = None
         if LOSSES[stage.loss].select_on_loss:
             train_idx, held_idx = _split_heldout(len(lengths), self.seed)
