@@ -24,6 +24,7 @@ BAD = [
     (["distil.stages=[{name: r, loss: gold, data: labeled, epochs: [1, 2]}]"], "a list of epochs needs train: gradual"),
     (["distil.stages=[{name: r, loss: gold, data: labeled, lr: 0}]"], "lr must be > 0"),
     (["distil.stages=[{name: r, loss: gold, data: labeled, patience: 0}]"], "patience must be >= 1"),
+    (["distil.stages=[{name: r, loss: gold, data: labeled, keep_confidence: 0}]"], "keep_confidence must be in (0, 1] or unset"),
     (["distil.stages=[{name: r, loss: logits_kl, data: transfer, temperature: 0}]"], "temperature must be > 0"),
     (["distil.stages=[]"], "no distillation stages"),
     (["distil.stages=[{name: r, loss: gold, data: labeled, scheduler: step}]"], "scheduler must be one of"),

@@ -94,3 +94,28 @@ def test_length_mismatch_is_an_error() -> None:
 
 def test_empty_input() -> None:
     assert score([], []) == {}
+
+
+def test_entity_counts_add_up_to_the_score_and_the_bootstrap_compares_paired_resamples() -> None:
+    """Per-sentence counts give `score`'s F1 (strict IOB2: a stray I- is no entity); the paired
+    bootstrap says how often one prediction beats another over resampled sentences."""
+    import numpy as np
+
+    from xtremedistil_ner.scoring import entity_counts, share_better
+
+    gold = [_s(["B-PER", "I-PER", "O"]), _s(["B-LOC", "O", "B-ORG"]), _s(["O", "O", "O"]), _s(["B-PER", "O", "O"], "de"),
+            _s(["O", "B-LOC", "O"], "de")]
+    worse = [["B-PER", "O", "O"], ["B-LOC", "O", "I-ORG"], ["O", "O", "O"], ["B-PER", "O", "O"], ["O", "O", "O"]]
+    better = [["B-PER", "I-PER", "O"], ["B-LOC", "O", "B-ORG"], ["O", "O", "O"], ["B-PER", "O", "O"], ["O", "B-LOC", "O"]]
+    counts = entity_counts(gold, worse)
+    assert counts["en"].tolist() == [[0, 1, 1], [1, 1, 2], [0, 0, 0]] and counts["de"].tolist() == [[1, 1, 1], [0, 0, 1]]
+    reported = score(gold, worse)
+    for lang, rows in counts.items():
+        tp, pred, gold_n = rows.sum(axis=0)
+        assert 100 * 2 * tp / (pred + gold_n) == pytest.approx(reported[lang]["f1"])
+    assert share_better(counts, counts) == 0.0  # a tie is not a gain
+    assert share_better(counts, entity_counts(gold, better)) > 0.9
+    assert share_better(entity_counts(gold, better), counts) == 0.0
+    one_entity = entity_counts(gold, [better[0], *worse[1:]])  # better on one sentence of three in one language
+    assert 0.5 < share_better(counts, one_entity, seed=1) < 0.8  # 1 - (2/3)^3 = 0.70 of draws hold it
+    assert np.isclose(share_better(counts, one_entity, seed=1), share_better(counts, one_entity, seed=1))

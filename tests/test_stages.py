@@ -279,3 +279,26 @@ def test_a_stage_that_lowers_dev_f1_gives_back_the_model_that_entered_it(tmp_pat
     assert again["history"][-1]["rolled_back"] and again["final_dev"] == only_good["final_dev"]
     resumed = load_student(tmp_path / "resumed" / "model").state_dict()
     assert all(torch.equal(v, resumed[k]) for k, v in kept.items())
+
+
+@pytest.mark.parametrize("confidence, kept", [(0.5, True), (0.9, False)])
+def test_keep_confidence_keeps_a_guarded_stage_only_when_resampled_dev_sets_agree(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, confidence: float, kept: bool) -> None:
+    """A guarded stage that does not lower dev F1 is still undone when it beats the model that
+    entered it in fewer resamplings of the dev set than `keep_confidence` asks (here 70%)."""
+    calls = []
+
+    def share(before, after, seed):
+        calls.append((before, after))
+        return 0.7
+
+    monkeypatch.setattr(distiller, "share_better", share)
+    good = StageConfig("good", "gold", "labeled", "all", epochs=3, lr=0.05, patience=3)
+    same = StageConfig("same", "gold", "labeled", "all", epochs=1, lr=1e-9, keep_confidence=confidence)  # changes no prediction
+    cfg = DistilConfig(batch_size=4, eval_batch_size=8, stages=[good, same], checkpoint_every=0)
+    progress = Distiller(make_student(), cfg, make_gold_data(), tmp_path, Accelerator(cpu=True), seed=0).run()
+    record = progress["history"][-1]
+    assert record["share_better"] == 0.7 and record["rolled_back"] is not kept
+    (before, after), = calls  # the entering model's and the stage's dev entities, sentence by sentence
+    assert before.keys() == after.keys() == {"xx", "yy"}
+    assert "share_better" not in progress["history"][0]  # no key, no resampling

@@ -284,6 +284,11 @@ class StageConfig:
     max_steps: int | None = setting(None, "a step budget, each epoch at most that many optimizer steps, the first batches of "
                                     "its shuffled order, another draw each epoch, for a student too slow to see a large "
                                     "transfer set whole", Range(low=1, unset="for whole epochs"))
+    keep_confidence: float | None = setting(
+        None, "a guarded stage (one that starts from a trained classifier) is kept only if, over 1,000 resamplings of the dev "
+        "sentences (a paired bootstrap within each language), it beats the model that entered it on macro dev F1 in at least "
+        "this share of them: on a 100-sentence dev set a gain of one entity is noise, not a reason to change the model",
+        Range(low=0, high=1, low_open=True, unset="to keep it unless dev F1 falls"))
 
     def epochs_at(self, sub_stage: int) -> int:
         if isinstance(self.epochs, int):

@@ -7,6 +7,7 @@ too, so a killed run resumes mid-epoch and ends with the weights an uninterrupte
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import random
@@ -27,7 +28,7 @@ from xdner_runtime.windows import Window
 from .batching import LengthBatchSampler, WindowDataset, batch_loader, check_global_batch, to_device
 from .config import DistilConfig, StageConfig
 from .data.conll import Sentence
-from .scoring import logits_fn, predict_tags, score
+from .scoring import entity_counts, logits_fn, predict_tags, score, share_better
 from .io import atomic_dir, damaged, read_json, remove_dir, settled_dir, sha256_file, write_json
 from .layout import CHECKPOINT, FINAL, PROGRESS, RESUME
 from .provenance import NOTHING
@@ -91,10 +92,12 @@ class Distiller:
 
     # -- selection -------------------------------------------------------------------------
     def dev_f1(self, model: XtremeDistilPreTrainedModel) -> dict[str, Any]:
+        return score(self.data.dev, self.dev_tags(model))
+
+    def dev_tags(self, model: XtremeDistilPreTrainedModel) -> list[list[str]]:
         model.eval()
-        pred = predict_tags(logits_fn(model), self.data.dev, self.data.dev_windows, self.id2label, self.data.pad_id,
+        return predict_tags(logits_fn(model), self.data.dev, self.data.dev_windows, self.id2label, self.data.pad_id,
                             self.cfg.eval_batch_size, self.acc, "student dev")
-        return score(self.data.dev, pred)
 
     @torch.no_grad()
     def heldout_loss(self, model: XtremeDistilPreTrainedModel, loader: DataLoader, stage: StageConfig) -> float:
@@ -199,13 +202,26 @@ class Distiller:
         record["best_dev"] = after
         record["stage_entry_dev_macro_f1"] = entry["dev"]["macro"]["f1"]
         record["rolled_back"] = after["macro"]["f1"] < entry["dev"]["macro"]["f1"]
+        if stage.keep_confidence is not None and not record["rolled_back"]:
+            record["share_better"] = self._share_better(stage)
+            record["rolled_back"] = record["share_better"] < stage.keep_confidence
         if record["rolled_back"]:
             self.student.load_state_dict(self.entry_state)
             record["best_dev"] = entry["dev"]
             if self.acc.is_main_process:
-                logger.info(f"  stage {stage.name!r} lowered macro dev F1 ({entry['dev']['macro']['f1']:.2f} -> "
-                            f"{after['macro']['f1']:.2f}): keeping the model that entered it")
+                why = (f"lowered macro dev F1 ({entry['dev']['macro']['f1']:.2f} -> {after['macro']['f1']:.2f})" if "share_better" not in record
+                       else f"beat the model that entered it in {record['share_better']:.0%} of dev resamplings, "
+                            f"not {stage.keep_confidence:.0%}")
+                logger.info(f"  stage {stage.name!r} {why}: keeping the model that entered it")
         self.entry_state = None
+
+    def _share_better(self, stage: StageConfig) -> float:
+        """How often the student beats the model that entered `stage` over resamplings of the
+        dev sentences (`keep_confidence`)."""
+        entered = copy.deepcopy(self.student)
+        entered.load_state_dict(self.entry_state)
+        before, after = (entity_counts(self.data.dev, self.dev_tags(m)) for m in (entered, self.student))
+        return share_better(before, after, seed=self.seed)
 
     def _freeze_unreached(self, loader: DataLoader, stage: StageConfig) -> None:
         """Freeze trainable parameters the stage's loss never reaches (the classifier under the

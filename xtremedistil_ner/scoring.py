@@ -12,7 +12,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object
 from seqeval.metrics import classification_report
-from seqeval.scheme import IOB2
+from seqeval.scheme import IOB2, Entities
 from xdner_runtime.windows import Window, merge_predictions
 
 from .batching import map_windows
@@ -92,6 +92,34 @@ def score(sentences: Sequence[Sentence], predicted: Sequence[Sequence[str]]) -> 
             k: float(np.mean([v[k] for v in result.values()])) for k in ("f1", "precision", "recall")
         }
     return result
+
+
+def entity_counts(sentences: Sequence[Sentence], predicted: Sequence[Sequence[str]]) -> dict[str, np.ndarray]:
+    """Per language, one row per sentence: its correctly predicted, predicted and gold entities
+    (strict IOB2, as `score` reads them). A language's F1 is 2 * correct / (predicted + gold)
+    summed over its rows, so resampling rows resamples the score."""
+    rows: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
+    gold = Entities([list(s.tags or ()) for s in sentences], IOB2).entities
+    pred = Entities([list(p) for p in predicted], IOB2).entities
+    for sent, g, p in zip(sentences, gold, pred, strict=True):
+        g_set, p_set = {e.to_tuple() for e in g}, {e.to_tuple() for e in p}
+        rows[sent.lang].append((len(g_set & p_set), len(p_set), len(g_set)))
+    return {lang: np.array(r, dtype=np.int64).reshape(-1, 3) for lang, r in sorted(rows.items())}
+
+
+def share_better(before: dict[str, np.ndarray], after: dict[str, np.ndarray], resamples: int = 1000, seed: int = 0) -> float:
+    """Paired bootstrap: the share of `resamples` draws of the dev sentences (with replacement,
+    within each language) in which `after`'s macro F1 is above `before`'s."""
+    rng = np.random.default_rng(seed)
+    diff = np.zeros(resamples)
+    for lang in before:
+        n = len(before[lang])
+        idx = rng.integers(0, n, (resamples, n))
+        for sign, counts in ((-1, before[lang]), (1, after[lang])):
+            tp, pred, gold = counts[idx].sum(axis=1).T
+            with np.errstate(invalid="ignore", divide="ignore"):
+                diff += sign * np.where(pred + gold > 0, 2 * tp / np.maximum(pred + gold, 1), 0.0)
+    return float((diff > 1e-12).mean())
 
 
 def _prf(row: dict[str, Any]) -> dict[str, float]:
