@@ -1,0 +1,147 @@
+"""How per-language taggers specialised from a joint student should choose their stages, judged
+on dev sentences they did not choose on (#24: on 100-sentence dev sets, keeping whichever
+stage scored best fitted noise). Each language's dev set is split in two halves (alternate
+sentences): the taggers are specialised choosing on half A, then the joint student and every
+tagger are scored on half B. Rules: the default (a stage is kept unless dev F1 falls) and
+`keep_confidence` at each level given. Test sentences are never read.
+
+Works on a copy of a finished run's teacher, cache and joint student (hard links: the run
+itself is left as it is):
+
+    python benchmarks/specialise_selection.py --run runs/wikiann48-lowres --out runs/selection --confidence 0.8 0.9
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from xtremedistil_ner.threads import configure_threads
+
+configure_threads()  # before torch loads, as xdner does
+
+from _common import command_line, markdown_table  # noqa: E402  (benchmarks/_common.py: this script's folder is on sys.path)
+from xdner_runtime.windows import Window  # noqa: E402
+from xtremedistil_ner import cache as cache_mod  # noqa: E402
+from xtremedistil_ner.config import load_config, specialise_schedule  # noqa: E402
+from xtremedistil_ner.data.conll import Sentence  # noqa: E402
+from xtremedistil_ner.distiller import FINAL, StageData, is_distilled  # noqa: E402
+from xtremedistil_ner.encoding import encode  # noqa: E402
+from xtremedistil_ner.io import read_json, write_json, write_text  # noqa: E402
+from xtremedistil_ner.layout import CONFIG, JOINT  # noqa: E402
+from xtremedistil_ner.pipeline import Run  # noqa: E402
+from xtremedistil_ner.scoring import logits_fn, predict_tags, score  # noqa: E402
+from xtremedistil_ner.steps.distil import Distil, Specialiser  # noqa: E402
+from xtremedistil_ner.steps.students import inputs, restrict, teacher_layers  # noqa: E402
+from xtremedistil_ner.students import load_student  # noqa: E402
+
+SPECIALISED = "selection"
+
+
+def link_tree(src: Path, dst: Path) -> None:
+    """`dst` as hard links to `src`'s files (nothing is copied, the run is not touched)."""
+    for root, _, files in os.walk(src):
+        target = dst / Path(root).relative_to(src)
+        target.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            if not (target / f).exists():
+                os.link(Path(root) / f, target / f)
+
+
+def specialise(args: argparse.Namespace, rule: float | None) -> tuple[Run, list[Sentence], dict[str, Any]]:
+    """The taggers of one rule, each chosen on its language's dev half A, as the distil step
+    trains them; returns the run, dev half B and each tagger's stage records."""
+    work = args.out / ("default" if rule is None else f"confidence-{rule}")
+    for part in ("teacher", "cache", f"students/{args.joint}/{JOINT}"):
+        link_tree(args.run / part, work / part)
+    cfg = load_config(args.run / CONFIG, [f"output_dir={work}"] + ([f"data.root={args.data_root}"] if args.data_root else []))
+    joint = next(s for s in cfg.students if s.name == args.joint)
+    stages = [dataclasses.replace(st, keep_confidence=rule) for st in specialise_schedule()]
+    scfg = dataclasses.replace(joint, name=SPECIALISED, mode="per_language", from_student=args.joint, stages=stages)
+    cfg.students = [joint, scfg]
+    run = Run(cfg)
+    run.teacher_inputs  # noqa: B018  (the teacher's record names the whole dev set: it was chosen on it)
+    by_lang: dict[str, list[Sentence]] = {}
+    for sent in run.corpus.dev:
+        by_lang.setdefault(sent.lang, []).append(sent)
+    half_b = [sent for sents in by_lang.values() for sent in sents[1::2]]
+    run.__dict__["corpus"] = dataclasses.replace(run.corpus, dev=[sent for sents in by_lang.values() for sent in sents[0::2]])
+    teacher = run.teacher
+    labeled: dict[str, list[Window]] = {lang: [] for lang in run.corpus.languages}
+    for w in run.windows("train"):
+        labeled[run.corpus.train[w.sent].lang].append(w)
+    dev_windows = run.windows("dev")
+    specialiser = Specialiser(run, scfg, labeled, teacher.get_input_embeddings().weight.detach())
+    records = {}
+    for lang in sorted(by_lang):
+        if not is_distilled(run.student_dir(SPECIALISED, lang)):
+            _, student = specialiser(lang)
+            transfer = cache_mod.TransferCache(run.cache_dir, [lang], teacher_layers(run, scfg, teacher))
+            _, dev_sents, dev_w = restrict(run.corpus.dev, dev_windows, lang)
+            data = StageData(transfer, transfer.lengths(), labeled[lang], dev_sents, dev_w, run.pad_id)
+            Distil._train(run, scfg, lang, student, data, inputs(run, scfg, lang), 0.0)
+        records[lang] = read_json(run.student_dir(SPECIALISED, lang) / "progress.json")["history"]
+    return run, half_b, records
+
+
+def score_half(run: Run, half_b: list[Sentence], model_dir: Path, lang: str | None) -> dict[str, Any]:
+    """Dev half B's scores (one language's, or all) of the model in `model_dir`."""
+    sentences = [s for s in half_b if lang is None or s.lang == lang]
+    model = load_student(model_dir)
+    windows = encode(sentences, run.tokenizer, run.cfg.teacher.max_length, None)
+    pred = predict_tags(logits_fn(model), sentences, windows, model.config.id2label, run.pad_id, 256, run.acc, "dev half B")
+    return score(sentences, pred)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, required=True, help="a finished run folder with the joint student and its cache")
+    parser.add_argument("--out", type=Path, required=True, help="where the taggers of each rule go")
+    parser.add_argument("--joint", default="bilstm-50-200", help="the joint student the taggers start from")
+    parser.add_argument("--confidence", type=float, nargs="*", default=[0.9], help="keep_confidence levels to compare")
+    parser.add_argument("--data-root", help="the data root, if it moved since the run")
+    args = parser.parse_args()
+    rules: list[float | None] = [None, *args.confidence]
+    joint_b: dict[str, Any] | None = None
+    rows: dict[str, dict[str, Any]] = {}
+    for rule in rules:
+        run, half_b, records = specialise(args, rule)
+        if joint_b is None:
+            joint_b = score_half(run, half_b, args.run / "students" / args.joint / JOINT / FINAL, None)
+        name = "default" if rule is None else f"keep_confidence {rule}"
+        for lang, history in records.items():
+            f1 = score_half(run, half_b, run.student_dir(SPECIALISED, lang) / FINAL, lang)[lang]["f1"]
+            kept = [h["stage"] for h in history if not h.get("rolled_back")]
+            rows.setdefault(lang, {"joint": joint_b[lang]["f1"], "sentences_b": joint_b[lang]["sentences"]})[name] = {
+                "f1": f1, "kept": kept}
+        print(name, "done", flush=True)
+    names = ["default" if r is None else f"keep_confidence {r}" for r in rules]
+    summary = {}
+    for name in names:
+        diffs = [rows[lang][name]["f1"] - rows[lang]["joint"] for lang in rows]
+        summary[name] = {"mean_difference": sum(diffs) / len(diffs), "below_minus_0.5": sum(d < -0.5 for d in diffs),
+                         "mean_abs_difference": sum(abs(d) for d in diffs) / len(diffs),
+                         "stages_kept": sum(len(rows[lang][name]["kept"]) for lang in rows)}
+    result = {"command": command_line("benchmarks/specialise_selection.py", sys.argv[1:]), "rules": names, "summary": summary,
+              "languages": rows}
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(args.out / "selection.json", result)
+    lines = ["# Choosing a specialised tagger's stages: dev half A to choose, half B to judge", "",
+             f"Command: `{result['command']}`", "",
+             *markdown_table(["rule", "mean F1 vs joint (half B)", "mean |difference|", "languages > 0.5 below", "stages kept"],
+                             [[n, f"{s['mean_difference']:+.2f}", f"{s['mean_abs_difference']:.2f}", s["below_minus_0.5"], s["stages_kept"]]
+                              for n, s in summary.items()]), "",
+             *markdown_table(["language", "half-B sentences", "joint", *names],
+                             [[lang, r["sentences_b"], f"{r['joint']:.2f}",
+                               *(f"{r[n]['f1'] - r['joint']:+.2f} ({'+'.join(r[n]['kept']) or 'none'})" for n in names)]
+                              for lang, r in sorted(rows.items())]), ""]
+    write_text(args.out / "selection.md", "\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
