@@ -3,7 +3,8 @@ on dev sentences they did not choose on (#24: on 100-sentence dev sets, keeping 
 stage scored best fitted noise). Each language's dev set is split in two halves (alternate
 sentences): the taggers are specialised choosing on half A, then the joint student and every
 tagger are scored on half B. Rules: the default (a stage is kept unless dev F1 falls) and
-`keep_confidence` at each level given. Test sentences are never read.
+`keep_confidence` at each level given. Test sentences are never read. The joint student was chosen
+on the whole dev set, half B included, so the comparison leans its way a little.
 
 Works on a copy of a finished run's teacher, cache and joint student (hard links: the run
 itself is left as it is):
@@ -32,7 +33,7 @@ from xtremedistil_ner.data.conll import Sentence  # noqa: E402
 from xtremedistil_ner.distiller import FINAL, StageData, is_distilled  # noqa: E402
 from xtremedistil_ner.encoding import encode  # noqa: E402
 from xtremedistil_ner.io import read_json, write_json, write_text  # noqa: E402
-from xtremedistil_ner.layout import CONFIG, JOINT  # noqa: E402
+from xtremedistil_ner.layout import CONFIG, JOINT, PROGRESS  # noqa: E402
 from xtremedistil_ner.pipeline import Run  # noqa: E402
 from xtremedistil_ner.scoring import logits_fn, predict_tags, score  # noqa: E402
 from xtremedistil_ner.steps.distil import Distil, Specialiser  # noqa: E402
@@ -84,7 +85,7 @@ def specialise(args: argparse.Namespace, rule: float | None) -> tuple[Run, list[
             _, dev_sents, dev_w = restrict(run.corpus.dev, dev_windows, lang)
             data = StageData(transfer, transfer.lengths(), labeled[lang], dev_sents, dev_w, run.pad_id)
             Distil._train(run, scfg, lang, student, data, inputs(run, scfg, lang), 0.0)
-        records[lang] = read_json(run.student_dir(SPECIALISED, lang) / "progress.json")["history"]
+        records[lang] = read_json(run.student_dir(SPECIALISED, lang) / PROGRESS)["history"]
     return run, half_b, records
 
 

@@ -302,3 +302,18 @@ def test_keep_confidence_keeps_a_guarded_stage_only_when_resampled_dev_sets_agre
     (before, after), = calls  # the entering model's and the stage's dev entities, sentence by sentence
     assert before.keys() == after.keys() == {"xx", "yy"}
     assert "share_better" not in progress["history"][0]  # no key, no resampling
+
+
+def test_only_a_loss_on_the_projections_reads_the_teacher_hidden_states(tmp_path: Path) -> None:
+    """The representation stage's batches carry the teacher's hidden states; a logits stage's come
+    from the cache's lean view, which never reads or decodes them."""
+    distiller = Distiller(make_student(), DistilConfig(batch_size=4, stages=STAGES_FOR_VIEWS), make_data(), tmp_path,
+                          Accelerator(cpu=True), seed=0)
+    for si, stage in enumerate(STAGES_FOR_VIEWS):
+        batch = next(iter(distiller._stage_loaders(stage, si)[0]))
+        assert ("teacher_hidden" in batch) is (stage.loss == "representation"), stage.loss
+
+
+STAGES_FOR_VIEWS = [StageConfig("r", "representation", "transfer", "all", epochs=1, lr=0.01),
+                    StageConfig("l", "logits_mse", "transfer", "all", epochs=1, lr=0.01),
+                    StageConfig("k", "logits_kl", "transfer", "all", epochs=1, lr=0.01)]

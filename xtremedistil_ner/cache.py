@@ -401,8 +401,8 @@ def _allow_open_files(needed: int) -> None:
 class TransferCache(Dataset):
     """A finished cache read in place, optionally restricted to some languages and to some of
     its teacher layers (in the order given: a student's stage-1 targets). Items carry the
-    window's ids with the teacher's logits and hidden states. Per window it holds 8 bytes of
-    index in memory; the arrays stay on disk."""
+    window's ids with the teacher's logits and hidden states (only the logits in a
+    `logits_only` view). Per window it holds 8 bytes of index in memory; the arrays stay on disk."""
 
     def __init__(self, out_dir: Path, languages: Sequence[str] | None = None, layers: Sequence[int] | None = None) -> None:
         out_dir = Path(out_dir)
@@ -441,7 +441,7 @@ class TransferCache(Dataset):
         self.bounds = np.searchsorted(self.shard_of, np.arange(len(where) + 1))  # shard k's items: bounds[k]:bounds[k + 1]
         if not len(self.row_of):
             raise CacheError(f"{out_dir}: no cached windows for languages {list(languages or [])}")
-        self.hidden = True  # items carry the teacher's hidden states (see `logits_only`)
+        self.with_hidden = True  # items carry the teacher's hidden states (see `logits_only`)
 
     def lengths(self) -> list[int]:
         return np.concatenate([np.diff(o)[self.row_of[self.bounds[k] : self.bounds[k + 1]]] for k, o in enumerate(self.offsets)]).tolist()
@@ -453,7 +453,7 @@ class TransferCache(Dataset):
         k, i = int(self.shard_of[j]), int(self.row_of[j])
         sh, rows = self.shards[k], slice(int(self.offsets[k][i]), int(self.offsets[k][i + 1]))
         item = {"input_ids": sh["input_ids"][rows], "teacher_logits": sh["logits"][rows], "index": j}
-        if self.hidden:
+        if self.with_hidden:
             item["teacher_hidden"] = self.codec.decode(sh["hidden"][rows], sh["hidden_scale"][rows] if "hidden_scale" in sh else None,
                                                        self.layer_index)
         return item
@@ -462,7 +462,7 @@ class TransferCache(Dataset):
         """This view without the teacher's hidden states, for the losses that never read them:
         reading, decoding and padding them was a tenth of a 50/200's logits step."""
         view = copy.copy(self)
-        view.hidden = False
+        view.with_hidden = False
         return view
 
     def token_counts(self, size: int) -> np.ndarray:

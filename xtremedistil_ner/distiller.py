@@ -15,7 +15,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 from accelerate import Accelerator
@@ -32,11 +32,14 @@ from .scoring import entity_counts, logits_fn, predict_tags, score, share_better
 from .io import atomic_dir, damaged, read_json, remove_dir, settled_dir, sha256_file, write_json
 from .layout import CHECKPOINT, FINAL, PROGRESS, RESUME
 from .provenance import NOTHING
-from .stages import LOSSES, sub_stages, validate_stage
+from .stages import LOSSES, guarded, sub_stages, validate_stage
 from .students import XtremeDistilPreTrainedModel, load_student, save_student
 from .training import EarlyStopping, ResumeState, TrainLoop, Track, cpu_copy, fused
 
 ENTRY = "stage_entry.safetensors"  # the model that entered a guarded stage, in checkpoints
+
+if TYPE_CHECKING:
+    from .cache import TransferCache
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +49,7 @@ class StageData:
     """What the stages read: teacher-annotated transfer windows and gold-labeled windows, plus
     dev sentences for selection."""
 
-    transfer: Dataset | None
+    transfer: TransferCache | None  # or any dataset with its `logits_only()`
     transfer_lengths: list[int]
     labeled: Sequence[Window]
     dev: Sequence[Sentence]
@@ -141,8 +144,11 @@ class Distiller:
         progress["inputs"] = self.inputs
         # Paid again by a rerun that builds the student again: its time counts like a stage's.
         progress["setup_seconds"] = round(progress.get("setup_seconds", 0.0) + self.setup_seconds, 1)
-        if not progress["done"]:  # kept now, so a kill before the first sub-stage ends does not lose it
+        # Every process has read the checkpoint before the main one rewrites it.
+        self.acc.wait_for_everyone()
+        if self.setup_seconds:  # kept now, so a kill before the next sub-stage ends does not lose it
             self._checkpoint(progress, clear_resume=False)
+            self.acc.wait_for_everyone()
         groups = self.student.group_parameters()
         for si, stage in enumerate(self.cfg.stages):
             subs = sub_stages(stage, self.student)
@@ -181,11 +187,7 @@ class Distiller:
         return progress
 
     def _guarded(self, si: int) -> bool:
-        """Whether stage `si` is compared with the model that entered it: only when that model
-        already has a trained classifier (it came trained, or an earlier stage trained it), so
-        dev F1 means something."""
-        reaches = [LOSSES[s.loss].reaches_classifier for s in self.cfg.stages]
-        return reaches[si] and (self.trained or any(reaches[:si]))
+        return guarded(self.cfg.stages, si, self.trained)
 
     def _current_dev(self, progress: dict[str, Any]) -> dict[str, Any]:
         """Dev scores of the student as it is: the last sub-stage's, when it selected on dev F1
@@ -194,8 +196,9 @@ class Distiller:
         return last.get("best_dev") or self.dev_f1(self.student)
 
     def _keep_the_better(self, stage: StageConfig, progress: dict[str, Any]) -> None:
-        """After a guarded stage: if it lowered macro dev F1, the model that entered it comes back
-        (a stage must not silently replace a better model); the record says so either way."""
+        """After a guarded stage: if it lowered macro dev F1 (or, with `keep_confidence`, beat the
+        model that entered it in too few resamplings of the dev set), that model comes back (a stage
+        must not silently replace a better model); the record says so either way."""
         entry = progress.pop("entry")
         after = self._current_dev(progress)
         record = progress["history"][-1]
@@ -221,7 +224,7 @@ class Distiller:
         entered = copy.deepcopy(self.student)
         entered.load_state_dict(self.entry_state)
         before, after = (entity_counts(self.data.dev, self.dev_tags(m)) for m in (entered, self.student))
-        return share_better(before, after, seed=self.seed)
+        return share_better(before, after, seed=self.seed + self.cfg.stages.index(stage))
 
     def _freeze_unreached(self, loader: DataLoader, stage: StageConfig) -> None:
         """Freeze trainable parameters the stage's loss never reaches (the classifier under the
@@ -318,4 +321,7 @@ def recorded_inputs(out_dir: Path) -> Any:
 
 
 def is_distilled(out_dir: Path) -> bool:
-    return (Path(out_dir) / FINAL / "config.json").exists() and "final_dev" in read_json(Path(out_dir) / PROGRESS)
+    """The final model and the progress that says it is final (a kill between their two writes
+    leaves the model alone: not distilled, so the checkpoint resumes)."""
+    progress = Path(out_dir) / PROGRESS
+    return (Path(out_dir) / FINAL / "config.json").exists() and progress.is_file() and "final_dev" in read_json(progress)

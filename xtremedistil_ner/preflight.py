@@ -33,7 +33,7 @@ from .config import (
 from .data.corpus import SPLITS, split_file
 from .files import not_regular_message, special_kind
 from .layout import TEACHER, unsafe_component
-from .stages import validate_stage
+from .stages import LOSSES, guarded, validate_stage
 from .teacher import cxx_compiler
 from .students import student_type
 
@@ -370,8 +370,13 @@ def _student_problems(spec: StudentConfig, cfg: RunConfig, depth: int | None) ->
         probe = _probe(kind, spec, depth)
     except ConfigError:  # a bad layer_map, reported above once the teacher's depth is known
         return problems
-    for stage in (s for s in stages if not key_problems(s)):  # a stage's own key problems: reported by key_problems(cfg)
+    for si, stage in enumerate(stages):
+        if key_problems(stage):  # a stage's own key problems: reported by key_problems(cfg)
+            continue
         problems += _caught(lambda: validate_stage(stage, probe), f"{where}: ")
+        if stage.keep_confidence is not None and stage.loss in LOSSES and not guarded(stages, si, spec.from_student is not None):
+            problems.append(f"{where}: stage {stage.name!r}: keep_confidence needs a stage that starts from a trained classifier "
+                            "(after a stage that trains it, or in a from_student tagger); this one is always kept")
         scaled = stage.lr * spec.lr_scale
         if math.isfinite(stage.lr) and not 0 < scaled < math.inf:  # each factor is range-checked on its own
             problems.append(f"{where}: stage {stage.name!r}: lr {stage.lr} times lr_scale {spec.lr_scale} is {scaled}, "

@@ -114,11 +114,11 @@ def share_better(before: dict[str, np.ndarray], after: dict[str, np.ndarray], re
     diff = np.zeros(resamples)
     for lang in before:
         n = len(before[lang])
-        idx = rng.integers(0, n, (resamples, n))
-        for sign, counts in ((-1, before[lang]), (1, after[lang])):
-            tp, pred, gold = counts[idx].sum(axis=1).T
-            with np.errstate(invalid="ignore", divide="ignore"):
-                diff += sign * np.where(pred + gold > 0, 2 * tp / np.maximum(pred + gold, 1), 0.0)
+        for lo in range(0, resamples, 100):  # 100 draws at a time: a draw of n sentences is n x 3 counts
+            idx = rng.integers(0, n, (min(100, resamples - lo), n))
+            for sign, counts in ((-1, before[lang]), (1, after[lang])):
+                tp, pred, gold = counts[idx].sum(axis=1).T
+                diff[lo : lo + len(idx)] += sign * np.where(pred + gold > 0, 2 * tp / np.maximum(pred + gold, 1), 0.0)
     return float((diff > 1e-12).mean())
 
 

@@ -112,6 +112,14 @@ UNSUPPORTED_SCHEDULERS = {"reduce_lr_on_plateau", "inverse_sqrt", "cosine_with_m
                           "warmup_stable_decay", "greedy"}
 
 
+def guarded(stages: list[StageConfig], si: int, trained: bool) -> bool:
+    """Whether stage `si` is compared with the model that entered it: only when that model
+    already has a trained classifier (it came trained, or an earlier stage trained it), so dev
+    F1 means something."""
+    reaches = [LOSSES[s.loss].reaches_classifier for s in stages]
+    return reaches[si] and (trained or any(reaches[:si]))
+
+
 def validate_stage(stage: StageConfig, student: "XtremeDistilPreTrainedModel") -> None:
     if stage.name == SETUP:
         raise ValueError(f"stage name {SETUP!r} is taken: the report lists the time spent building a student under it")

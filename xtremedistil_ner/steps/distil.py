@@ -109,10 +109,12 @@ class Distil:
         found = Artifact(out_dir, f"student {scfg.name!r}", recorded_inputs(out_dir), needs, is_distilled(out_dir))
         verdict = found.decide(ctx, f"distil: {scfg.name} ({lang or JOINT}) already distilled, skipping",
                                f"distil: {scfg.name} ({lang or JOINT}) was distilled with other settings; starting over (--overwrite)")
-        if verdict is Verdict.REBUILD:
-            shutil.rmtree(out_dir)
-        elif verdict is Verdict.DONE and ctx.acc.is_main_process:
-            remove_dir(out_dir / CHECKPOINT)  # left by a kill between the final save and its removal
+        if ctx.acc.is_main_process:
+            if verdict is Verdict.REBUILD:
+                shutil.rmtree(out_dir)
+            elif verdict is Verdict.DONE:
+                remove_dir(out_dir / CHECKPOINT)  # left by a kill between the final save and its removal
+        ctx.acc.wait_for_everyone()
         return verdict is Verdict.DONE
 
     @staticmethod
