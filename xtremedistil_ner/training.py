@@ -66,7 +66,7 @@ class LoopState:
 def fused(device: torch.device) -> dict[str, bool]:
     """Adam's fused kernel where torch has one: one pass over every parameter instead of a loop
     of small ops per tensor. On 2 CPU cores a 50/200 with 127,712 embedding rows trains a step in
-    83.5 ms against 110.8 (`benchmarks/results/optimizer/`); the same update to float rounding."""
+    76.9 ms against 121.2 (`benchmarks/results/optimizer/`); the same update to float rounding."""
     return {"fused": True} if device.type in ("cpu", "cuda") else {}
 
 
