@@ -133,7 +133,7 @@ def main() -> None:
     write_json(args.out / "selection.json", result)
     lines = ["# Choosing a specialised tagger's stages: dev half A to choose, half B to judge", "",
              f"Command: `{result['command']}`", "",
-             *markdown_table(["rule", "mean F1 vs joint (half B)", "mean |difference|", "languages > 0.5 below", "stages kept"],
+             *markdown_table(["rule", "mean F1 vs joint (half B)", "mean absolute difference", "languages > 0.5 below", "stages kept"],
                              [[n, f"{s['mean_difference']:+.2f}", f"{s['mean_abs_difference']:.2f}", s["below_minus_0.5"], s["stages_kept"]]
                               for n, s in summary.items()]), "",
              *markdown_table(["language", "half-B sentences", "joint", *names],
