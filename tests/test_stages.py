@@ -129,7 +129,8 @@ def test_a_second_loss_under_a_taken_name_is_an_error() -> None:
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_each_loss_does_what_its_record_says(tmp_path: Path, name: str) -> None:
     """A loss is one record: the data it reads, the units it averages over, whether it reaches
-    the classifier and how its sub-stages select are all read from it."""
+    the classifier, how its sub-stages select and whether its batches carry the teacher's hidden
+    states are all read from it."""
     loss = LOSSES[name]
     student = make_student()
     stage = StageConfig("s", name, loss.data, "all", temperature=2.0)
@@ -142,6 +143,7 @@ def test_each_loss_does_what_its_record_says(tmp_path: Path, name: str) -> None:
     assert torch.isfinite(value) and 0 < units <= batch["attention_mask"].sum()
     assert any(p.grad is not None and p.grad.any() for p in student.group_parameters()["classifier"]) == loss.reaches_classifier
     assert (held is not None) == loss.select_on_loss
+    assert ("teacher_hidden" in batch) == loss.reads_hidden  # the others read the cache's lean view
 
 
 class Recorder(Plugin):
@@ -303,17 +305,3 @@ def test_keep_confidence_keeps_a_guarded_stage_only_when_resampled_dev_sets_agre
     assert before.keys() == after.keys() == {"xx", "yy"}
     assert "share_better" not in progress["history"][0]  # no key, no resampling
 
-
-def test_only_a_loss_on_the_projections_reads_the_teacher_hidden_states(tmp_path: Path) -> None:
-    """The representation stage's batches carry the teacher's hidden states; a logits stage's come
-    from the cache's lean view, which never reads or decodes them."""
-    distiller = Distiller(make_student(), DistilConfig(batch_size=4, stages=STAGES_FOR_VIEWS), make_data(), tmp_path,
-                          Accelerator(cpu=True), seed=0)
-    for si, stage in enumerate(STAGES_FOR_VIEWS):
-        batch = next(iter(distiller._stage_loaders(stage, si)[0]))
-        assert ("teacher_hidden" in batch) is (stage.loss == "representation"), stage.loss
-
-
-STAGES_FOR_VIEWS = [StageConfig("r", "representation", "transfer", "all", epochs=1, lr=0.01),
-                    StageConfig("l", "logits_mse", "transfer", "all", epochs=1, lr=0.01),
-                    StageConfig("k", "logits_kl", "transfer", "all", epochs=1, lr=0.01)]

@@ -128,8 +128,8 @@ class Distiller:
         """Training loader and sampler, and a held-out loader when the loss selects on held-out loss."""
         if stage.data == "labeled":
             dataset, lengths = WindowDataset(self.data.labeled), [len(w) for w in self.data.labeled]
-        else:  # the teacher's hidden states only for a loss on the student's projections
-            dataset = self.data.transfer if LOSSES[stage.loss].projections else self.data.transfer.logits_only()
+        else:  # the teacher's hidden states only for a loss that reads them
+            dataset = self.data.transfer if LOSSES[stage.loss].reads_hidden else self.data.transfer.logits_only()
             lengths = self.data.transfer_lengths
         held = None
         if LOSSES[stage.loss].select_on_loss:

@@ -39,6 +39,7 @@ class Loss:
     units: Callable[[Batch], torch.Tensor] = tokens  # what it averages over, so per-process losses combine into the global mean
     projections: bool = False  # it reads the student's projections, not its logits: it reaches them, never the classifier
     select_on_loss: bool = False  # sub-stages select on held-out loss: before the classifier is trained, dev F1 says nothing
+    reads_hidden: bool = False  # it reads the teacher's hidden states: other losses get the cache's lean view (`logits_only`)
 
     @property
     def reaches_classifier(self) -> bool:
@@ -70,7 +71,7 @@ def _mask(batch: Batch) -> torch.Tensor:
     return batch["attention_mask"].bool()
 
 
-@register("representation", "transfer", projections=True, select_on_loss=True)
+@register("representation", "transfer", projections=True, select_on_loss=True, reads_hidden=True)
 def representation_loss(out: dict[str, torch.Tensor], batch: Batch, temperature: float) -> torch.Tensor:
     """Mean over matched layers: `projections[k]` [B, T, H] against `teacher_hidden[:, :, k]`
     [B, T, K, H] (the cache view returns the student's teacher layers in its order)."""
