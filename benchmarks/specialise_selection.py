@@ -26,18 +26,14 @@ from xtremedistil_ner.threads import configure_threads
 configure_threads()  # before torch loads, as xdner does
 
 from _common import command_line, markdown_table  # noqa: E402  (benchmarks/_common.py: this script's folder is on sys.path)
-from xdner_runtime.windows import Window  # noqa: E402
-from xtremedistil_ner import cache as cache_mod  # noqa: E402
 from xtremedistil_ner.config import load_config, specialise_schedule  # noqa: E402
 from xtremedistil_ner.data.conll import Sentence  # noqa: E402
-from xtremedistil_ner.distiller import FINAL, StageData, is_distilled  # noqa: E402
+from xtremedistil_ner.distiller import FINAL  # noqa: E402
 from xtremedistil_ner.encoding import encode  # noqa: E402
 from xtremedistil_ner.io import read_json, write_json, write_text  # noqa: E402
 from xtremedistil_ner.layout import CONFIG, JOINT, PROGRESS  # noqa: E402
 from xtremedistil_ner.pipeline import Run  # noqa: E402
 from xtremedistil_ner.scoring import logits_fn, predict_tags, score  # noqa: E402
-from xtremedistil_ner.steps.distil import Distil, Specialiser  # noqa: E402
-from xtremedistil_ner.steps.students import inputs, restrict, teacher_layers  # noqa: E402
 from xtremedistil_ner.students import load_student  # noqa: E402
 
 SPECIALISED = "selection"
@@ -54,8 +50,8 @@ def link_tree(src: Path, dst: Path) -> None:
 
 
 def specialise(args: argparse.Namespace, rule: float | None) -> tuple[Run, list[Sentence], dict[str, Any]]:
-    """The taggers of one rule, each chosen on its language's dev half A, as the distil step
-    trains them; returns the run, dev half B and each tagger's stage records."""
+    """The taggers of one rule, each chosen on its language's dev half A by the distil step;
+    returns the run, dev half B and each tagger's stage records."""
     work = args.out / ("default" if rule is None else f"confidence-{rule}")
     for part in ("teacher", "cache", f"students/{args.joint}/{JOINT}"):
         link_tree(args.run / part, work / part)
@@ -63,29 +59,19 @@ def specialise(args: argparse.Namespace, rule: float | None) -> tuple[Run, list[
     joint = next(s for s in cfg.students if s.name == args.joint)
     stages = [dataclasses.replace(st, keep_confidence=rule) for st in specialise_schedule()]
     scfg = dataclasses.replace(joint, name=SPECIALISED, mode="per_language", from_student=args.joint, stages=stages)
-    cfg.students = [joint, scfg]
+    cfg.students, cfg.distil.gold_only_baseline = [joint, scfg], False
     run = Run(cfg)
+    # Then the taggers alone: the joint student's record names the whole dev set, so the distil
+    # step is not asked to check it against half A.
+    run.cfg.students = [scfg]
     run.teacher_inputs  # noqa: B018  (the teacher's record names the whole dev set: it was chosen on it)
     by_lang: dict[str, list[Sentence]] = {}
     for sent in run.corpus.dev:
         by_lang.setdefault(sent.lang, []).append(sent)
     half_b = [sent for sents in by_lang.values() for sent in sents[1::2]]
     run.__dict__["corpus"] = dataclasses.replace(run.corpus, dev=[sent for sents in by_lang.values() for sent in sents[0::2]])
-    teacher = run.teacher
-    labeled: dict[str, list[Window]] = {lang: [] for lang in run.corpus.languages}
-    for w in run.windows("train"):
-        labeled[run.corpus.train[w.sent].lang].append(w)
-    dev_windows = run.windows("dev")
-    specialiser = Specialiser(run, scfg, labeled, teacher.get_input_embeddings().weight.detach())
-    records = {}
-    for lang in sorted(by_lang):
-        if not is_distilled(run.student_dir(SPECIALISED, lang)):
-            _, student = specialiser(lang)
-            transfer = cache_mod.TransferCache(run.cache_dir, [lang], teacher_layers(run, scfg, teacher))
-            _, dev_sents, dev_w = restrict(run.corpus.dev, dev_windows, lang)
-            data = StageData(transfer, transfer.lengths(), labeled[lang], dev_sents, dev_w, run.pad_id)
-            Distil._train(run, scfg, lang, student, data, inputs(run, scfg, lang), 0.0)
-        records[lang] = read_json(run.student_dir(SPECIALISED, lang) / PROGRESS)["history"]
+    run.step("distil")
+    records = {lang: read_json(run.student_dir(SPECIALISED, lang) / PROGRESS)["history"] for lang in sorted(by_lang)}
     return run, half_b, records
 
 

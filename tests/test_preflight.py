@@ -26,6 +26,7 @@ BAD = [
     (["distil.stages=[{name: r, loss: gold, data: labeled, patience: 0}]"], "patience must be >= 1"),
     (["distil.stages=[{name: r, loss: gold, data: labeled, keep_confidence: 0}]"], "keep_confidence must be in (0, 1] or unset"),
     (["distil.stages=[{name: r, loss: gold, data: labeled, keep_confidence: 0.9}]"], "keep_confidence needs a stage that starts from a trained classifier"),
+    (["distil.stages=[{name: r, loss: gold, data: labeled, keep_confidence: 0.9}, {name: x, loss: nope, data: labeled}]"], "unknown loss 'nope'"),
     (["distil.stages=[{name: r, loss: logits_kl, data: transfer, temperature: 0}]"], "temperature must be > 0"),
     (["distil.stages=[]"], "no distillation stages"),
     (["distil.stages=[{name: r, loss: gold, data: labeled, scheduler: step}]"], "scheduler must be one of"),

@@ -170,7 +170,7 @@ class Distiller:
                 progress["done"].append(key)
                 progress["history"].append(record)
                 if ki == len(subs) - 1 and progress.get("entry", {}).get("stage") == si:
-                    self._keep_the_better(stage, progress)
+                    self._keep_the_better(si, stage, progress)
                 self._checkpoint(progress)
         for p in self.student.parameters():
             p.requires_grad_(True)
@@ -195,7 +195,7 @@ class Distiller:
         last = progress["history"][-1] if progress["history"] else {}
         return last.get("best_dev") or self.dev_f1(self.student)
 
-    def _keep_the_better(self, stage: StageConfig, progress: dict[str, Any]) -> None:
+    def _keep_the_better(self, si: int, stage: StageConfig, progress: dict[str, Any]) -> None:
         """After a guarded stage: if it lowered macro dev F1 (or, with `keep_confidence`, beat the
         model that entered it in too few resamplings of the dev set), that model comes back (a stage
         must not silently replace a better model); the record says so either way."""
@@ -206,7 +206,7 @@ class Distiller:
         record["stage_entry_dev_macro_f1"] = entry["dev"]["macro"]["f1"]
         record["rolled_back"] = after["macro"]["f1"] < entry["dev"]["macro"]["f1"]
         if stage.keep_confidence is not None and not record["rolled_back"]:
-            record["share_better"] = self._share_better(stage)
+            record["share_better"] = self._share_better(si)
             record["rolled_back"] = record["share_better"] < stage.keep_confidence
         if record["rolled_back"]:
             self.student.load_state_dict(self.entry_state)
@@ -218,13 +218,13 @@ class Distiller:
                 logger.info(f"  stage {stage.name!r} {why}: keeping the model that entered it")
         self.entry_state = None
 
-    def _share_better(self, stage: StageConfig) -> float:
-        """How often the student beats the model that entered `stage` over resamplings of the
+    def _share_better(self, si: int) -> float:
+        """How often the student beats the model that entered stage `si` over resamplings of the
         dev sentences (`keep_confidence`)."""
         entered = copy.deepcopy(self.student)
         entered.load_state_dict(self.entry_state)
         before, after = (entity_counts(self.data.dev, self.dev_tags(m)) for m in (entered, self.student))
-        return share_better(before, after, seed=self.seed + self.cfg.stages.index(stage))
+        return share_better(before, after, seed=self.seed + si)
 
     def _freeze_unreached(self, loader: DataLoader, stage: StageConfig) -> None:
         """Freeze trainable parameters the stage's loss never reaches (the classifier under the

@@ -370,11 +370,12 @@ def _student_problems(spec: StudentConfig, cfg: RunConfig, depth: int | None) ->
         probe = _probe(kind, spec, depth)
     except ConfigError:  # a bad layer_map, reported above once the teacher's depth is known
         return problems
+    losses_known = all(s.loss in LOSSES for s in stages)  # whether a stage is guarded depends on every loss before it
     for si, stage in enumerate(stages):
         if key_problems(stage):  # a stage's own key problems: reported by key_problems(cfg)
             continue
         problems += _caught(lambda: validate_stage(stage, probe), f"{where}: ")
-        if stage.keep_confidence is not None and stage.loss in LOSSES and not guarded(stages, si, spec.from_student is not None):
+        if stage.keep_confidence is not None and losses_known and not guarded(stages, si, spec.from_student is not None):
             problems.append(f"{where}: stage {stage.name!r}: keep_confidence needs a stage that starts from a trained classifier "
                             "(after a stage that trains it, or in a from_student tagger); this one is always kept")
         scaled = stage.lr * spec.lr_scale
