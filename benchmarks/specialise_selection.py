@@ -3,7 +3,8 @@ on dev sentences they did not choose on (#24: on 100-sentence dev sets, keeping 
 stage scored best fitted noise). Each language's dev set is split in two halves (alternate
 sentences): the taggers are specialised choosing on half A, then the joint student and every
 tagger are scored on half B. Rules: the default (a stage is kept unless dev F1 falls) and
-`keep_confidence` at each level given. Test sentences are never read. The joint student was chosen
+`keep_confidence` at each level given; one distil step specialises every rule's taggers, so the
+vocabulary's set-up is paid once. Test sentences are never read. The joint student was chosen
 on the whole dev set, half B included, so the comparison leans its way a little.
 
 Works on a copy of a finished run's teacher, cache and joint student (hard links: the run
@@ -36,7 +37,8 @@ from xtremedistil_ner.pipeline import Run  # noqa: E402
 from xtremedistil_ner.scoring import logits_fn, predict_tags, score  # noqa: E402
 from xtremedistil_ner.students import load_student  # noqa: E402
 
-SPECIALISED = "selection"
+def rule_name(rule: float | None) -> str:
+    return "default" if rule is None else f"keep_confidence {rule}"
 
 
 def link_tree(src: Path, dst: Path) -> None:
@@ -49,21 +51,22 @@ def link_tree(src: Path, dst: Path) -> None:
                 os.link(Path(root) / f, target / f)
 
 
-def specialise(args: argparse.Namespace, rule: float | None) -> tuple[Run, list[Sentence], dict[str, Any]]:
-    """The taggers of one rule, each chosen on its language's dev half A by the distil step;
-    returns the run, dev half B and each tagger's stage records."""
-    work = args.out / ("default" if rule is None else f"confidence-{rule}")
+def specialise(args: argparse.Namespace, rules: list[float | None]) -> tuple[Run, list[Sentence], dict[str, dict[str, Any]]]:
+    """Every rule's taggers, each chosen on its language's dev half A, by one distil step (one
+    vocabulary set-up for all rules); returns the run, dev half B and, per rule, each tagger's
+    folder name and stage records by language."""
     for part in ("teacher", "cache", f"students/{args.joint}/{JOINT}"):
-        link_tree(args.run / part, work / part)
-    cfg = load_config(args.run / CONFIG, [f"output_dir={work}"] + ([f"data.root={args.data_root}"] if args.data_root else []))
+        link_tree(args.run / part, args.out / part)
+    cfg = load_config(args.run / CONFIG, [f"output_dir={args.out}"] + ([f"data.root={args.data_root}"] if args.data_root else []))
     joint = next(s for s in cfg.students if s.name == args.joint)
-    stages = [dataclasses.replace(st, keep_confidence=rule) for st in specialise_schedule()]
-    scfg = dataclasses.replace(joint, name=SPECIALISED, mode="per_language", from_student=args.joint, stages=stages)
-    cfg.students, cfg.distil.gold_only_baseline = [joint, scfg], False
+    taggers = {rule_name(rule): dataclasses.replace(
+        joint, name="default" if rule is None else f"confidence-{rule}", mode="per_language", from_student=args.joint,
+        stages=[dataclasses.replace(st, keep_confidence=rule) for st in specialise_schedule()]) for rule in rules}
+    cfg.students, cfg.distil.gold_only_baseline = [joint, *taggers.values()], False
     run = Run(cfg)
     # Then the taggers alone: the joint student's record names the whole dev set, so the distil
     # step is not asked to check it against half A.
-    run.cfg.students = [scfg]
+    run.cfg.students = list(taggers.values())
     run.teacher_inputs  # noqa: B018  (the teacher's record names the whole dev set: it was chosen on it)
     by_lang: dict[str, list[Sentence]] = {}
     for sent in run.corpus.dev:
@@ -71,8 +74,9 @@ def specialise(args: argparse.Namespace, rule: float | None) -> tuple[Run, list[
     half_b = [sent for sents in by_lang.values() for sent in sents[1::2]]
     run.__dict__["corpus"] = dataclasses.replace(run.corpus, dev=[sent for sents in by_lang.values() for sent in sents[0::2]])
     run.step("distil")
-    records = {lang: read_json(run.student_dir(SPECIALISED, lang) / PROGRESS)["history"] for lang in sorted(by_lang)}
-    return run, half_b, records
+    records = {name: {lang: read_json(run.student_dir(scfg.name, lang) / PROGRESS)["history"] for lang in sorted(by_lang)}
+               for name, scfg in taggers.items()}
+    return run, half_b, {name: {"folder": scfg.name, "records": records[name]} for name, scfg in taggers.items()}
 
 
 def score_half(run: Run, half_b: list[Sentence], model_dir: Path, lang: str | None) -> dict[str, Any]:
@@ -93,20 +97,16 @@ def main() -> None:
     parser.add_argument("--data-root", help="the data root, if it moved since the run")
     args = parser.parse_args()
     rules: list[float | None] = [None, *args.confidence]
-    joint_b: dict[str, Any] | None = None
+    run, half_b, taggers = specialise(args, rules)
+    joint_b = score_half(run, half_b, args.run / "students" / args.joint / JOINT / FINAL, None)
     rows: dict[str, dict[str, Any]] = {}
-    for rule in rules:
-        run, half_b, records = specialise(args, rule)
-        if joint_b is None:
-            joint_b = score_half(run, half_b, args.run / "students" / args.joint / JOINT / FINAL, None)
-        name = "default" if rule is None else f"keep_confidence {rule}"
-        for lang, history in records.items():
-            f1 = score_half(run, half_b, run.student_dir(SPECIALISED, lang) / FINAL, lang)[lang]["f1"]
+    for name, tagger in taggers.items():
+        for lang, history in tagger["records"].items():
+            f1 = score_half(run, half_b, run.student_dir(tagger["folder"], lang) / FINAL, lang)[lang]["f1"]
             kept = [h["stage"] for h in history if not h.get("rolled_back")]
             rows.setdefault(lang, {"joint": joint_b[lang]["f1"], "sentences_b": joint_b[lang]["sentences"]})[name] = {
                 "f1": f1, "kept": kept}
-        print(name, "done", flush=True)
-    names = ["default" if r is None else f"keep_confidence {r}" for r in rules]
+    names = [rule_name(r) for r in rules]
     summary = {}
     for name in names:
         diffs = [rows[lang][name]["f1"] - rows[lang]["joint"] for lang in rows]

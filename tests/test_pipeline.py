@@ -178,22 +178,30 @@ def test_per_language_taggers_specialised_from_the_joint_student(tmp_path: Path,
     that fit its share of the parameters (`keep_share`), distils on its language with the specialisation
     schedule, and the report sets joint, specialised and from-scratch taggers side by side. A rerun
     reclaims a finished student's leftover checkpoint; code that ranks the rows otherwise does
-    not reuse the taggers."""
+    not reuse the taggers. Two students specialised from one source share one set-up."""
     from xtremedistil_ner.errors import StaleArtifactError
+    from xtremedistil_ner.steps import distil
     from xtremedistil_ner.students import vocabulary
 
+    sources: list[str] = []
+    built = distil.Specialiser
+    monkeypatch.setattr(distil, "Specialiser", lambda ctx, source, *rest: (sources.append(source), built(ctx, source, *rest))[1])
     run = make_run(tmp_path, tiny_data, tiny_teacher, "joint")
     joint = dataclasses.replace(run.cfg.students[0], stages=None)
-    run.cfg.students = [joint, dataclasses.replace(joint, name="s-spec", mode="per_language", from_student="s", embedding_dim=99, keep_share=0.9),
+    spec = dataclasses.replace(joint, name="s-spec", mode="per_language", from_student="s", embedding_dim=99, keep_share=0.9)
+    run.cfg.students = [joint, spec, dataclasses.replace(spec, name="s-spec-small", keep_share=0.85),
                         dataclasses.replace(joint, name="s-per", mode="per_language")]
     run.cfg.distil.gold_only_baseline = False
     report = run.run_all()
+    assert sources == ["s"]
     out = run.root
     source = load_student(out / "students" / "s" / "joint" / "model")
     for lang in ("de", "en"):
         tagger = load_student(out / "students" / "s-spec" / lang / "model")
         assert tagger.config.embedding_dim == source.config.embedding_dim  # the joint student's architecture
         assert tagger.num_parameters() <= 0.9 * source.num_parameters()  # keep_share
+        small = load_student(out / "students" / "s-spec-small" / lang / "model")
+        assert small.num_parameters() <= 0.85 * source.num_parameters()
         progress = json.loads((out / "students" / "s-spec" / lang / "progress.json").read_text())
         assert [h["stage"] for h in progress["history"]] == ["logits", "gold"]
         assert "stage_entry_dev_macro_f1" in progress["history"][0]  # the first stage is guarded: it entered trained
@@ -201,7 +209,7 @@ def test_per_language_taggers_specialised_from_the_joint_student(tmp_path: Path,
             (out / "students" / "s" / "joint" / "model" / "model.safetensors").read_bytes()).hexdigest()
     section = (out / "report.md").read_text().split("## One joint tagger or one per language?")[1].split("\n## ")[0]
     rows = [line.split(" | ")[0].strip("| ") for line in section.splitlines() if line.startswith("| s")]
-    assert rows == ["s", "s-spec", "s-per"]
+    assert rows == ["s", "s-spec", "s-spec-small", "s-per"]
     assert report["models"]["s-spec"]["total_parameters"] <= 2 * report["models"]["s"]["parameters"]
     # The vocabulary's set-up (every language's counts, the nearest-piece search) is distillation time too.
     spec_seconds = report["models"]["s-spec"]["stage_seconds"]

@@ -48,21 +48,22 @@ def build_student(ctx: RunContext, scfg: StudentConfig, kept_ids: np.ndarray, te
 
 class Specialiser:
     """Taggers specialised from one joint student: the source, every language's piece counts and
-    the nearest-piece lists are loaded, counted and searched once for all its languages. Every
-    tagger keeps pieces of the run's text (the pool); the ids it drops find their nearest kept
-    piece in those lists."""
+    the nearest-piece lists are loaded, counted and searched once for all its languages, and for
+    every student of the run specialised from the same source (schedules compared side by side
+    pay the set-up once). Every tagger keeps pieces of the run's text (the pool); the ids it
+    drops find their nearest kept piece in those lists."""
 
-    def __init__(self, ctx: RunContext, scfg: StudentConfig, labeled: dict[str, list[Window]], teacher_emb: torch.Tensor) -> None:
-        self.source = load_student(ctx.student_dir(scfg.from_student, None) / FINAL)
+    def __init__(self, ctx: RunContext, source: str, labeled: dict[str, list[Window]], teacher_emb: torch.Tensor) -> None:
+        self.source = load_student(ctx.student_dir(source, None) / FINAL)
         size = teacher_emb.shape[0]
         counts = {lang: token_counts(cache_mod.TransferCache(ctx.cache_dir, [lang]), lab, size) for lang, lab in labeled.items()}
         self.counts = LanguageCounts(counts, piece_scripts(ctx.tokenizer, size), piece_probabilities(ctx.tokenizer, size))
         pool = torch.as_tensor(np.nonzero(self.counts.run)[0], dtype=torch.long)
         self.neighbours = Neighbours(torch.nonzero(self.source.id_map.cpu() >= 2).squeeze(1), pool, teacher_emb)
-        self.scfg, self.pad_id, self.teacher_emb = scfg, ctx.pad_id, teacher_emb
+        self.pad_id, self.teacher_emb = ctx.pad_id, teacher_emb
 
-    def __call__(self, lang: str) -> tuple[np.ndarray, XtremeDistilPreTrainedModel]:
-        kept = specialised_vocabulary(self.source, lang, self.counts, self.scfg.keep_share)
+    def __call__(self, lang: str, share: float) -> tuple[np.ndarray, XtremeDistilPreTrainedModel]:
+        kept = specialised_vocabulary(self.source, lang, self.counts, share)
         return kept, specialise(self.source, kept, self.pad_id, self.teacher_emb, self.neighbours)
 
 
@@ -81,8 +82,8 @@ class Distil:
         for w in labeled:
             by_lang[ctx.corpus.train[w.sent].lang].append(w)
         teacher_emb = teacher.get_input_embeddings().weight.detach()
+        specialisers: dict[str, Specialiser] = {}  # by source student
         for scfg in ctx.students:
-            specialiser = None
             for lang in scopes(ctx, scfg):
                 needs = inputs(ctx, scfg, lang)
                 if self._done(ctx, scfg, lang, needs):
@@ -90,9 +91,10 @@ class Distil:
                 transfer = cache_mod.TransferCache(ctx.cache_dir, [lang] if lang else None, teacher_layers(ctx, scfg, teacher))
                 lab = by_lang[lang] if lang else labeled
                 t0 = time.time()
-                if scfg.from_student:  # the first language also pays for the set-up shared by all
-                    specialiser = specialiser or Specialiser(ctx, scfg, by_lang, teacher_emb)
-                    kept, student = specialiser(lang)
+                if scfg.from_student:  # the first tagger from a source also pays for the set-up shared by all
+                    if scfg.from_student not in specialisers:
+                        specialisers[scfg.from_student] = Specialiser(ctx, scfg.from_student, by_lang, teacher_emb)
+                    kept, student = specialisers[scfg.from_student](lang, scfg.keep_share)
                 else:
                     kept = np.nonzero(token_counts(transfer, lab, teacher_emb.shape[0]))[0]
                     kept = kept[kept != ctx.pad_id]
