@@ -82,6 +82,7 @@ def test_language_filter(annotated) -> None:
     assert np.array_equal(de.token_counts(300), np.bincount(de_ids, minlength=300))
     all_ids = np.concatenate([w.input_ids for w in windows])
     assert np.array_equal(cache_mod.TransferCache(out).token_counts(300), np.bincount(all_ids, minlength=300))
+    assert cache_mod.TransferCache(out).languages() == langs and de.languages() == ["de"] * len(de)  # for language_alpha
     with pytest.raises(cache_mod.CacheError):
         cache_mod.TransferCache(out, ["fr"])
     with pytest.raises(cache_mod.CacheError, match=r"teacher layers \[3\] are not in this cache"):

@@ -126,3 +126,30 @@ def test_in_order_batches_are_capped_in_padded_subwords() -> None:
     assert max(len(b) * lengths[b].max() for b in LengthBatchSampler(lengths, 64, False)) > 2048  # uncapped: up to 64 x 128
     with pytest.raises(ValueError, match="in-order batches only"):
         LengthBatchSampler(lengths, 64, True, max_tokens=2048)
+
+
+def test_language_sampling_gives_each_language_its_share_of_an_epoch() -> None:
+    """`alpha` draws an epoch by group (XLM-R's language sampling): 90 and 10 windows at alpha 0.5
+    get 75 and 25 of an epoch's 100; the small language's windows come 2 or 3 times, the large
+    one's are a fresh subset each epoch, and processes still split the same global batches."""
+    lengths = np.arange(100) % 17 + 1
+    groups = ["big"] * 90 + ["small"] * 10
+    sampler = LengthBatchSampler(lengths, 8, True, seed=3, groups=groups, alpha=0.5)
+    assert len(sampler) == 13
+    subsets = []
+    for epoch in (0, 1):
+        sampler.set_epoch(epoch)
+        counts = np.bincount([i for b in sampler for i in b], minlength=100)
+        assert counts[:90].sum() == 75 and counts[:90].max() == 1 and counts[90:].sum() == 25 and set(counts[90:]) == {2, 3}
+        subsets.append(frozenset(np.flatnonzero(counts[:90])))
+        world = 2
+        shards = [LengthBatchSampler(lengths, 8, True, 3, world, rank, pad=True, groups=groups, alpha=0.5) for rank in range(world)]
+        for shard in shards:
+            shard.set_epoch(epoch)
+        assert [sorted(a + b) for a, b in zip(*map(list, shards))] == [sorted(b) for b in sampler]
+    assert subsets[0] != subsets[1]
+    one = LengthBatchSampler(lengths, 8, True, seed=3, groups=["xx"] * 100, alpha=0.3)
+    assert list(one) == list(LengthBatchSampler(lengths, 8, True, seed=3))  # one language: nothing changes
+    with pytest.raises(ValueError, match="alpha draws shuffled epochs by group"):
+        LengthBatchSampler(lengths, 8, True, alpha=0.5)
+

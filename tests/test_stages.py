@@ -305,3 +305,21 @@ def test_keep_confidence_keeps_a_guarded_stage_only_when_resampled_dev_sets_agre
     assert before.keys() == after.keys() == {"xx", "yy"}
     assert "share_better" not in progress["history"][0]  # no key, no resampling
 
+
+@pytest.mark.parametrize("loss, data", [("representation", "transfer"), ("gold", "labeled")])
+def test_language_alpha_draws_each_stage_epoch_by_language(tmp_path: Path, loss: str, data: str) -> None:
+    """A stage's `language_alpha` draws its windows by language, on either data and after the
+    held-out split of a stage that selects on held-out loss; without the windows' languages it
+    is refused."""
+    base = make_data()
+    n = len(base.transfer) if data == "transfer" else len(base.labeled)
+    languages = ["xx"] * (n - 4) + ["yy"] * 4
+    data_with = dataclasses.replace(base, **{f"{data}_languages": languages})
+    stage = StageConfig("s", loss, data, "all", language_alpha=0.3)
+    distiller = Distiller(make_student(), DistilConfig(batch_size=4, stages=[stage]), data_with, tmp_path, Accelerator(cpu=True), seed=0)
+    loader, sampler, _ = distiller._stage_loaders(stage, 0)
+    seen = [languages[i] for batch in loader for i in batch["index"].tolist()]
+    assert seen.count("yy") == sampler.draws[1] > 4  # the small language comes more often than its share of the data
+    assert len(seen) == sum(sampler.draws)
+    with pytest.raises(ValueError, match=f"language_alpha needs each {data} window's language"):
+        Distiller(make_student(), DistilConfig(batch_size=4, stages=[stage]), base, tmp_path / "b", Accelerator(cpu=True), seed=0)._stage_loaders(stage, 0)

@@ -29,18 +29,32 @@ class LengthBatchSampler(Sampler[list[int]]):
     not by the longest window the data happens to hold.
 
     `max_batches` (shuffled only) makes an epoch the first that many batches of its shuffled
-    order: a step budget that draws other windows each epoch."""
+    order: a step budget that draws other windows each epoch.
+
+    `groups` with `alpha` (shuffled only) draws an epoch by group, XLM-R's language sampling: of
+    its N windows, group g (n_g of them) gets round(N * n_g^alpha / sum n^alpha), at least one.
+    A small group's windows come several times (whole copies, the rest drawn without
+    replacement), a large group gives a fresh subset each epoch; with one group nothing changes."""
 
     def __init__(
         self, lengths: Sequence[int], batch_size: int, shuffle: bool, seed: int = 0,
         num_replicas: int = 1, rank: int = 0, pad: bool = False, max_tokens: int | None = None,
-        max_batches: int | None = None,
+        max_batches: int | None = None, groups: Sequence[Any] | None = None, alpha: float | None = None,
     ) -> None:
         if max_tokens is not None and shuffle:
             raise ValueError("max_tokens caps in-order batches only")
         if max_batches is not None and not shuffle:
             raise ValueError("max_batches budgets shuffled epochs only")
+        if alpha is not None and (groups is None or not shuffle):
+            raise ValueError("alpha draws shuffled epochs by group: give each window's group")
         self.lengths = np.asarray(lengths)
+        self.alpha = alpha
+        if alpha is not None:
+            _, group_of = np.unique(np.asarray(groups), return_inverse=True)
+            self.members = [np.flatnonzero(group_of == g).tolist() for g in range(group_of.max() + 1)]
+            weights = np.array([len(m) for m in self.members], dtype=np.float64) ** alpha
+            self.draws = np.maximum(1, np.round(len(self.lengths) * weights / weights.sum())).astype(int).tolist()
+        self.size = len(self.lengths) if alpha is None else sum(self.draws)
         self.batch_size = batch_size
         self.max_tokens = max_tokens
         self.shuffle = shuffle
@@ -68,15 +82,25 @@ class LengthBatchSampler(Sampler[list[int]]):
                 batch.append(i)
             return batches + [batch] if batch else batches
         rng = random.Random(self.seed * 1000003 + self.epoch)
-        idx = list(range(n))
+        idx = self._epoch_windows(rng)
         rng.shuffle(idx)
         chunk = self.batch_size * 50
         batches: list[list[int]] = []
-        for c in range(0, n, chunk):
+        for c in range(0, len(idx), chunk):
             part = sorted(idx[c : c + chunk], key=lambda i: self.lengths[i])
             batches += [part[i : i + self.batch_size] for i in range(0, len(part), self.batch_size)]
         rng.shuffle(batches)
         return batches[: self.max_batches]
+
+    def _epoch_windows(self, rng: random.Random) -> list[int]:
+        """The windows of this epoch, before shuffling: each once, or drawn by group."""
+        if self.alpha is None:
+            return list(range(len(self.lengths)))
+        idx: list[int] = []
+        for members, draws in zip(self.members, self.draws):
+            whole, rest = divmod(draws, len(members))
+            idx += members * whole + rng.sample(members, rest)
+        return idx
 
     def __iter__(self) -> Iterator[list[int]]:
         for batch in self._batches():
@@ -90,7 +114,7 @@ class LengthBatchSampler(Sampler[list[int]]):
         """Global batches per epoch (= this process's steps when `pad`)."""
         if self.max_tokens is not None:
             return len(self._batches())
-        whole = (len(self.lengths) + self.batch_size - 1) // self.batch_size
+        whole = (self.size + self.batch_size - 1) // self.batch_size
         return whole if self.max_batches is None else min(whole, self.max_batches)
 
 

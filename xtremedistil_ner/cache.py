@@ -434,8 +434,9 @@ class TransferCache(Dataset):
         self.shards = [{f: _Rows(out_dir / s / f"{f}.npy") for f in mapped} for s in self.manifest["shards"]]
         names = self.manifest["languages"]
         wanted = None if languages is None else [names.index(l) for l in languages if l in names]
-        where = [np.flatnonzero(np.isin(np.load(out_dir / s / "sent_lang.npy"), wanted) if wanted is not None
-                                else np.ones(len(o) - 1, dtype=bool)) for s, o in zip(self.manifest["shards"], self.offsets)]
+        langs = [np.load(out_dir / s / "sent_lang.npy") for s in self.manifest["shards"]]  # one per window
+        where = [np.flatnonzero(np.isin(lang, wanted) if wanted is not None else np.ones(len(lang), dtype=bool)) for lang in langs]
+        self.lang_of = np.concatenate([lang[w] for lang, w in zip(langs, where)])
         self.shard_of = np.concatenate([np.full(len(w), k, dtype=np.int32) for k, w in enumerate(where)])
         self.row_of = np.concatenate(where).astype(np.int32)
         self.bounds = np.searchsorted(self.shard_of, np.arange(len(where) + 1))  # shard k's items: bounds[k]:bounds[k + 1]
@@ -445,6 +446,11 @@ class TransferCache(Dataset):
 
     def lengths(self) -> list[int]:
         return np.concatenate([np.diff(o)[self.row_of[self.bounds[k] : self.bounds[k + 1]]] for k, o in enumerate(self.offsets)]).tolist()
+
+    def languages(self) -> list[str]:
+        """Each window's language, in item order."""
+        names = self.manifest["languages"]
+        return [names[i] for i in self.lang_of.tolist()]
 
     def __len__(self) -> int:
         return len(self.row_of)

@@ -289,6 +289,11 @@ class StageConfig:
         "sentences (a paired bootstrap within each language), it beats the model that entered it on macro dev F1 in at least "
         "this share of them: on a 100-sentence dev set a gain of one entity is noise, not a reason to change the model",
         Range(low=0, high=1, low_open=True, unset="to keep it unless dev F1 falls"))
+    language_alpha: float | None = setting(
+        None, "draw each epoch's windows by language, a language with n of them getting a share proportional to n to this "
+        "power (XLM-R's language sampling; the epoch keeps its length): below 1, a language with few windows sees them "
+        "several times an epoch and a large one a fresh subset of its own; no effect on a one-language tagger",
+        Range(low=0, high=1, low_open=True, unset="for every window once an epoch"))
 
     def epochs_at(self, sub_stage: int) -> int:
         if isinstance(self.epochs, int):

@@ -55,6 +55,8 @@ class StageData:
     dev: Sequence[Sentence]
     dev_windows: Sequence[Window]
     pad_id: int
+    transfer_languages: Sequence[str] | None = None  # each window's language, for `language_alpha`
+    labeled_languages: Sequence[str] | None = None
 
 
 def _split_heldout(n: int, seed: int, fraction: float = 0.02) -> tuple[list[int], list[int]]:
@@ -115,12 +117,14 @@ class Distiller:
 
     # -- training --------------------------------------------------------------------------
     def _loader(self, dataset: Dataset, lengths: Sequence[int], batch_size: int, train: bool, seed: int,
-                max_steps: int | None = None) -> tuple[DataLoader, LengthBatchSampler]:
-        """Training loaders shuffle (at most `max_steps` batches an epoch) and keep processes in
-        lockstep; `batch_size` is global."""
+                max_steps: int | None = None, languages: Sequence[str] | None = None,
+                alpha: float | None = None) -> tuple[DataLoader, LengthBatchSampler]:
+        """Training loaders shuffle (at most `max_steps` batches an epoch, drawn by language with
+        `alpha`) and keep processes in lockstep; `batch_size` is global."""
         sampler = LengthBatchSampler(
             lengths, batch_size, shuffle=train, seed=seed,
             num_replicas=self.acc.num_processes, rank=self.acc.process_index, pad=train, max_batches=max_steps,
+            groups=languages if alpha is not None else None, alpha=alpha,
         )
         return batch_loader(dataset, sampler, self.data.pad_id), sampler
 
@@ -128,15 +132,20 @@ class Distiller:
         """Training loader and sampler, and a held-out loader when the loss selects on held-out loss."""
         if stage.data == "labeled":
             dataset, lengths = WindowDataset(self.data.labeled), [len(w) for w in self.data.labeled]
+            languages = self.data.labeled_languages
         else:  # the teacher's hidden states only for a loss that reads them
             dataset = self.data.transfer if LOSSES[stage.loss].reads_hidden else self.data.transfer.logits_only()
-            lengths = self.data.transfer_lengths
+            lengths, languages = self.data.transfer_lengths, self.data.transfer_languages
+        if stage.language_alpha is not None and languages is None:
+            raise ValueError(f"stage {stage.name!r}: language_alpha needs each {stage.data} window's language")
         held = None
         if LOSSES[stage.loss].select_on_loss:
             train_idx, held_idx = _split_heldout(len(lengths), self.seed)
             held, _ = self._loader(Subset(dataset, held_idx), [lengths[i] for i in held_idx], self.cfg.eval_batch_size, False, 0)
             dataset, lengths = Subset(dataset, train_idx), [lengths[i] for i in train_idx]
-        loader, sampler = self._loader(dataset, lengths, self.cfg.batch_size, True, self.seed + si, stage.max_steps)
+            languages = [languages[i] for i in train_idx] if languages is not None else None
+        loader, sampler = self._loader(dataset, lengths, self.cfg.batch_size, True, self.seed + si, stage.max_steps,
+                                       languages, stage.language_alpha)
         return loader, sampler, held
 
     def run(self) -> dict[str, Any]:

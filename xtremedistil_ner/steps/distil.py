@@ -101,7 +101,8 @@ class Distil:
                     student = build_student(ctx, scfg, kept, teacher)
                 ctx.log(f"distil: {scfg.name} ({lang or JOINT}): {student.num_parameters() / 1e6:.2f}M parameters, vocabulary {len(kept) + 2}")
                 _, dev_sents, dev_w = restrict(ctx.corpus.dev, dev_windows, lang)
-                data = StageData(transfer, transfer.lengths(), lab, dev_sents, dev_w, ctx.pad_id)
+                data = StageData(transfer, transfer.lengths(), lab, dev_sents, dev_w, ctx.pad_id, transfer.languages(),
+                                 [ctx.corpus.train[w.sent].lang for w in lab])
                 self._train(ctx, scfg, lang, student, data, needs, time.time() - t0)
 
     @staticmethod
