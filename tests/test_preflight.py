@@ -27,6 +27,7 @@ BAD = [
     (["distil.stages=[{name: r, loss: gold, data: labeled, keep_confidence: 0}]"], "keep_confidence must be in (0, 1] or unset"),
     (["distil.stages=[{name: r, loss: gold, data: labeled, keep_confidence: 0.9}]"], "keep_confidence needs a stage that starts from a trained classifier"),
     (["distil.stages=[{name: r, loss: gold, data: labeled, keep_confidence: 0.9}, {name: x, loss: nope, data: labeled}]"], "unknown loss 'nope'"),
+    (["distil.stages=[{name: r, loss: gold, data: labeled, language_alpha: 1.5}]"], "language_alpha must be in (0, 1] or unset"),
     (["distil.stages=[{name: r, loss: logits_kl, data: transfer, temperature: 0}]"], "temperature must be > 0"),
     (["distil.stages=[]"], "no distillation stages"),
     (["distil.stages=[{name: r, loss: gold, data: labeled, scheduler: step}]"], "scheduler must be one of"),
@@ -204,3 +205,21 @@ def test_hub_ids_without_a_cache_on_an_offline_machine_fail_at_once(base: Path, 
     assert not (tmp_path / "out").exists()
     monkeypatch.setattr("xtremedistil_ner.preflight.hub_reachable", lambda: True)
     assert not [p for p in config_problems(load_config(hub)) if "Hugging Face cache" in p]
+
+
+@pytest.mark.parametrize("layers", [["wikiann48-lowres"], ["language-alpha"], ["wikiann6-lowres"], ["scale"], ["teacher-budget"],
+                                    ["wikiann6-lowres", "distil-ablation"], ["wikiann6-lowres", "size-sweep"]])
+def test_every_benchmark_config_passes_the_up_front_check(tmp_path: Path, layers: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A benchmark's config (layered on its base where the script layers it) is one a user could
+    run: no key, stage or student problem (its data files are not looked for here)."""
+    from xtremedistil_ner import preflight
+    from xtremedistil_ner.config import resolve
+
+    monkeypatch.setattr(preflight, "_data_problems", lambda cfg: [])
+
+    configs = Path(__file__).resolve().parents[1] / "benchmarks" / "configs"
+    assert {p.stem for p in configs.glob("*.yaml")} == {"wikiann48-lowres", "language-alpha", "wikiann6-lowres", "scale",
+                                                      "teacher-budget", "distil-ablation", "size-sweep"}  # a new one is listed above
+    cfg = resolve([configs / f"{name}.yaml" for name in layers], [f"output_dir={tmp_path / 'run'}", f"data.root={tmp_path}"])
+    assert config_problems(cfg) == []
+
