@@ -2,15 +2,15 @@
 on dev sentences they did not choose on (#24: on 100-sentence dev sets, keeping whichever
 stage scored best fitted noise). Each language's dev set is split in two halves (alternate
 sentences): the taggers are specialised choosing on half A, then the joint student and every
-tagger are scored on half B. Rules: the default (a stage is kept unless dev F1 falls) and
-`keep_confidence` at each level given; one distil step specialises every rule's taggers, so the
+tagger are scored on half B. Rules: the default (a stage is kept unless dev F1 falls), `keep_confidence`
+and `interpolate` at each level given; one distil step specialises every rule's taggers, so the
 vocabulary's set-up is paid once. Test sentences are never read. The joint student was chosen
 on the whole dev set, half B included, so the comparison leans its way a little.
 
 Works on a copy of a finished run's teacher, cache and joint student (hard links: the run
 itself is left as it is):
 
-    python benchmarks/specialise_selection.py --run runs/wikiann48-lowres --out runs/selection --confidence 0.8 0.9
+    python benchmarks/specialise_selection.py --run runs/wikiann48-lowres --out runs/selection --confidence 0.8 0.9 --interpolate 0.5
 """
 
 from __future__ import annotations
@@ -37,8 +37,13 @@ from xtremedistil_ner.pipeline import Run  # noqa: E402
 from xtremedistil_ner.scoring import logits_fn, predict_tags, score  # noqa: E402
 from xtremedistil_ner.students import load_student  # noqa: E402
 
-def rule_name(rule: float | None) -> str:
-    return "default" if rule is None else f"keep_confidence {rule}"
+Rule = tuple[str, str, dict[str, float]]  # name, folder, stage keys
+
+
+def rules_of(args: argparse.Namespace) -> list[Rule]:
+    return [("default", "default", {}),
+            *((f"keep_confidence {c}", f"confidence-{c}", {"keep_confidence": c}) for c in args.confidence),
+            *((f"interpolate {w}", f"interpolate-{w}", {"interpolate": w}) for w in args.interpolate)]
 
 
 def link_tree(src: Path, dst: Path) -> None:
@@ -51,7 +56,7 @@ def link_tree(src: Path, dst: Path) -> None:
                 os.link(Path(root) / f, target / f)
 
 
-def specialise(args: argparse.Namespace, rules: list[float | None]) -> tuple[Run, list[Sentence], dict[str, dict[str, Any]]]:
+def specialise(args: argparse.Namespace, rules: list[Rule]) -> tuple[Run, list[Sentence], dict[str, dict[str, Any]]]:
     """Every rule's taggers, each chosen on its language's dev half A, by one distil step (one
     vocabulary set-up for all rules); returns the run, dev half B and, per rule, each tagger's
     folder name and stage records by language."""
@@ -59,9 +64,9 @@ def specialise(args: argparse.Namespace, rules: list[float | None]) -> tuple[Run
         link_tree(args.run / part, args.out / part)
     cfg = load_config(args.run / CONFIG, [f"output_dir={args.out}"] + ([f"data.root={args.data_root}"] if args.data_root else []))
     joint = next(s for s in cfg.students if s.name == args.joint)
-    taggers = {rule_name(rule): dataclasses.replace(
-        joint, name="default" if rule is None else f"confidence-{rule}", mode="per_language", from_student=args.joint,
-        stages=[dataclasses.replace(st, keep_confidence=rule) for st in specialise_schedule()]) for rule in rules}
+    taggers = {name: dataclasses.replace(
+        joint, name=folder, mode="per_language", from_student=args.joint,
+        stages=[dataclasses.replace(st, **keys) for st in specialise_schedule()]) for name, folder, keys in rules}
     cfg.students, cfg.distil.gold_only_baseline = [joint, *taggers.values()], False
     run = Run(cfg)
     # Then the taggers alone: the joint student's record names the whole dev set, so the distil
@@ -93,10 +98,11 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True, help="a finished run folder with the joint student and its cache")
     parser.add_argument("--out", type=Path, required=True, help="where the taggers of each rule go")
     parser.add_argument("--joint", default="bilstm-50-200", help="the joint student the taggers start from")
-    parser.add_argument("--confidence", type=float, nargs="*", default=[0.9], help="keep_confidence levels to compare")
+    parser.add_argument("--confidence", type=float, nargs="*", default=[], help="keep_confidence levels to compare")
+    parser.add_argument("--interpolate", type=float, nargs="*", default=[], help="interpolate weights to compare")
     parser.add_argument("--data-root", help="the data root, if it moved since the run")
     args = parser.parse_args()
-    rules: list[float | None] = [None, *args.confidence]
+    rules = rules_of(args)
     run, half_b, taggers = specialise(args, rules)
     joint_b = score_half(run, half_b, args.run / "students" / args.joint / JOINT / FINAL, None)
     rows: dict[str, dict[str, Any]] = {}
@@ -106,7 +112,7 @@ def main() -> None:
             kept = [h["stage"] for h in history if not h.get("rolled_back")]
             rows.setdefault(lang, {"joint": joint_b[lang]["f1"], "sentences_b": joint_b[lang]["sentences"]})[name] = {
                 "f1": f1, "kept": kept}
-    names = [rule_name(r) for r in rules]
+    names = [name for name, _, _ in rules]
     summary = {}
     for name in names:
         diffs = [rows[lang][name]["f1"] - rows[lang]["joint"] for lang in rows]

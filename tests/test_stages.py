@@ -306,6 +306,34 @@ def test_keep_confidence_keeps_a_guarded_stage_only_when_resampled_dev_sets_agre
     assert "share_better" not in progress["history"][0]  # no key, no resampling
 
 
+def test_interpolate_ends_a_guarded_stage_between_its_trained_weights_and_those_that_entered_it(tmp_path: Path) -> None:
+    """With `interpolate`, a guarded stage's result is the weighted mix of the weights it trained
+    (those the same stage keeps without the key) and the weights that entered it, scored again on
+    dev; the guard then judges the mix."""
+    good = StageConfig("good", "gold", "labeled", "all", epochs=3, lr=0.05, patience=3)
+    more = StageConfig("more", "gold", "labeled", "all", epochs=1, lr=0.02)
+    cfg = DistilConfig(batch_size=4, eval_batch_size=8, stages=[good], checkpoint_every=0)
+    runs = {}
+    for name, stages in [("entered", [good]), ("trained", [good, more]),
+                         ("mixed", [good, dataclasses.replace(more, interpolate=0.25)])]:
+        runs[name] = Distiller(make_student(), dataclasses.replace(cfg, stages=stages), make_gold_data(), tmp_path / name,
+                               Accelerator(cpu=True), seed=0).run()
+    assert not runs["trained"]["history"][-1]["rolled_back"]
+    record = runs["mixed"]["history"][-1]
+    assert not record["rolled_back"] and "trained_dev_macro_f1" not in runs["trained"]["history"][-1]
+    assert record["trained_dev_macro_f1"] == runs["trained"]["final_dev"]["macro"]["f1"]
+    weights = {name: load_student(tmp_path / name / "model").state_dict() for name in runs}
+    moved = 0
+    for k, v in weights["mixed"].items():
+        if not v.is_floating_point():  # the id map: the same in all three
+            assert torch.equal(v, weights["trained"][k]) and torch.equal(v, weights["entered"][k]), k
+            continue
+        expected = 0.25 * weights["trained"][k] + 0.75 * weights["entered"][k]
+        assert torch.allclose(v, expected, atol=1e-6), k
+        moved += not torch.equal(weights["trained"][k], weights["entered"][k])
+    assert moved  # the stage changed weights, so the mix is a third model, not either end
+
+
 @pytest.mark.parametrize("loss, data", [("representation", "transfer"), ("gold", "labeled")])
 def test_language_alpha_draws_each_stage_epoch_by_language(tmp_path: Path, loss: str, data: str) -> None:
     """A stage's `language_alpha` draws its windows by language, on either data and after the

@@ -289,6 +289,10 @@ class StageConfig:
         "sentences (a paired bootstrap within each language), it beats the model that entered it on macro dev F1 in at least "
         "this share of them: on a 100-sentence dev set a gain of one entity is noise, not a reason to change the model",
         Range(low=0, high=1, low_open=True, unset="to keep it unless dev F1 falls"))
+    interpolate: float | None = setting(
+        None, "a guarded stage ends at this mix of the weights it trained and those that entered it (weight-space "
+        "ensembling, as WiSE-FT), judged like the stage itself: on a small dev set a half step keeps much of a stage's gain "
+        "with less of what fitted its noise", Range(low=0, high=1, low_open=True, unset="to end at the trained weights"))
     language_alpha: float | None = setting(
         None, "draw each epoch's windows by language, a language with n of them getting a share proportional to n to this "
         "power (XLM-R's language sampling; the epoch keeps its length): below 1, a language with few windows sees them "

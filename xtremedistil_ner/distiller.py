@@ -34,7 +34,7 @@ from .layout import CHECKPOINT, FINAL, PROGRESS, RESUME
 from .provenance import NOTHING
 from .stages import LOSSES, guarded, sub_stages, validate_stage
 from .students import XtremeDistilPreTrainedModel, load_student, save_student
-from .training import EarlyStopping, ResumeState, TrainLoop, Track, cpu_copy, fused
+from .training import EarlyStopping, ResumeState, TrainLoop, Track, cpu_copy, fused, interpolate
 
 ENTRY = "stage_entry.safetensors"  # the model that entered a guarded stage, in checkpoints
 
@@ -205,12 +205,18 @@ class Distiller:
         return last.get("best_dev") or self.dev_f1(self.student)
 
     def _keep_the_better(self, si: int, stage: StageConfig, progress: dict[str, Any]) -> None:
-        """After a guarded stage: if it lowered macro dev F1 (or, with `keep_confidence`, beat the
-        model that entered it in too few resamplings of the dev set), that model comes back (a stage
-        must not silently replace a better model); the record says so either way."""
+        """After a guarded stage (with `interpolate`, its mix with the model that entered it): if it
+        lowered macro dev F1 (or, with `keep_confidence`, beat the model that entered it in too few
+        resamplings of the dev set), that model comes back (a stage must not silently replace a
+        better model); the record says so either way."""
         entry = progress.pop("entry")
-        after = self._current_dev(progress)
         record = progress["history"][-1]
+        if stage.interpolate is not None:
+            record["trained_dev_macro_f1"] = self._current_dev(progress)["macro"]["f1"]
+            interpolate(self.student, self.entry_state, stage.interpolate)
+            after = self.dev_f1(self.student)
+        else:
+            after = self._current_dev(progress)
         record["best_dev"] = after
         record["stage_entry_dev_macro_f1"] = entry["dev"]["macro"]["f1"]
         record["rolled_back"] = after["macro"]["f1"] < entry["dev"]["macro"]["f1"]

@@ -375,9 +375,10 @@ def _student_problems(spec: StudentConfig, cfg: RunConfig, depth: int | None) ->
         if key_problems(stage):  # a stage's own key problems: reported by key_problems(cfg)
             continue
         problems += _caught(lambda: validate_stage(stage, probe), f"{where}: ")
-        if stage.keep_confidence is not None and losses_known and not guarded(stages, si, spec.from_student is not None):
-            problems.append(f"{where}: stage {stage.name!r}: keep_confidence needs a stage that starts from a trained classifier "
-                            "(after a stage that trains it, or in a from_student tagger); this one is always kept")
+        for key in ("keep_confidence", "interpolate"):
+            if getattr(stage, key) is not None and losses_known and not guarded(stages, si, spec.from_student is not None):
+                problems.append(f"{where}: stage {stage.name!r}: {key} needs a stage that starts from a trained classifier "
+                                "(after a stage that trains it, or in a from_student tagger); this one is always kept as trained")
         scaled = stage.lr * spec.lr_scale
         if math.isfinite(stage.lr) and not 0 < scaled < math.inf:  # each factor is range-checked on its own
             problems.append(f"{where}: stage {stage.name!r}: lr {stage.lr} times lr_scale {spec.lr_scale} is {scaled}, "

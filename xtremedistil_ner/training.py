@@ -75,6 +75,15 @@ def cpu_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
+@torch.no_grad()
+def interpolate(model: torch.nn.Module, other: dict[str, torch.Tensor], weight: float) -> None:
+    """`model`'s floating-point weights become `weight` of themselves plus `1 - weight` of `other`'s
+    (a snapshot of the same architecture); integer buffers stay."""
+    for key, value in model.state_dict().items():
+        if value.is_floating_point():
+            value.mul_(weight).add_(other[key].to(value.device, value.dtype), alpha=1 - weight)
+
+
 class Plugin:
     """A side concern of the loop, told of its events; setting `loop.should_stop` ends it after the epoch."""
 
