@@ -103,6 +103,8 @@ def main() -> None:
     parser.add_argument("--data-root", help="the data root, if it moved since the run")
     args = parser.parse_args()
     rules = rules_of(args)
+    if len({name for name, _, _ in rules}) < len(rules):
+        parser.error("each --confidence and --interpolate level once")
     run, half_b, taggers = specialise(args, rules)
     joint_b = score_half(run, half_b, args.run / "students" / args.joint / JOINT / FINAL, None)
     rows: dict[str, dict[str, Any]] = {}

@@ -150,6 +150,10 @@ def test_language_sampling_gives_each_language_its_share_of_an_epoch() -> None:
     assert subsets[0] != subsets[1]
     one = LengthBatchSampler(lengths, 8, True, seed=3, groups=["xx"] * 100, alpha=0.3)
     assert list(one) == list(LengthBatchSampler(lengths, 8, True, seed=3))  # one language: nothing changes
-    with pytest.raises(ValueError, match="alpha draws shuffled epochs by group"):
+    with pytest.raises(ValueError, match=r"give each of the 100 windows its group \(none given\)"):
         LengthBatchSampler(lengths, 8, True, alpha=0.5)
+    with pytest.raises(ValueError, match=r"give each of the 100 windows its group \(99 given\)"):
+        LengthBatchSampler(lengths, 8, True, groups=groups[:99], alpha=0.5)
+    with pytest.raises(ValueError, match="alpha draws shuffled epochs by group: it needs shuffle"):
+        LengthBatchSampler(lengths, 8, False, groups=groups, alpha=0.5)
 

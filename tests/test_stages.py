@@ -236,6 +236,10 @@ def test_a_stage_step_budget_caps_every_epoch(tmp_path: Path) -> None:
     whole, _, _ = distiller._stage_loaders(dataclasses.replace(stage, max_steps=None), 0)
     assert len(sampler) == len(list(loader)) == 2 < len(list(whole))
     assert len(distiller.run()["history"][0]["epochs"]) == 2  # every epoch ran, each on its budget
+    # Each sub-stage draws its own budgeted subset: sub-stages of one epoch each would otherwise
+    # all train on the first epoch's batches.
+    drawn = [[sorted(b) for b in distiller._stage_loaders(stage, 0, ki)[1]] for ki in (0, 1)]
+    assert drawn[0] != drawn[1] and drawn[0] == [sorted(b) for b in sampler]
 
 
 make_gold_data = make_data
@@ -332,6 +336,9 @@ def test_interpolate_ends_a_guarded_stage_between_its_trained_weights_and_those_
         assert torch.allclose(v, expected, atol=1e-6), k
         moved += not torch.equal(weights["trained"][k], weights["entered"][k])
     assert moved  # the stage changed weights, so the mix is a third model, not either end
+    with pytest.raises(ValueError, match="'more': interpolate needs a stage that starts from a trained classifier"):
+        Distiller(make_student(), dataclasses.replace(cfg, stages=[dataclasses.replace(more, interpolate=0.25)]), make_gold_data(),
+                  tmp_path / "unguarded", Accelerator(cpu=True), seed=0)
 
 
 @pytest.mark.parametrize("loss, data", [("representation", "transfer"), ("gold", "labeled")])

@@ -45,8 +45,11 @@ class LengthBatchSampler(Sampler[list[int]]):
             raise ValueError("max_tokens caps in-order batches only")
         if max_batches is not None and not shuffle:
             raise ValueError("max_batches budgets shuffled epochs only")
-        if alpha is not None and (groups is None or not shuffle):
-            raise ValueError("alpha draws shuffled epochs by group: give each window's group")
+        if alpha is not None and not shuffle:
+            raise ValueError("alpha draws shuffled epochs by group: it needs shuffle")
+        if alpha is not None and (groups is None or len(groups) != len(lengths)):
+            raise ValueError(f"alpha draws epochs by group: give each of the {len(lengths)} windows its group "
+                             f"({'none' if groups is None else len(groups)} given)")
         self.lengths = np.asarray(lengths)
         self.alpha = alpha
         if alpha is not None:

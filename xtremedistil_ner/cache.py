@@ -402,7 +402,7 @@ class TransferCache(Dataset):
     """A finished cache read in place, optionally restricted to some languages and to some of
     its teacher layers (in the order given: a student's stage-1 targets). Items carry the
     window's ids with the teacher's logits and hidden states (only the logits in a
-    `logits_only` view). Per window it holds 8 bytes of index in memory; the arrays stay on disk."""
+    `logits_only` view). Per window it holds 10 bytes in memory (its shard, row and language); the arrays stay on disk."""
 
     def __init__(self, out_dir: Path, languages: Sequence[str] | None = None, layers: Sequence[int] | None = None) -> None:
         out_dir = Path(out_dir)

@@ -295,7 +295,7 @@ class StageConfig:
         "with less of what fitted its noise", Range(low=0, high=1, low_open=True, unset="to end at the trained weights"))
     language_alpha: float | None = setting(
         None, "draw each epoch's windows by language, a language with n of them getting a share proportional to n to this "
-        "power (XLM-R's language sampling; the epoch keeps its length): below 1, a language with few windows sees them "
+        "power (XLM-R's language sampling; the epoch keeps about its length): below 1, a language with few windows sees them "
         "several times an epoch and a large one a fresh subset of its own; no effect on a one-language tagger",
         Range(low=0, high=1, low_open=True, unset="for every window once an epoch"))
 

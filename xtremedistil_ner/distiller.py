@@ -78,6 +78,10 @@ class Distiller:
             validate_stage(stage, student)
             if stage.data == "transfer" and data.transfer is None:
                 raise ValueError(f"stage {stage.name!r} reads transfer data but there is no transfer cache")
+        for si, stage in enumerate(cfg.stages):  # once every loss is known
+            for key in ("keep_confidence", "interpolate"):
+                if getattr(stage, key) is not None and not guarded(cfg.stages, si, trained):
+                    raise ValueError(f"stage {stage.name!r}: {key} needs a stage that starts from a trained classifier")
         check_global_batch(cfg.batch_size, accelerator.num_processes, "distil.batch_size")
         if cfg.checkpoint_every < 0:
             raise ValueError(f"distil.checkpoint_every must be >= 0 (got {cfg.checkpoint_every})")
@@ -128,8 +132,11 @@ class Distiller:
         )
         return batch_loader(dataset, sampler, self.data.pad_id), sampler
 
-    def _stage_loaders(self, stage: StageConfig, si: int) -> tuple[DataLoader, LengthBatchSampler, DataLoader | None]:
-        """Training loader and sampler, and a held-out loader when the loss selects on held-out loss."""
+    def _stage_loaders(self, stage: StageConfig, si: int, ki: int = 0) -> tuple[DataLoader, LengthBatchSampler, DataLoader | None]:
+        """Training loader and sampler of sub-stage `ki` of stage `si`, and a held-out loader when
+        the loss selects on held-out loss. Each sub-stage shuffles (and, with `max_steps` or
+        `language_alpha`, draws its subset) from its own seed: otherwise the first epoch of every
+        sub-stage would see the same windows."""
         if stage.data == "labeled":
             dataset, lengths = WindowDataset(self.data.labeled), [len(w) for w in self.data.labeled]
             languages = self.data.labeled_languages
@@ -144,7 +151,7 @@ class Distiller:
             held, _ = self._loader(Subset(dataset, held_idx), [lengths[i] for i in held_idx], self.cfg.eval_batch_size, False, 0)
             dataset, lengths = Subset(dataset, train_idx), [lengths[i] for i in train_idx]
             languages = [languages[i] for i in train_idx] if languages is not None else None
-        loader, sampler = self._loader(dataset, lengths, self.cfg.batch_size, True, self.seed + si, stage.max_steps,
+        loader, sampler = self._loader(dataset, lengths, self.cfg.batch_size, True, self.seed + si + 1000 * ki, stage.max_steps,
                                        languages, stage.language_alpha)
         return loader, sampler, held
 
@@ -175,7 +182,7 @@ class Distiller:
                 # Seeded per sub-stage, so a run resumed at a sub-stage boundary draws the same
                 # dropout masks as one that never stopped.
                 set_seed(self.seed + 100 * si + ki)
-                record = self._train_sub_stage(stage, si, key, trainable, stage.epochs_at(ki))
+                record = self._train_sub_stage(stage, si, ki, trainable, stage.epochs_at(ki))
                 progress["done"].append(key)
                 progress["history"].append(record)
                 if ki == len(subs) - 1 and progress.get("entry", {}).get("stage") == si:
@@ -255,10 +262,11 @@ class Distiller:
             if g is None:
                 p.requires_grad_(False)
 
-    def _train_sub_stage(self, stage: StageConfig, si: int, key: str, trainable: tuple[str, ...], epochs: int) -> dict[str, Any]:
+    def _train_sub_stage(self, stage: StageConfig, si: int, ki: int, trainable: tuple[str, ...], epochs: int) -> dict[str, Any]:
         acc = self.acc
         acc.free_memory()  # the accelerator's state is exactly this sub-stage's model and optimizer
-        loader, sampler, held = self._stage_loaders(stage, si)
+        key = f"{si}.{ki}"
+        loader, sampler, held = self._stage_loaders(stage, si, ki)
         self.student.to(acc.device).train()
         self._freeze_unreached(loader, stage)
         adam = torch.optim.Adam([p for p in self.student.parameters() if p.requires_grad], lr=stage.lr, **fused(acc.device))

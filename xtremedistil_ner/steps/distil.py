@@ -82,8 +82,9 @@ class Distil:
         for w in labeled:
             by_lang[ctx.corpus.train[w.sent].lang].append(w)
         teacher_emb = teacher.get_input_embeddings().weight.detach()
-        specialisers: dict[str, Specialiser] = {}  # by source student
-        for scfg in ctx.students:
+        specialisers: dict[str, Specialiser] = {}  # by source student, until its last tagger is built
+        last_use = {s.from_student: i for i, s in enumerate(ctx.students) if s.from_student}
+        for i, scfg in enumerate(ctx.students):
             for lang in scopes(ctx, scfg):
                 needs = inputs(ctx, scfg, lang)
                 if self._done(ctx, scfg, lang, needs):
@@ -104,6 +105,8 @@ class Distil:
                 data = StageData(transfer, transfer.lengths(), lab, dev_sents, dev_w, ctx.pad_id, transfer.languages(),
                                  [ctx.corpus.train[w.sent].lang for w in lab])
                 self._train(ctx, scfg, lang, student, data, needs, time.time() - t0)
+            if scfg.from_student and last_use[scfg.from_student] == i:
+                specialisers.pop(scfg.from_student, None)  # its counts over every language are large
 
     @staticmethod
     def _done(ctx: RunContext, scfg: StudentConfig, lang: str | None, needs: dict[str, Any]) -> bool:
