@@ -16,6 +16,7 @@ from xtremedistil_ner.config import load_config
 from xtremedistil_ner.errors import XdnerError
 from xtremedistil_ner.io import verify_manifest
 from xtremedistil_ner.pipeline import Run
+from xtremedistil_ner.preflight import transfer_problems
 from xtremedistil_ner.steps.students import restrict
 from xtremedistil_ner.students import load_student
 
@@ -322,3 +323,26 @@ def test_reruns_with_other_settings_refuse_or_rebuild(tmp_path: Path, tiny_data:
     assert (first.teacher_dir / "xdner_teacher.json").read_bytes() == teacher_json
     assert load_student(first.student_dir("s") / "model").config.embedding_dim == 24
     assert again["models"]["s"]["parameters"] > report["models"]["s"]["parameters"]
+
+
+def test_a_language_without_transfer_text_stops_per_language_taggers_before_any_work(
+        tmp_path: Path, tiny_data: Path, tiny_teacher: Path) -> None:
+    """Without its labeled sentences in the transfer set and with no transfer file, a language has
+    no transfer text: per-language taggers would fail once the teacher is trained (their part of
+    the cache is empty), so the run stops first; a joint student may do without it. An empty
+    transfer set stops any run."""
+    run = make_run(tmp_path, tiny_data, tiny_teacher, "per_language")
+    run.cfg.data.include_labeled_in_transfer = False
+    del run.cfg.data.transfer_files["de"]
+    with pytest.raises(XdnerError, match=r"no transfer sentences for de \(data\.include_labeled_in_transfer is false.*"
+                                         r"per-language students s, t have nothing"):
+        run.run_all()
+    assert not run.root.exists()  # nothing written: not even config.yaml
+    joint = make_run(tmp_path, tiny_data, tiny_teacher, "joint")
+    joint.cfg.data.include_labeled_in_transfer = False
+    del joint.cfg.data.transfer_files["de"]
+    assert transfer_problems(joint.cfg, joint.corpus.stats) == []
+    joint.cfg.data.transfer_files = {}
+    joint.__dict__.pop("corpus", None)
+    with pytest.raises(XdnerError, match="the transfer set is empty"):
+        joint.run_all(("annotate",))

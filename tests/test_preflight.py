@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from xtremedistil_ner.preflight import config_problems, teacher_config
@@ -57,6 +58,8 @@ BAD = [
     (["students=[{name: s, type: transformer, hidden_dim: 100, num_layers: 2, num_heads: 3}]"], "not divisible"),
     (["students=[{name: s, type: transformer, hidden_dim: 16, num_layers: 2, layer_map: [1, 5]}]"], "one teacher layer in 1..2"),
     (["students=[{name: s, type: transformer, hidden_dim: 16, num_layers: 2, init: pretrained}]"], "init must be one of"),
+    (["students=[{name: s, type: transformer, hidden_dim: 16, num_layers: 2, init: teacher}]"],
+     "init: teacher needs the teacher's hidden_dim/num_heads/ff_dim (32/"),
     (["students=[{name: s, embedding_dim: 8, hidden_dim: 8, unseen: oov}]"], "unseen must be one of"),
     (["students=[{name: j, embedding_dim: 8, hidden_dim: 8}, {name: s, mode: per_language, from_student: j, keep_share: 1.5}]"], "keep_share must be in (0, 1]"),
     (["students=[{name: s}, {name: s, embedding_dim: 10}]"], "names must be unique"),
@@ -116,6 +119,22 @@ def test_compile_without_a_cxx_compiler_is_refused_up_front(base: Path, monkeypa
     problems = config_problems(load_config(base, ["annotate.compile=true"]))
     assert any("annotate.compile: true needs a C++ compiler" in p for p in problems), problems
     assert not any("annotate.compile" in p for p in config_problems(load_config(base, [])))  # off by default
+
+
+@pytest.mark.parametrize("precision, bf16, message", [
+    ("int8", True, "annotate.precision: int8 runs on CPUs only"),
+    ("bf16", False, "annotate.precision: bf16 and this GPU has no bfloat16"),
+    ("bf16", True, None), ("auto", False, None), ("fp32", False, None),
+])
+def test_an_annotation_precision_the_gpu_cannot_run_is_refused_up_front(
+        base: Path, monkeypatch: pytest.MonkeyPatch, precision: str, bf16: bool, message: str | None) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    found = [p for p in config_problems(load_config(base, [f"annotate.precision={precision}"])) if "annotate.precision" in p]
+    assert (found == []) if message is None else (len(found) == 1 and message in found[0]), found
+    monkeypatch.undo()
+    if not torch.cuda.is_available():  # on a CPU every precision runs
+        assert not [p for p in config_problems(load_config(base, [f"annotate.precision={precision}"])) if "annotate.precision" in p]
 
 
 def test_several_problems_are_listed_at_once(base: Path, capsys) -> None:

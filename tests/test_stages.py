@@ -79,6 +79,17 @@ def test_sub_stages_gradual_is_top_down() -> None:
     ]
     assert sub_stages(StageConfig("s", "gold", "labeled", "all"), student) == [groups]
     assert sub_stages(StageConfig("s", "gold", "labeled", ["encoder"]), student) == [("encoder",)]
+    # The representation loss never reaches the classifier: its gradual walk starts below it.
+    representation = StageConfig("r", "representation", "transfer", "gradual")
+    assert sub_stages(representation, student) == [("projection",), ("projection", "encoder"), groups[1:]]
+
+
+def test_a_gradual_representation_stage_trains(tmp_path: Path) -> None:
+    """Gradual unfreezing under the representation loss: every sub-stage trains something the loss
+    reaches (its first used to be the classifier alone, refused when distillation began)."""
+    stage = StageConfig("r", "representation", "transfer", "gradual", epochs=1)
+    progress = Distiller(make_student(), DistilConfig(batch_size=4, stages=[stage]), make_data(), tmp_path, Accelerator(cpu=True), seed=0).run()
+    assert [r["trainable"] for r in progress["history"]] == [["projection"], ["projection", "encoder"], ["projection", "encoder", "embeddings"]]
 
 
 @pytest.mark.parametrize("stage, message", [

@@ -4,6 +4,7 @@ parameter trained by some stage, save -> load -> identical predictions, ONNX par
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +116,8 @@ def test_groups_unfreeze_layers_top_down_and_skip_projection_after_stage_1() -> 
     rep = StageConfig("r", "representation", "transfer", ["embeddings", "encoder", "projection"])
     validate_stage(rep, s)
     assert sub_stages(rep, s) == [("embeddings", "layer1", "layer0", "projection")]
+    walk = sub_stages(dataclasses.replace(rep, train="gradual"), s)
+    assert walk[0] == ("layer1",) and walk[-1] == s.groups[1:]  # never the classifier, which it cannot reach
 
 
 def test_padding_does_not_change_outputs() -> None:

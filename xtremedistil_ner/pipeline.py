@@ -10,10 +10,10 @@ from typing import Any, Iterator
 
 from filelock import FileLock, Timeout
 
-from .config import save_config
+from .config import ConfigError, save_config
 from .errors import RunInUseError
 from .io import sweep_leftovers, write_json
-from .preflight import budget_warning
+from .preflight import budget_warning, transfer_problems
 from .steps.annotate import Annotate
 from .steps.base import Step
 from .steps.context import RunContext
@@ -41,6 +41,9 @@ class Run(RunContext):
         lock or config.yaml is written."""
         report = None
         train = len(self.corpus.train)  # read for its errors: every step uses it
+        problems = transfer_problems(self.cfg, self.corpus.stats) if {"annotate", "distil"} & set(steps) else []
+        if problems:
+            raise ConfigError("the run's data has a problem (nothing was run):\n  " + "\n  ".join(problems))
         warning = budget_warning(self.cfg.teacher, train) if "teach" in steps and self.acc.is_main_process else None
         if warning:
             logger.warning(warning)

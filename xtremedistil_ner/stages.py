@@ -158,9 +158,10 @@ def validate_stage(stage: StageConfig, student: "XtremeDistilPreTrainedModel") -
 
 def sub_stages(stage: StageConfig, student: "XtremeDistilPreTrainedModel") -> list[tuple[str, ...]]:
     """Which groups train in each sub-stage. Gradual unfreezing walks the student's groups
-    top-down, leaving out groups this stage's loss cannot reach."""
+    top-down, leaving out groups this stage's loss cannot reach (a loss on projections never
+    reaches the classifier)."""
     if stage.train == "gradual":
-        skip = student.representation_only() if LOSSES[stage.loss].reaches_classifier else ()
+        skip = student.representation_only() if LOSSES[stage.loss].reaches_classifier else ("classifier",)
         order = [g for g in student.groups if g not in skip]
         return [tuple(order[: k + 1]) for k in range(len(order))]
     if stage.train == "all":

@@ -71,6 +71,11 @@ class StudentType:
         any long step, so a typo does not surface after the teacher has trained."""
 
     @classmethod
+    def check_teacher(cls, spec: "StudentConfig", teacher_config: dict[str, Any]) -> None:
+        """Raise ConfigError where `spec` cannot be built from this teacher (its config.json's
+        keys); run up front when the teacher's config is on disk, and again when it is built."""
+
+    @classmethod
     def teacher_layers(cls, spec: "StudentConfig", num_teacher_layers: int, default_layer: int) -> list[int]:
         """The teacher layers (0 = embeddings .. N = last) whose hidden states stage 1 matches,
         one per projection the model returns."""

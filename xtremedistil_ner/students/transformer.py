@@ -44,6 +44,12 @@ def _heads(spec: "StudentConfig") -> int:
     return spec.num_heads or default_heads(spec.hidden_dim)
 
 
+def _same_shape(spec: "StudentConfig", teacher_config: dict[str, Any]) -> bool:
+    """Whether `spec`'s layers have the teacher's shape, so they can start as copies of its layers."""
+    ff = spec.ff_dim or 4 * spec.hidden_dim
+    return (spec.hidden_dim, _heads(spec), ff) == tuple(teacher_config.get(k) for k in ("hidden_size", "num_attention_heads", "intermediate_size"))
+
+
 def _backbone(teacher: "PreTrainedModel") -> nn.Module:
     base = teacher.base_model
     if not (hasattr(base, "encoder") and hasattr(base.encoder, "layer") and hasattr(base, "embeddings")):
@@ -67,6 +73,13 @@ class TransformerType(StudentType):
             raise ConfigError(f"student {spec.name!r}: hidden_dim {spec.hidden_dim} is not divisible by num_heads {heads}")
 
     @classmethod
+    def check_teacher(cls, spec: "StudentConfig", teacher_config: dict[str, Any]) -> None:
+        if spec.init == "teacher" and not _same_shape(spec, teacher_config):
+            shape = "/".join(str(teacher_config.get(k)) for k in ("hidden_size", "num_attention_heads", "intermediate_size"))
+            raise ConfigError(f"student {spec.name!r}: init: teacher needs the teacher's hidden_dim/num_heads/ff_dim "
+                              f"({shape}); use init: random or auto")
+
+    @classmethod
     def teacher_layers(cls, spec: "StudentConfig", num_teacher_layers: int, default_layer: int) -> list[int]:
         cls.check_spec(spec)
         layers = spec.layer_map or uniform_layer_map(spec.num_layers, num_teacher_layers)
@@ -84,16 +97,10 @@ class TransformerType(StudentType):
     @classmethod
     def from_teacher(cls, spec: "StudentConfig", teacher: "PreTrainedModel", base: dict[str, Any], kept_ids: np.ndarray, pad_id: int, seed: int) -> TransformerForTokenClassification:
         cls.check_spec(spec)
-        tc = teacher.config
+        cls.check_teacher(spec, teacher.config.to_dict())
         heads = _heads(spec)
         ff = spec.ff_dim or 4 * spec.hidden_dim
-        same_shape = (spec.hidden_dim, heads, ff) == (tc.hidden_size, tc.num_attention_heads, tc.intermediate_size)
-        if spec.init == "teacher" and not same_shape:
-            raise ConfigError(
-                f"student {spec.name!r}: init: teacher needs the teacher's hidden_dim/num_heads/ff_dim "
-                f"({tc.hidden_size}/{tc.num_attention_heads}/{tc.intermediate_size}); use init: random or auto"
-            )
-        init = "random" if spec.init == "random" else "teacher" if same_shape else "pca"
+        init = "random" if spec.init == "random" else "teacher" if _same_shape(spec, teacher.config.to_dict()) else "pca"
         config = TransformerStudentConfig(**config_kwargs(base), num_layers=spec.num_layers, hidden_dim=spec.hidden_dim,
                                           num_heads=heads, ff_dim=ff, dropout=spec.dropout, init=init)
         torch.manual_seed(seed)
