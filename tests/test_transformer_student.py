@@ -63,6 +63,17 @@ def test_same_shape_student_starts_from_the_mapped_teacher_layers(teacher) -> No
     words = teacher.bert.embeddings.word_embeddings.weight
     assert torch.equal(student.encoder.embeddings.word_embeddings.weight[2:], words[torch.as_tensor(kept)])
     assert isinstance(student.projection[0], torch.nn.Identity)  # same width: compared as is
+    # A same-shape teacher of another layout (DeBERTa's attention, DistilBERT's names): `auto`
+    # falls back to PCA embeddings, `teacher` is refused, up front as when built.
+    other = {**teacher.config.to_dict(), "model_type": "deberta-v2"}
+    with pytest.raises(ValueError, match="init: teacher copies layers laid out as BERT's .*this teacher is 'deberta-v2'"):
+        TransformerType.check_teacher(dataclasses.replace(spec, init="teacher"), other)
+    TransformerType.check_teacher(spec, other)  # auto: nothing to refuse
+    teacher.config.model_type = "deberta-v2"
+    try:
+        assert TransformerType.from_teacher(spec, teacher, base_config(teacher, kept, layers), kept, 0, seed=0).config.init == "pca"
+    finally:
+        del teacher.config.model_type  # the class's again
 
 
 def test_full_depth_copy_reproduces_the_teacher(teacher) -> None:

@@ -233,7 +233,8 @@ class StudentConfig:
     layer_map: list[int] | None = setting(None, "transformer: the teacher layer each student layer matches in stage 1",
                                           shown="uniform")
     init: str = setting("auto", "`auto`, `teacher` or `random`: a transformer copies teacher layers (`teacher`; `auto` when "
-                        "the shapes allow, else word embeddings from a PCA of the teacher's), a BiLSTM takes word embeddings "
+                        "the shapes allow and the teacher is BERT-like: BERT, RoBERTa, XLM-R, CamemBERT; else word embeddings "
+                        "from a PCA of the teacher's), a BiLSTM takes word embeddings "
                         "from a PCA of the teacher's (`auto` and `teacher`); `random` uses no part of the teacher",
                         Range(choices=("auto", "teacher", "random")))
     lr_scale: float = setting(1.0, "multiplies every stage's learning rate for this student (transformers usually want a "

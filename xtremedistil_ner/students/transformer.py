@@ -44,6 +44,10 @@ def _heads(spec: "StudentConfig") -> int:
     return spec.num_heads or default_heads(spec.hidden_dim)
 
 
+# Teachers whose layers a same-shape student can start as copies of (`_copy_teacher`'s layout).
+BERT_LAYOUT = ("bert", "roberta", "xlm-roberta", "camembert")
+
+
 def _same_shape(spec: "StudentConfig", teacher_config: dict[str, Any]) -> bool:
     """Whether `spec`'s layers have the teacher's shape, so they can start as copies of its layers."""
     ff = spec.ff_dim or 4 * spec.hidden_dim
@@ -74,7 +78,12 @@ class TransformerType(StudentType):
 
     @classmethod
     def check_teacher(cls, spec: "StudentConfig", teacher_config: dict[str, Any]) -> None:
-        if spec.init == "teacher" and not _same_shape(spec, teacher_config):
+        if spec.init != "teacher":
+            return
+        if teacher_config.get("model_type") not in BERT_LAYOUT:
+            raise ConfigError(f"student {spec.name!r}: init: teacher copies layers laid out as BERT's ({', '.join(BERT_LAYOUT)}); "
+                              f"this teacher is {teacher_config.get('model_type')!r}: use init: random or auto")
+        if not _same_shape(spec, teacher_config):
             shape = "/".join(str(teacher_config.get(k)) for k in ("hidden_size", "num_attention_heads", "intermediate_size"))
             raise ConfigError(f"student {spec.name!r}: init: teacher needs the teacher's hidden_dim/num_heads/ff_dim "
                               f"({shape}); use init: random or auto")
@@ -100,7 +109,8 @@ class TransformerType(StudentType):
         cls.check_teacher(spec, teacher.config.to_dict())
         heads = _heads(spec)
         ff = spec.ff_dim or 4 * spec.hidden_dim
-        init = "random" if spec.init == "random" else "teacher" if _same_shape(spec, teacher.config.to_dict()) else "pca"
+        copyable = teacher.config.model_type in BERT_LAYOUT and _same_shape(spec, teacher.config.to_dict())
+        init = "random" if spec.init == "random" else "teacher" if copyable else "pca"
         config = TransformerStudentConfig(**config_kwargs(base), num_layers=spec.num_layers, hidden_dim=spec.hidden_dim,
                                           num_heads=heads, ff_dim=ff, dropout=spec.dropout, init=init)
         torch.manual_seed(seed)
