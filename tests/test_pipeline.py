@@ -346,3 +346,7 @@ def test_a_language_without_transfer_text_stops_per_language_taggers_before_any_
     joint.__dict__.pop("corpus", None)
     with pytest.raises(XdnerError, match="the transfer set is empty"):
         joint.run_all(("annotate",))
+    per_language = make_run(tmp_path, tiny_data, tiny_teacher, "per_language")  # labeled text annotated, but none for de
+    stats = {"languages": {"en": {"transfer": 5}, "de": {"transfer": 0}}}
+    assert transfer_problems(per_language.cfg, stats)[0].startswith(
+        "data: no transfer sentences for de (no labeled train sentence to annotate and data.transfer_files gives none)")

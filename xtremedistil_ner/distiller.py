@@ -32,7 +32,7 @@ from .scoring import entity_counts, logits_fn, predict_tags, score, share_better
 from .io import atomic_dir, damaged, read_json, remove_dir, settled_dir, sha256_file, write_json
 from .layout import CHECKPOINT, FINAL, PROGRESS, RESUME
 from .provenance import NOTHING
-from .stages import LOSSES, guarded, sub_stages, validate_stage
+from .stages import LOSSES, guarded, sub_stages, unguarded_keys, validate_stage
 from .students import XtremeDistilPreTrainedModel, load_student, save_student
 from .training import EarlyStopping, ResumeState, TrainLoop, Track, cpu_copy, fused, interpolate
 
@@ -79,9 +79,8 @@ class Distiller:
             if stage.data == "transfer" and data.transfer is None:
                 raise ValueError(f"stage {stage.name!r} reads transfer data but there is no transfer cache")
         for si, stage in enumerate(cfg.stages):  # once every loss is known
-            for key in ("keep_confidence", "interpolate"):
-                if getattr(stage, key) is not None and not guarded(cfg.stages, si, trained):
-                    raise ValueError(f"stage {stage.name!r}: {key} needs a stage that starts from a trained classifier")
+            if keys := unguarded_keys(cfg.stages, si, trained):
+                raise ValueError(f"stage {stage.name!r}: {keys[0]} needs a stage that starts from a trained classifier")
         check_global_batch(cfg.batch_size, accelerator.num_processes, "distil.batch_size")
         if cfg.checkpoint_every < 0:
             raise ValueError(f"distil.checkpoint_every must be >= 0 (got {cfg.checkpoint_every})")

@@ -35,7 +35,7 @@ from .config import (
 from .data.corpus import SPLITS, split_file
 from .files import not_regular_message, special_kind
 from .layout import TEACHER, unsafe_component
-from .stages import LOSSES, guarded, validate_stage
+from .stages import LOSSES, unguarded_keys, validate_stage
 from .teacher import cxx_compiler
 from .students import student_type
 
@@ -168,8 +168,9 @@ def transfer_problems(cfg: RunConfig, stats: dict[str, Any]) -> list[str]:
     teacher has nothing to annotate, or a per-language tagger's language has no transfer sentence
     (its part of the cache would be empty). Otherwise either stops the run after the teacher."""
     counts = {lang: s["transfer"] for lang, s in stats["languages"].items()}
-    why = ("data.include_labeled_in_transfer is false, train_per_lang takes its whole train split and data.transfer_files "
-           "names no file for it" if not cfg.data.include_labeled_in_transfer else "its files hold no sentence")
+    why = ("data.include_labeled_in_transfer is false, no train sentence is left past train_per_lang and "
+           "data.transfer_files gives none" if not cfg.data.include_labeled_in_transfer
+           else "no labeled train sentence to annotate and data.transfer_files gives none")
     if not any(counts.values()):
         return [f"data: the transfer set is empty ({why}); the teacher needs unlabeled sentences to annotate"]
     empty = [lang for lang, n in counts.items() if n == 0]
@@ -418,9 +419,8 @@ def _student_problems(spec: StudentConfig, cfg: RunConfig, teacher: dict[str, An
         if key_problems(stage):  # a stage's own key problems: reported by key_problems(cfg)
             continue
         problems += _caught(lambda: validate_stage(stage, probe), f"{where}: ")
-        for key in ("keep_confidence", "interpolate"):
-            if getattr(stage, key) is not None and losses_known and not guarded(stages, si, spec.from_student is not None):
-                problems.append(f"{where}: stage {stage.name!r}: {key} needs a stage that starts from a trained classifier "
+        for key in unguarded_keys(stages, si, spec.from_student is not None) if losses_known else []:
+            problems.append(f"{where}: stage {stage.name!r}: {key} needs a stage that starts from a trained classifier "
                                 "(after a stage that trains it, or in a from_student tagger); this one is always kept as trained")
         scaled = stage.lr * spec.lr_scale
         if math.isfinite(stage.lr) and not 0 < scaled < math.inf:  # each factor is range-checked on its own

@@ -121,6 +121,17 @@ def guarded(stages: list[StageConfig], si: int, trained: bool) -> bool:
     return reaches[si] and (trained or any(reaches[:si]))
 
 
+GUARD_KEYS = ("keep_confidence", "interpolate")  # the keys that judge a stage against the model that entered it
+
+
+def unguarded_keys(stages: list[StageConfig], si: int, trained: bool) -> list[str]:
+    """The guard keys set on stage `si` that cannot apply because nothing guards it (every loss
+    must be known): one rule for the up-front check and the Distiller."""
+    if guarded(stages, si, trained):
+        return []
+    return [key for key in GUARD_KEYS if getattr(stages[si], key) is not None]
+
+
 def validate_stage(stage: StageConfig, student: "XtremeDistilPreTrainedModel") -> None:
     if stage.name == SETUP:
         raise ValueError(f"stage name {SETUP!r} is taken: the report lists the time spent building a student under it")
