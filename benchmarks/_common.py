@@ -139,12 +139,22 @@ def targets_section(targets: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def resources_section(resources: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Per step (each run in its own process by `_steps.run_step`): attempts, time, memory, disk."""
-    lines = ["", "## Resources per step", "", "Each step in its own process; a resumed step's attempts added up.", "",
+def resources_section(resources: Sequence[Mapping[str, Any]], timings: Mapping[str, float]) -> list[str]:
+    """Per step (each run in its own process by `_steps.run_step`): attempts, time, memory, disk.
+    Where the step's own clock (`timings`, the run's timings.json, kept across resumes) ran
+    longer than its recorded attempts, some attempt went unrecorded, and the table says so."""
+    lines = ["", "## Resources per step", "",
+             "Each step in its own process; a resumed step's attempts added up, one stopped from outside as far as its "
+             "last report (a minute at most before it stopped).", "",
              "| step | attempts | wall time (s) | peak RSS (GiB) | run folder after (GiB) |", "|---|---|---|---|---|"]
-    return lines + [f"| {r['step']} | {r['attempts']} | {r['seconds']:.0f} | {r['peak_rss_gib']:.2f} | {r['disk_gib']:.2f} |"
-                    for r in resources]
+    lines += [f"| {r['step']} | {r['attempts']} | {r['seconds']:.0f} | {r['peak_rss_gib']:.2f} | {r['disk_gib']:.2f} |"
+              for r in resources]
+    missing = [f"{r['step']} ({timings[r['step']]:,.0f} s by its own clock, {r['seconds']:,.0f} s recorded)"
+               for r in resources if timings.get(r["step"], 0) > r["seconds"] + 120]
+    if missing:
+        lines += ["", f"Not every attempt was recorded for {', '.join(missing)}: an attempt stopped from outside before the "
+                  "runner reported as it went; its time and memory are missing above."]
+    return lines
 
 
 def command_line(script: str, argv: Sequence[str]) -> str:

@@ -34,14 +34,17 @@ ATTEMPTS = "resources.json"  # in the run folder: {"attempts": [one record per s
 
 
 def per_step(attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per step: every attempt's time added up (a resumed step took all of them), the highest
-    peak RSS, and the disk use after the last attempt."""
+    """Per step: every attempt's time added up (a resumed step took all of them; one stopped from
+    outside counts as far as its last report, a minute at most before it stopped), the highest
+    peak RSS, and the disk use after the last attempt that ended."""
     out = []
     for step in STEPS:
         mine = [a for a in attempts if a["step"] == step]
+        ended = [a for a in mine if a["disk_gib_after"] is not None]
         if mine:
             out.append({"step": step, "attempts": len(mine), "seconds": round(sum(a["seconds"] for a in mine), 1),
-                        "peak_rss_gib": max(a["peak_rss_gib"] for a in mine), "disk_gib": mine[-1]["disk_gib_after"]["total"]})
+                        "peak_rss_gib": max(a["peak_rss_gib"] for a in mine),
+                        "disk_gib": ended[-1]["disk_gib_after"]["total"] if ended else float("nan")})
     return out
 
 
@@ -59,7 +62,8 @@ def main() -> None:
         for step in STEPS:
             if any(a["step"] == step and a["exit"] == 0 for a in attempts):
                 continue  # finished in an earlier go
-            attempts.append(run_step(step, CONFIG, args.output_dir, args.data_root, args.set))
+            attempts.append(run_step(step, CONFIG, args.output_dir, args.data_root, args.set,
+                                     on_tick=lambda so_far: write_json(record, {"attempts": [*attempts, so_far]})))
             write_json(record, {"attempts": attempts})
             if attempts[-1]["exit"] != 0:
                 raise SystemExit(f"xdner {step} stopped (exit {attempts[-1]['exit']}); rerun this script to resume")
@@ -67,7 +71,7 @@ def main() -> None:
     report["targets"] = retention_targets(report, RETENTION, LANGUAGE_FLOOR) + specialised_targets(report, *SPECIALISED)
     report["resources"] = per_step(attempts)
     results = args.output_dir / "results" if args.set else RESULTS
-    write_report(report, results, targets_section(report["targets"]) + resources_section(report["resources"]))
+    write_report(report, results, targets_section(report["targets"]) + resources_section(report["resources"], report["timings"]))
     write_json(results / ATTEMPTS, {"attempts": attempts})
     print((results / "report.md").read_text(encoding="utf-8"))
 

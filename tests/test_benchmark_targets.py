@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from _common import specialised_targets, targets_section  # noqa: E402
+from _common import resources_section, specialised_targets, targets_section  # noqa: E402
 
 
 def report(spec_f1: dict[str, float], spec_params: int, spec_seconds: float) -> dict:
@@ -26,3 +26,28 @@ def test_specialised_taggers_meet_the_goals_or_say_which_they_miss() -> None:
     assert "| s parameters per tagger / j's | 50.1% | ≤ 50% | no |" in lines
     assert "| s macro F1 - j's | -29.5 pts | ≥ 0 pts | no |" in lines
     assert specialised_targets(report({"a": 1.0, "b": 1.0}, 1, 1.0), "absent", "j") == []
+
+
+def test_the_resources_table_says_when_an_attempt_went_unrecorded() -> None:
+    """A step's attempts are added up; where the run's own clock says the step took longer (an
+    attempt stopped from outside before it could report), the table says so instead of passing
+    the recorded part off as the whole."""
+    from wikiann48_lowres import per_step
+    attempts = [{"step": "distil", "seconds": 100.0, "peak_rss_gib": 2.0, "disk_gib_after": None, "exit": None},
+                {"step": "distil", "seconds": 50.0, "peak_rss_gib": 1.5, "disk_gib_after": {"total": 3.0}, "exit": 0}]
+    rows = per_step(attempts)
+    assert rows == [{"step": "distil", "attempts": 2, "seconds": 150.0, "peak_rss_gib": 2.0, "disk_gib": 3.0}]
+    assert not any("Not every attempt" in line for line in resources_section(rows, {"distil": 160.0}))
+    assert resources_section(rows, {"distil": 1000.0})[-1].startswith(
+        "Not every attempt was recorded for distil (1,000 s by its own clock, 150 s recorded)")
+
+
+def test_a_running_step_reports_its_record_so_far(tmp_path: Path, monkeypatch) -> None:
+    """A step's record is reported while it runs, so a runner killed from outside keeps it."""
+    import _steps
+    monkeypatch.setattr(_steps, "TICK_S", 0.01)
+    ticks: list[dict] = []
+    rec = _steps.run_step("--help", tmp_path / "config.yaml", tmp_path / "out", "data", [], on_tick=ticks.append)  # `xdner --help`: a short real child
+    assert rec["exit"] == 0 and rec["disk_gib_after"] == {"total": 0}
+    assert ticks and all(t["exit"] is None and t["disk_gib_after"] is None and t["seconds"] <= rec["seconds"] for t in ticks)
+    assert max(t["peak_rss_gib"] for t in ticks) > 0

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 PNG = "curves.png"
 LANGUAGES_PNG = "languages.png"
+LEGEND_MAX = 8  # scopes (languages) a student's curves name in a legend
 
 
 def curve_points(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -29,27 +30,30 @@ def plot_curves(curves: dict[str, dict[str, list[dict[str, Any]]]], path: Path) 
 
     fig, axes = plt.subplots(len(curves), 2, figsize=(12, 3.2 * len(curves)), squeeze=False, sharex="row")
     for (student, scopes), (loss_ax, f1_ax) in zip(curves.items(), axes):
+        named = 1 < len(scopes) <= LEGEND_MAX  # past that, one thin line per language and no legend (it covered the figure)
+        style = {"marker": "."} if len(scopes) <= LEGEND_MAX else {"color": "tab:blue", "alpha": 0.35, "lw": 0.8}
+        starts: dict[int, str] = {}
         for scope, points in scopes.items():
             x = list(range(1, len(points) + 1))
-            label = scope if len(scopes) > 1 else None
-            loss_ax.plot(x, [p["train_loss"] for p in points], marker=".", label=label)
+            label = scope if named else None
+            loss_ax.plot(x, [p["train_loss"] for p in points], label=label, **style)
             dev = [(i, p["dev_macro_f1"]) for i, p in zip(x, points) if p.get("dev_macro_f1") is not None]
             if dev:
-                f1_ax.plot(*zip(*dev), marker="o", label=label)
-            for i in range(len(points)):  # a stage starts
-                if i == 0 or points[i]["stage"] != points[i - 1]["stage"]:
-                    for ax in (loss_ax, f1_ax):
-                        ax.axvline(i + 0.5, color="grey", lw=0.8, ls="--")
-                        ax.text(i + 0.55, 0.98, points[i]["stage"], transform=ax.get_xaxis_transform(), fontsize=7, va="top",
-                                rotation=90, color="grey")
+                f1_ax.plot(*zip(*dev), label=label, **style)
+            starts |= {i: points[i]["stage"] for i in range(len(points)) if i == 0 or points[i]["stage"] != points[i - 1]["stage"]}
+        for i, stage in starts.items():  # each stage start once, however many languages share it
+            for ax in (loss_ax, f1_ax):
+                ax.axvline(i + 0.5, color="grey", lw=0.8, ls="--")
+                ax.text(i + 0.55, 0.98, stage, transform=ax.get_xaxis_transform(), fontsize=7, va="top", rotation=90, color="grey")
+        each = f"\n({len(scopes)} languages, a line each)" if len(scopes) > LEGEND_MAX else ""
         loss_ax.set_yscale("log")
-        loss_ax.set_title(f"{student}: train loss (each stage's own loss)", fontsize=9)
-        f1_ax.set_title(f"{student}: dev macro F1 (epochs that were scored)", fontsize=9)
+        loss_ax.set_title(f"{student}: train loss (each stage's own loss){each}", fontsize=9)
+        f1_ax.set_title(f"{student}: dev macro F1 (epochs that were scored){each}", fontsize=9)
         for ax in (loss_ax, f1_ax):
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("epoch (over all sub-stages)")
             ax.grid(alpha=0.3)
-            if len(scopes) > 1:
+            if named:
                 ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -100,9 +104,11 @@ def plot_languages(report: dict[str, Any], path: Path) -> None:
         ax.text(1.01, yi, f"{share_of_teacher(models, key, lang):.0f}%", transform=ax.get_yaxis_transform(), va="center", fontsize=7)
     ax.set_yticks(y, [f"{l} ({scripts[l]})" if l in scripts else l for l in order], fontsize=7)
     ax.set_xlabel("test F1 (seqeval, strict IOB2)")
-    ax.set_title(f"Test F1 per language, by {key}'s share of the teacher's (right)", fontsize=9, pad=22)
+    columns = min(len(models), 3)  # six long student names on one row ran past the figure's edges
+    ax.set_title(f"Test F1 per language, by {key}'s share of the teacher's (right)", fontsize=9,
+                 pad=10 + 12 * math.ceil(len(models) / columns))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(models), frameon=False)
+    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=columns, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
