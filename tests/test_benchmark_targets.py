@@ -51,3 +51,21 @@ def test_a_running_step_reports_its_record_so_far(tmp_path: Path, monkeypatch) -
     assert rec["exit"] == 0 and rec["disk_gib_after"] == {"total": 0}
     assert ticks and all(t["exit"] is None and t["disk_gib_after"] is None and t["seconds"] <= rec["seconds"] for t in ticks)
     assert max(t["peak_rss_gib"] for t in ticks) > 0
+
+
+def test_the_paired_bootstrap_tells_a_loss_from_noise() -> None:
+    """A language where the other student misses entities in most sentences of a large test set is
+    a loss the test set can tell; the same gap on two sentences is not."""
+    import numpy as np
+    from paired_bootstrap import MARGIN, compare, markdown
+    right = np.array([[1, 1, 1]] * 400)  # correct, predicted, gold entities per sentence
+    worse = np.array([[1, 1, 1]] * 380 + [[0, 1, 1]] * 20)
+    base = {"big": right, "small": right[:2]}
+    other = {"big": worse, "small": np.array([[1, 1, 1], [0, 1, 1]])}
+    result = compare(base, other, seed=0)
+    assert result["big"]["difference"] == -5.0 and result["big"]["interval_90"][1] < 0
+    assert result["small"]["difference"] == -50.0 and result["small"]["interval_90"][1] == 0.0
+    assert result["big"]["share_within_margin"] < 0.01 and MARGIN == 0.5
+    text = markdown({"run": "r", "base": "j", "other": "s", "command": "python x", "languages": result})
+    assert "- 2 of 2 languages more than 0.5 below j: small, big" in text
+    assert "- of those, with the 90% interval wholly below 0 (a loss the test set can tell): big" in text
