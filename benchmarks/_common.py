@@ -147,7 +147,8 @@ def resources_section(resources: Sequence[Mapping[str, Any]], timings: Mapping[s
              "Each step in its own process; a resumed step's attempts added up, one stopped from outside as far as its "
              "last report (a minute at most before it stopped).", "",
              "| step | attempts | wall time (s) | peak RSS (GiB) | run folder after (GiB) |", "|---|---|---|---|---|"]
-    lines += [f"| {r['step']} | {r['attempts']} | {r['seconds']:.0f} | {r['peak_rss_gib']:.2f} | {r['disk_gib']:.2f} |"
+    lines += [f"| {r['step']} | {r['attempts']} | {r['seconds']:.0f} | {r['peak_rss_gib']:.2f} | "
+              f"{'–' if r['disk_gib'] is None else format(r['disk_gib'], '.2f')} |"
               for r in resources]
     missing = [f"{r['step']} ({timings[r['step']]:,.0f} s by its own clock, {r['seconds']:,.0f} s recorded)"
                for r in resources if timings.get(r["step"], 0) > r["seconds"] + 120]

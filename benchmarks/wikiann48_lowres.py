@@ -36,7 +36,7 @@ ATTEMPTS = "resources.json"  # in the run folder: {"attempts": [one record per s
 def per_step(attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per step: every attempt's time added up (a resumed step took all of them; one stopped from
     outside counts as far as its last report, a minute at most before it stopped), the highest
-    peak RSS, and the disk use after the last attempt that ended."""
+    peak RSS, and the disk use after the last attempt that ended (None if none did)."""
     out = []
     for step in STEPS:
         mine = [a for a in attempts if a["step"] == step]
@@ -44,7 +44,7 @@ def per_step(attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if mine:
             out.append({"step": step, "attempts": len(mine), "seconds": round(sum(a["seconds"] for a in mine), 1),
                         "peak_rss_gib": max(a["peak_rss_gib"] for a in mine),
-                        "disk_gib": ended[-1]["disk_gib_after"]["total"] if ended else float("nan")})
+                        "disk_gib": ended[-1]["disk_gib_after"]["total"] if ended else None})
     return out
 
 

@@ -40,6 +40,8 @@ def test_the_resources_table_says_when_an_attempt_went_unrecorded() -> None:
     assert not any("Not every attempt" in line for line in resources_section(rows, {"distil": 160.0}))
     assert resources_section(rows, {"distil": 1000.0})[-1].startswith(
         "Not every attempt was recorded for distil (1,000 s by its own clock, 150 s recorded)")
+    running = per_step([{**attempts[0], "step": "evaluate"}])  # stopped before any attempt ended: no disk use to show
+    assert running[0]["disk_gib"] is None and resources_section(running, {})[-1] == "| evaluate | 1 | 100 | 2.00 | – |"
 
 
 def test_a_running_step_reports_its_record_so_far(tmp_path: Path, monkeypatch) -> None:
