@@ -2,8 +2,8 @@
 on dev sentences they did not choose on (#24: on 100-sentence dev sets, keeping whichever
 stage scored best fitted noise). Each language's dev set is split in two halves (alternate
 sentences): the taggers are specialised choosing on half A, then the joint student and every
-tagger are scored on half B. Rules: the default (a stage is kept unless dev F1 falls), `keep_confidence`
-and `interpolate` at each level given; one distil step specialises every rule's taggers, so the
+tagger are scored on half B. Rules: the default (a stage is kept unless dev F1 falls), `keep_confidence`,
+`interpolate` and a learning rate for both stages at each level given; one distil step specialises every rule's taggers, so the
 vocabulary's set-up is paid once. Test sentences are never read. The joint student was chosen
 on the whole dev set, half B included, so the comparison leans its way a little.
 
@@ -43,7 +43,8 @@ Rule = tuple[str, str, dict[str, float]]  # name, folder, stage keys
 def rules_of(args: argparse.Namespace) -> list[Rule]:
     return [("default", "default", {}),
             *((f"keep_confidence {c}", f"confidence-{c}", {"keep_confidence": c}) for c in args.confidence),
-            *((f"interpolate {w}", f"interpolate-{w}", {"interpolate": w}) for w in args.interpolate)]
+            *((f"interpolate {w}", f"interpolate-{w}", {"interpolate": w}) for w in args.interpolate),
+            *((f"lr {lr:g}", f"lr-{lr:g}", {"lr": lr}) for lr in args.lr)]
 
 
 def link_tree(src: Path, dst: Path) -> None:
@@ -100,11 +101,12 @@ def main() -> None:
     parser.add_argument("--joint", default="bilstm-50-200", help="the joint student the taggers start from")
     parser.add_argument("--confidence", type=float, nargs="*", default=[], help="keep_confidence levels to compare")
     parser.add_argument("--interpolate", type=float, nargs="*", default=[], help="interpolate weights to compare")
+    parser.add_argument("--lr", type=float, nargs="*", default=[], help="learning rates for both stages to compare (the default's: 5e-4)")
     parser.add_argument("--data-root", help="the data root, if it moved since the run")
     args = parser.parse_args()
     rules = rules_of(args)
     if len({name for name, _, _ in rules}) < len(rules):
-        parser.error("each --confidence and --interpolate level once")
+        parser.error("each --confidence, --interpolate and --lr level once")
     run, half_b, taggers = specialise(args, rules)
     joint_b = score_half(run, half_b, args.run / "students" / args.joint / JOINT / FINAL, None)
     rows: dict[str, dict[str, Any]] = {}
