@@ -141,8 +141,9 @@ def targets_section(targets: Sequence[Mapping[str, Any]]) -> list[str]:
 
 def resources_section(resources: Sequence[Mapping[str, Any]], timings: Mapping[str, float]) -> list[str]:
     """Per step (each run in its own process by `_steps.run_step`): attempts, time, memory, disk.
-    Where the step's own clock (`timings`, the run's timings.json, kept across resumes) ran
-    longer than its recorded attempts, some attempt went unrecorded, and the table says so."""
+    Where the run's own record (`timings`, its timings.json: for distil, every student's training
+    time wherever it ran) holds more than the recorded attempts, some work went unrecorded here,
+    and the table says so."""
     lines = ["", "## Resources per step", "",
              "Each step in its own process; a resumed step's attempts added up, one stopped from outside as far as its "
              "last report (a minute at most before it stopped).", "",
@@ -150,11 +151,12 @@ def resources_section(resources: Sequence[Mapping[str, Any]], timings: Mapping[s
     lines += [f"| {r['step']} | {r['attempts']} | {r['seconds']:.0f} | {r['peak_rss_gib']:.2f} | "
               f"{'–' if r['disk_gib'] is None else format(r['disk_gib'], '.2f')} |"
               for r in resources]
-    missing = [f"{r['step']} ({timings[r['step']]:,.0f} s by its own clock, {r['seconds']:,.0f} s recorded)"
+    missing = [f"{r['step']} ({timings[r['step']]:,.0f} s in the run's timings, {r['seconds']:,.0f} s here)"
                for r in resources if timings.get(r["step"], 0) > r["seconds"] + 120]
     if missing:
-        lines += ["", f"Not every attempt was recorded for {', '.join(missing)}: an attempt stopped from outside before the "
-                  "runner reported as it went; its time and memory are missing above."]
+        lines += ["", f"The run recorded more time than this runner for {', '.join(missing)}: attempts stopped from outside "
+                  "before the runner reported as it went, or work done outside it (`xdner` run directly); their time and "
+                  "memory are missing above."]
     return lines
 
 

@@ -55,8 +55,14 @@ def run_step(step: str, config: Path, out: Path, data_root: str, overrides: list
 
     def tick() -> None:
         while not done.wait(TICK_S):
-            on_tick({"step": step, "started": started, "seconds": round(time.perf_counter() - t0, 1), "exit": None,
-                     "peak_rss_gib": peak_rss_so_far(child.pid), "disk_gib_after": None})
+            so_far = {"step": step, "started": started, "seconds": round(time.perf_counter() - t0, 1), "exit": None,
+                      "peak_rss_gib": peak_rss_so_far(child.pid), "disk_gib_after": None}
+            if done.is_set():  # the child ended (and may be reaped) while this was read: the final record follows
+                return
+            try:
+                on_tick(so_far)
+            except OSError as exc:  # a full disk, say: the step goes on, and the next tick tries again
+                print(f"could not record {step}'s progress: {exc}", file=sys.stderr)
 
     ticker = threading.Thread(target=tick, daemon=True)
     if on_tick:

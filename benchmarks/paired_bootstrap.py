@@ -39,11 +39,14 @@ MARGIN = 0.5  # #24: a tagger may be this far below the joint student on a langu
 def student_counts(run: FinishedRun, name: str, tests: list[Sentence], acc: Accelerator) -> dict[str, np.ndarray]:
     """Per language, the entity counts of `name`'s test predictions, one row per sentence: its
     joint model for every language, or each language's own tagger."""
-    joint = run.student_dir(name) / FINAL
+    spec = next((s for s in run.cfg.students if s.name == name), None)
+    if spec is None:
+        raise SystemExit(f"{run.root}: no student {name!r} in its config (students: {[s.name for s in run.cfg.students]})")
+    per_language = (spec.mode or run.cfg.distil.mode) == "per_language"
     out: dict[str, np.ndarray] = {}
     for lang in run.cfg.languages:
         sents = [s for s in tests if s.lang == lang]
-        path = joint if joint.is_dir() else run.student_dir(name, lang) / FINAL
+        path = run.student_dir(name, lang if per_language else None) / FINAL
         if not path.is_dir():
             raise SystemExit(f"{run.root}: no distilled student {name!r} for {lang} ({path} is missing)")
         model = load_student(path)
@@ -60,24 +63,29 @@ def f1(counts: np.ndarray) -> float:
 
 
 def compare(base: dict[str, np.ndarray], other: dict[str, np.ndarray], seed: int) -> dict[str, dict[str, Any]]:
-    draws = f1_differences(base, other, RESAMPLES, seed)
-    return {lang: {"sentences": len(base[lang]), "base": round(f1(base[lang]), 2), "other": round(f1(other[lang]), 2),
-                   "difference": round(f1(other[lang]) - f1(base[lang]), 2),
-                   "interval_90": [round(float(np.percentile(d, 5)), 2), round(float(np.percentile(d, 95)), 2)],
-                   "share_within_margin": round(float((d >= -MARGIN).mean()), 3)}
-            for lang, d in draws.items()}
+    """Per language: both F1s, the difference, its 90% interval and share of draws within the
+    margin, rounded for reading; whether it is below the margin, and whether the interval lies
+    wholly below 0, decided before rounding."""
+    out = {}
+    for lang, d in f1_differences(base, other, RESAMPLES, seed).items():
+        diff, (low, high) = f1(other[lang]) - f1(base[lang]), np.percentile(d, [5, 95])
+        out[lang] = {"sentences": len(base[lang]), "base": round(f1(base[lang]), 2), "other": round(f1(other[lang]), 2),
+                     "difference": round(diff, 2), "interval_90": [round(float(low), 2), round(float(high), 2)],
+                     "share_within_margin": round(float((d >= -MARGIN).mean()), 3),
+                     "below_margin": bool(diff < -MARGIN), "loss_told": bool(high < 0)}
+    return out
 
 
 def markdown(result: dict[str, Any]) -> str:
     rows = sorted(result["languages"].items(), key=lambda kv: kv[1]["difference"])
-    below = [lang for lang, r in rows if r["difference"] < -MARGIN]
-    surely = [lang for lang in below if result["languages"][lang]["interval_90"][1] < 0]
+    below = [lang for lang, r in rows if r["below_margin"]]
+    surely = [lang for lang, r in rows if r["loss_told"]]
     lines = [f"# {result['other']} against {result['base']} on {result['run']}'s test sentences, per language", "",
              f"Command: `{result['command']}`", "",
              f"Paired bootstrap, {RESAMPLES:,} draws of each language's test sentences; report only (test sentences choose "
              "nothing). Sorted by the difference.", "",
              f"- {len(below)} of {len(rows)} languages more than {MARGIN} below {result['base']}: {', '.join(below) or 'none'}",
-             f"- of those, with the 90% interval wholly below 0 (a loss the test set can tell): {', '.join(surely) or 'none'}", "",
+             f"- with the 90% interval wholly below 0 (a loss the test set can tell): {', '.join(surely) or 'none'}", "",
              *markdown_table(["language", "test sentences", result["base"], result["other"], "difference", "90% interval",
                               f"share of draws ≥ -{MARGIN}"],
                              [[lang, r["sentences"], f"{r['base']:.2f}", f"{r['other']:.2f}", f"{r['difference']:+.2f}",

@@ -29,17 +29,17 @@ def test_specialised_taggers_meet_the_goals_or_say_which_they_miss() -> None:
 
 
 def test_the_resources_table_says_when_an_attempt_went_unrecorded() -> None:
-    """A step's attempts are added up; where the run's own clock says the step took longer (an
-    attempt stopped from outside before it could report), the table says so instead of passing
-    the recorded part off as the whole."""
+    """A step's attempts are added up; where the run's own timings hold more (an attempt stopped
+    from outside before it could report, or work done outside the runner), the table says so
+    instead of passing the recorded part off as the whole."""
     from wikiann48_lowres import per_step
     attempts = [{"step": "distil", "seconds": 100.0, "peak_rss_gib": 2.0, "disk_gib_after": None, "exit": None},
                 {"step": "distil", "seconds": 50.0, "peak_rss_gib": 1.5, "disk_gib_after": {"total": 3.0}, "exit": 0}]
     rows = per_step(attempts)
     assert rows == [{"step": "distil", "attempts": 2, "seconds": 150.0, "peak_rss_gib": 2.0, "disk_gib": 3.0}]
-    assert not any("Not every attempt" in line for line in resources_section(rows, {"distil": 160.0}))
+    assert not any("recorded more time" in line for line in resources_section(rows, {"distil": 160.0}))
     assert resources_section(rows, {"distil": 1000.0})[-1].startswith(
-        "Not every attempt was recorded for distil (1,000 s by its own clock, 150 s recorded)")
+        "The run recorded more time than this runner for distil (1,000 s in the run's timings, 150 s here)")
     running = per_step([{**attempts[0], "step": "evaluate"}])  # stopped before any attempt ended: no disk use to show
     assert running[0]["disk_gib"] is None and resources_section(running, {})[-1] == "| evaluate | 1 | 100 | 2.00 | – |"
 
@@ -70,4 +70,4 @@ def test_the_paired_bootstrap_tells_a_loss_from_noise() -> None:
     assert result["big"]["share_within_margin"] < 0.01 and MARGIN == 0.5
     text = markdown({"run": "r", "base": "j", "other": "s", "command": "python x", "languages": result})
     assert "- 2 of 2 languages more than 0.5 below j: small, big" in text
-    assert "- of those, with the 90% interval wholly below 0 (a loss the test set can tell): big" in text
+    assert "- with the 90% interval wholly below 0 (a loss the test set can tell): big" in text
