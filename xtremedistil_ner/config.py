@@ -327,8 +327,9 @@ def specialise_schedule() -> list[StageConfig]:
     F1 over the joint student +0.65 against +0.42 for gold alone); the rate on dev halves the taggers
     did not choose on (`benchmarks/specialise_selection.py --lr`): on the 48-language run with all
     transfer text, +0.68 over the joint student at 5e-4 against +0.35 at 2.5e-4 and +0.23 at
-    1.25e-4, 8 languages more than 0.5 below against 12 and 9; on `language_alpha.py`'s nine
-    languages -0.19 against -0.30, 4 below against 3. With 1,000 transfer sentences per language
+    1.25e-4, 8 languages more than 0.5 below against 12 and 9 (1e-3: +0.82 but 9 below, and
+    farther from the joint student on average); on `language_alpha.py`'s nine languages -0.19
+    against -0.30, 4 below against 3. With 1,000 transfer sentences per language
     (wikiann6 and six untuned languages) the logits stage lowered dev F1 in all 12 and was undone,
     at 2.5e-4 and at 5e-4 for two epochs."""
     return [StageConfig("logits", "logits_mse", "transfer", "all", 1, 5e-4),
