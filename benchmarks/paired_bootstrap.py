@@ -28,38 +28,40 @@ from xtremedistil_ner.data.conll import Sentence  # noqa: E402
 from xtremedistil_ner.encoding import encode  # noqa: E402
 from xtremedistil_ner.io import write_json, write_text  # noqa: E402
 from xtremedistil_ner.layout import FINAL  # noqa: E402
-from xtremedistil_ner.scoring import entity_counts, f1_differences, logits_fn, predict_tags  # noqa: E402
+from xtremedistil_ner.scoring import entity_counts, entity_f1, f1_differences, logits_fn, predict_tags  # noqa: E402
+from xtremedistil_ner.steps.students import restrict  # noqa: E402
 from xtremedistil_ner.students import load_student  # noqa: E402
+from xdner_runtime.windows import Window  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "paired-bootstrap"
 RESAMPLES = 2000
 MARGIN = 0.5  # #24: a tagger may be this far below the joint student on a language
 
 
-def student_counts(run: FinishedRun, name: str, tests: list[Sentence], acc: Accelerator) -> dict[str, np.ndarray]:
+def student_counts(run: FinishedRun, name: str, tests: list[Sentence], windows: list[Window], acc: Accelerator) -> dict[str, np.ndarray]:
     """Per language, the entity counts of `name`'s test predictions, one row per sentence: its
-    joint model for every language, or each language's own tagger."""
+    joint model over every language, or each language's own tagger on its sentences (as
+    `xdner evaluate` tags them)."""
     spec = next((s for s in run.cfg.students if s.name == name), None)
     if spec is None:
         raise SystemExit(f"{run.root}: no student {name!r} in its config (students: {[s.name for s in run.cfg.students]})")
-    per_language = (spec.mode or run.cfg.distil.mode) == "per_language"
-    out: dict[str, np.ndarray] = {}
-    for lang in run.cfg.languages:
-        sents = [s for s in tests if s.lang == lang]
-        path = run.student_dir(name, lang if per_language else None) / FINAL
+    scopes = run.cfg.languages if (spec.mode or run.cfg.distil.mode) == "per_language" else [None]
+    preds: list[list[str]] = [[] for _ in tests]
+    for scope in scopes:
+        path = run.student_dir(name, scope) / FINAL
         if not path.is_dir():
-            raise SystemExit(f"{run.root}: no distilled student {name!r} for {lang} ({path} is missing)")
+            raise SystemExit(f"{run.root}: no distilled student {name!r}{f' for {scope}' if scope else ''} ({path} is missing)")
         model = load_student(path)
-        windows = encode(sents, run.tokenizer, run.cfg.teacher.max_length, None)
-        pred = predict_tags(logits_fn(model), sents, windows, model.config.id2label, run.tokenizer.pad_token_id,
-                            run.cfg.distil.eval_batch_size, acc, f"{name} {lang}")
-        out |= entity_counts(sents, pred)
-    return out
+        idx, sents, wins = restrict(tests, windows, scope)
+        out = predict_tags(logits_fn(model), sents, wins, model.config.id2label, run.tokenizer.pad_token_id,
+                           run.cfg.distil.eval_batch_size, acc, f"{name} {scope or 'test'}")
+        for i, p in zip(idx, out):
+            preds[i] = p
+    return entity_counts(tests, preds)
 
 
 def f1(counts: np.ndarray) -> float:
-    tp, pred, gold = counts.sum(axis=0)
-    return 200 * tp / (pred + gold) if pred + gold else 0.0
+    return float(entity_f1(counts.sum(axis=0)))
 
 
 def compare(base: dict[str, np.ndarray], other: dict[str, np.ndarray], seed: int) -> dict[str, dict[str, Any]]:
@@ -105,7 +107,8 @@ def main() -> None:
     args = parser.parse_args()
     run = FinishedRun.open(args.run, args.data_root)
     tests, acc = run.test_sentences(), Accelerator(cpu=True)
-    base, other = student_counts(run, args.base, tests, acc), student_counts(run, args.other, tests, acc)
+    windows = encode(tests, run.tokenizer, run.cfg.teacher.max_length, None)
+    base, other = (student_counts(run, name, tests, windows, acc) for name in (args.base, args.other))
     result = {"run": run.name, "base": args.base, "other": args.other, "command": command_line("benchmarks/paired_bootstrap.py", sys.argv[1:]),
               "resamples": RESAMPLES, "margin": MARGIN, "languages": compare(base, other, args.seed)}
     stem = args.out / f"{run.name}-{args.other}-vs-{args.base}"

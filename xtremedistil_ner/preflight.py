@@ -421,7 +421,7 @@ def _student_problems(spec: StudentConfig, cfg: RunConfig, teacher: dict[str, An
         problems += _caught(lambda: validate_stage(stage, probe), f"{where}: ")
         for key in unguarded_keys(stages, si, spec.from_student is not None) if losses_known else []:
             problems.append(f"{where}: stage {stage.name!r}: {key} needs a stage that starts from a trained classifier "
-                                "(after a stage that trains it, or in a from_student tagger); this one is always kept as trained")
+                            "(after a stage that trains it, or in a from_student tagger); this one is always kept as trained")
         scaled = stage.lr * spec.lr_scale
         if math.isfinite(stage.lr) and not 0 < scaled < math.inf:  # each factor is range-checked on its own
             problems.append(f"{where}: stage {stage.name!r}: lr {stage.lr} times lr_scale {spec.lr_scale} is {scaled}, "

@@ -107,6 +107,13 @@ def entity_counts(sentences: Sequence[Sentence], predicted: Sequence[Sequence[st
     return {lang: np.array(r, dtype=np.int64).reshape(-1, 3) for lang, r in sorted(rows.items())}
 
 
+def entity_f1(totals: np.ndarray) -> np.ndarray:
+    """F1 in points from summed entity counts (last axis: correct, predicted, gold), 0 where
+    there is nothing predicted or gold, as seqeval scores it."""
+    tp, pred, gold = np.moveaxis(totals, -1, 0)
+    return np.where(pred + gold > 0, 200 * tp / np.maximum(pred + gold, 1), 0.0)
+
+
 def f1_differences(before: dict[str, np.ndarray], after: dict[str, np.ndarray], resamples: int = 1000,
                    seed: int = 0) -> dict[str, np.ndarray]:
     """Paired bootstrap: per language, `resamples` draws of its sentences (with replacement) and,
@@ -118,8 +125,7 @@ def f1_differences(before: dict[str, np.ndarray], after: dict[str, np.ndarray], 
         for lo in range(0, resamples, 100):  # 100 draws at a time: a draw of n sentences is n x 3 counts
             idx = rng.integers(0, n, (min(100, resamples - lo), n))
             for sign, counts in ((-1, before[lang]), (1, after[lang])):
-                tp, pred, gold = counts[idx].sum(axis=1).T
-                diff[lo : lo + len(idx)] += sign * np.where(pred + gold > 0, 200 * tp / np.maximum(pred + gold, 1), 0.0)
+                diff[lo : lo + len(idx)] += sign * entity_f1(counts[idx].sum(axis=1))
         out[lang] = diff
     return out
 
