@@ -3,7 +3,7 @@ on dev sentences they did not choose on (#24: on 100-sentence dev sets, keeping 
 stage scored best fitted noise). Each language's dev set is split in two halves (alternate
 sentences): the taggers are specialised choosing on half A, then the joint student and every
 tagger are scored on half B. Rules: the default (a stage is kept unless dev F1 falls), `keep_confidence`,
-`interpolate` and a learning rate for both stages at each level given; one distil step specialises every rule's taggers, so the
+`interpolate`, `anchor` and a learning rate for both stages at each level given; one distil step specialises every rule's taggers, so the
 vocabulary's set-up is paid once. Test sentences are never read. The joint student was chosen
 on the whole dev set, half B included, so the comparison leans its way a little.
 
@@ -44,7 +44,8 @@ def rules_of(args: argparse.Namespace) -> list[Rule]:
     return [("default", "default", {}),
             *((f"keep_confidence {c}", f"confidence-{c}", {"keep_confidence": c}) for c in args.confidence),
             *((f"interpolate {w}", f"interpolate-{w}", {"interpolate": w}) for w in args.interpolate),
-            *((f"lr {lr:g}", f"lr-{lr:g}", {"lr": lr}) for lr in args.lr)]
+            *((f"lr {lr:g}", f"lr-{lr:g}", {"lr": lr}) for lr in args.lr),
+            *((f"anchor {a:g}", f"anchor-{a:g}", {"anchor": a}) for a in args.anchor)]
 
 
 def link_tree(src: Path, dst: Path) -> None:
@@ -102,11 +103,12 @@ def main() -> None:
     parser.add_argument("--confidence", type=float, nargs="*", default=[], help="keep_confidence levels to compare")
     parser.add_argument("--interpolate", type=float, nargs="*", default=[], help="interpolate weights to compare")
     parser.add_argument("--lr", type=float, nargs="*", default=[], help="learning rates for both stages to compare (the default's: 5e-4)")
+    parser.add_argument("--anchor", type=float, nargs="*", default=[], help="anchor weights (both stages) to compare")
     parser.add_argument("--data-root", help="the data root, if it moved since the run")
     args = parser.parse_args()
     rules = rules_of(args)
     if len({name for name, _, _ in rules}) < len(rules):
-        parser.error("each --confidence, --interpolate and --lr level once")
+        parser.error("each --confidence, --interpolate, --lr and --anchor level once")
     run, half_b, taggers = specialise(args, rules)
     joint_b = score_half(run, half_b, args.run / "students" / args.joint / JOINT / FINAL, None)
     rows: dict[str, dict[str, Any]] = {}

@@ -19,7 +19,7 @@ from xtremedistil_ner.data.conll import Sentence
 from xtremedistil_ner.distiller import CHECKPOINT, FINAL, Distiller, StageData, is_distilled
 from xtremedistil_ner.io import ArtifactError
 from xtremedistil_ner import distiller
-from xtremedistil_ner.stages import LOSSES, gold_loss, register, sub_stages, validate_stage
+from xtremedistil_ner.stages import LOSSES, anchor_loss, gold_loss, register, sub_stages, validate_stage
 from xtremedistil_ner.students import XtremeDistilPreTrainedModel, load_student
 from xtremedistil_ner.training import Plugin, TrainLoop
 
@@ -349,6 +349,38 @@ def test_interpolate_ends_a_guarded_stage_between_its_trained_weights_and_those_
     assert moved  # the stage changed weights, so the mix is a third model, not either end
     with pytest.raises(ValueError, match="'more': interpolate needs a stage that starts from a trained classifier"):
         Distiller(make_student(), dataclasses.replace(cfg, stages=[dataclasses.replace(more, interpolate=0.25)]), make_gold_data(),
+                  tmp_path / "unguarded", Accelerator(cpu=True), seed=0)
+
+
+def test_anchor_holds_a_guarded_stage_near_the_model_that_entered_it(tmp_path: Path) -> None:
+    """With `anchor`, a guarded stage's loss adds the weighted KL divergence of its predictions
+    from those of the model that entered it: zero for that model itself, and a heavy weight keeps
+    its predictions much nearer the entering ones than the same stage's without it."""
+    good = StageConfig("good", "gold", "labeled", "all", epochs=3, lr=0.05, patience=3)
+    more = StageConfig("more", "gold", "labeled", "all", epochs=1, lr=0.05)
+    cfg = DistilConfig(batch_size=4, eval_batch_size=8, stages=[good], checkpoint_every=0)
+    weights = {}
+    for name, stages in [("entered", [good]), ("free", [good, more]), ("anchored", [good, dataclasses.replace(more, anchor=100.0)])]:
+        Distiller(make_student(), dataclasses.replace(cfg, stages=stages), make_gold_data(), tmp_path / name,
+                  Accelerator(cpu=True), seed=0).run()
+        weights[name] = load_student(tmp_path / name / "model")
+
+    loader, _, _ = Distiller(make_student(), cfg, make_gold_data(), tmp_path / "x", Accelerator(cpu=True), seed=0)._stage_loaders(more, 0)
+    batch = next(iter(loader))
+    entered = weights["entered"].eval()
+    plain, _ = LOSSES["gold"](entered, batch, 1.0)
+    same, _ = LOSSES["gold"](entered, batch, 1.0, anchor=(entered, 5.0))
+    assert torch.allclose(same, plain)  # no distance from itself
+
+    def drift(name: str) -> float:  # how far its predictions moved from the entering model's
+        with torch.no_grad():
+            return anchor_loss(weights[name].eval()(batch["input_ids"], batch["attention_mask"])["logits"], entered, batch).item()
+
+    assert 0 < drift("anchored") < drift("free") / 4
+    other, _ = LOSSES["gold"](entered, batch, 1.0, anchor=(weights["free"].eval(), 5.0))
+    assert other > plain + 1e-4
+    with pytest.raises(ValueError, match="'more': anchor needs a stage that starts from a trained classifier"):
+        Distiller(make_student(), dataclasses.replace(cfg, stages=[dataclasses.replace(more, anchor=1.0)]), make_gold_data(),
                   tmp_path / "unguarded", Accelerator(cpu=True), seed=0)
 
 

@@ -294,6 +294,11 @@ class StageConfig:
         None, "a guarded stage ends at this mix of the weights it trained and those that entered it (weight-space "
         "ensembling, as WiSE-FT), judged like the stage itself: on a small dev set a half step keeps much of a stage's gain "
         "with less of what fitted its noise", Range(low=0, high=1, low_open=True, unset="to end at the trained weights"))
+    anchor: float | None = setting(
+        None, "a guarded stage adds this weight times the KL divergence of its predictions from those of the model that "
+        "entered it (as Learning without Forgetting): the stage moves only as far as its data pull it from a model that "
+        "was already good, where a 100-sentence dev set cannot tell a gain from noise",
+        Range(low=0, low_open=True, unset="for the stage's loss alone"))
     language_alpha: float | None = setting(
         None, "draw each epoch's windows by language, a language with n of them getting a share proportional to n to this "
         "power (XLM-R's language sampling; the epoch keeps about its length): below 1, a language with few windows sees them "
@@ -331,7 +336,9 @@ def specialise_schedule() -> list[StageConfig]:
     farther from the joint student on average); on `language_alpha.py`'s nine languages -0.19
     against -0.30, 4 below against 3. With 1,000 transfer sentences per language
     (wikiann6 and six untuned languages) the logits stage lowered dev F1 in all 12 and was undone,
-    at 2.5e-4 and at 5e-4 for two epochs."""
+    at 2.5e-4 and at 5e-4 for two epochs. No `anchor`: on the 48-language run's dev halves a
+    weight of 4 kept the mean and left 3 languages more than 0.5 below instead of 8, but on the
+    nine languages it lost 1.07 (`specialise-selection/*-anchor.md`)."""
     return [StageConfig("logits", "logits_mse", "transfer", "all", 1, 5e-4),
             StageConfig("gold", "gold", "labeled", "all", 2, 5e-4, patience=1)]
 

@@ -247,6 +247,15 @@ class Distiller:
         before, after = (entity_counts(self.data.dev, self.dev_tags(m)) for m in (entered, self.student))
         return share_better(before, after, seed=self.seed + si)
 
+    def _anchor(self, stage: StageConfig) -> tuple[torch.nn.Module, float] | None:
+        """The model that entered the stage, frozen on the student's device, and the stage's
+        `anchor` weight; None without one."""
+        if stage.anchor is None:
+            return None
+        reference = copy.deepcopy(self.student)
+        reference.load_state_dict(self.entry_state)
+        return reference.to(self.acc.device).eval().requires_grad_(False), stage.anchor
+
     def _freeze_unreached(self, loader: DataLoader, stage: StageConfig) -> None:
         """Freeze trainable parameters the stage's loss never reaches (the classifier under the
         representation loss): they would not change anyway, and DDP fails on parameters that
@@ -281,7 +290,7 @@ class Distiller:
             warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()` before `optimizer.step()`"))
             for _ in range(st.steps):
                 scheduler.step()
-        loss = functools.partial(LOSSES[stage.loss], temperature=stage.temperature)
+        loss = functools.partial(LOSSES[stage.loss], temperature=stage.temperature, anchor=self._anchor(stage))
 
         def select(m: torch.nn.Module) -> tuple[float, dict[str, Any] | None, dict[str, float]]:
             if held is not None:

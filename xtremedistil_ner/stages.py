@@ -46,10 +46,17 @@ class Loss:
         """Whether it trains the classifier, so dev F1 means something after it."""
         return not self.projections
 
-    def __call__(self, model: torch.nn.Module, batch: Batch, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """The student's mean loss on `batch` and the units it averages over."""
+    def __call__(self, model: torch.nn.Module, batch: Batch, temperature: float,
+                 anchor: tuple[torch.nn.Module, float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The student's mean loss on `batch` and the units it averages over; with `anchor` (a
+        frozen reference model and a weight), plus the weighted KL divergence of the student's
+        predictions from the reference's, per token (`anchor_loss`)."""
         out = model(batch["input_ids"], batch["attention_mask"], output_projections=self.projections)
-        return self.fn(out, batch, temperature), self.units(batch)
+        loss = self.fn(out, batch, temperature)
+        if anchor is not None:
+            reference, weight = anchor
+            loss = loss + weight * anchor_loss(out["logits"], reference, batch)
+        return loss, self.units(batch)
 
 
 LOSSES: dict[str, Loss] = {}
@@ -69,6 +76,15 @@ def register(name: str, data: str, **facts: Any) -> Callable[[LossTerm], LossTer
 
 def _mask(batch: Batch) -> torch.Tensor:
     return batch["attention_mask"].bool()
+
+
+def anchor_loss(logits: torch.Tensor, reference: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """KL(reference || student) over the batch's tokens: how far the student's tag
+    distributions have moved from the reference model's (in eval mode, no gradient)."""
+    with torch.no_grad():
+        target = F.softmax(reference(batch["input_ids"], batch["attention_mask"])["logits"].float(), -1)
+    m = _mask(batch)
+    return F.kl_div(F.log_softmax(logits[m].float(), -1), target[m], reduction="batchmean")
 
 
 @register("representation", "transfer", projections=True, select_on_loss=True, reads_hidden=True)
@@ -121,7 +137,7 @@ def guarded(stages: list[StageConfig], si: int, trained: bool) -> bool:
     return reaches[si] and (trained or any(reaches[:si]))
 
 
-GUARD_KEYS = ("keep_confidence", "interpolate")  # the keys that judge a stage against the model that entered it
+GUARD_KEYS = ("keep_confidence", "interpolate", "anchor")  # the keys that need the model that entered a stage
 
 
 def unguarded_keys(stages: list[StageConfig], si: int, trained: bool) -> list[str]:
