@@ -63,6 +63,8 @@ BAD = [
     (["students=[{name: s, embedding_dim: 8, hidden_dim: 8, unseen: oov}]"], "unseen must be one of"),
     (["students=[{name: j, embedding_dim: 8, hidden_dim: 8}, {name: s, mode: per_language, from_student: j, keep_share: 1.5}]"], "keep_share must be in (0, 1]"),
     (["students=[{name: s}, {name: s, embedding_dim: 10}]"], "names must be unique"),
+    (["students=[{name: j, embedding_dim: 8, hidden_dim: 8}, {name: s, mode: per_language, from_student: j, keep_share: 0.001}]"],
+     "student 's': keep_share 0.001 leaves no room for embedding rows: the other layers of 'j' alone are at least"),
     (["students=[{name: s, mode: per_language, from_student: j}, {name: j}]"], "from_student 'j' is not a student listed before it"),
     (["students=[{name: j}, {name: s, from_student: j}]"], "is one tagger per language; set its mode: per_language"),
     (["students=[{name: j, mode: per_language}, {name: s, mode: per_language, from_student: j}]"], "must be a joint student"),

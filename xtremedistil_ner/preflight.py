@@ -361,9 +361,10 @@ def _hub_cached_config(repo_id: str) -> Path | None:
     return Path(found) if isinstance(found, str) else None
 
 
-def _source_problems(spec: StudentConfig, cfg: RunConfig) -> list[str]:
-    """`from_student` must name a joint student of the same type listed before this one, and this
-    one must be distilled per language."""
+def _source_problems(spec: StudentConfig, cfg: RunConfig, teacher: dict[str, Any] | None) -> list[str]:
+    """`from_student` must name a joint student of the same type listed before this one, this
+    one must be distilled per language, and (when the teacher's config is on disk) its
+    `keep_share` must leave room for embedding rows."""
     where = f"student {spec.name!r}"
     names = [s.name for s in cfg.students]
     before = {s.name: s for s in cfg.students[: names.index(spec.name)]} if spec.name in names else {}
@@ -377,7 +378,39 @@ def _source_problems(spec: StudentConfig, cfg: RunConfig) -> list[str]:
         problems.append(f"{where}: a student specialised from {source.name!r} is one tagger per language; set its mode: per_language")
     if spec.type != source.type:
         problems.append(f"{where}: type {spec.type!r} differs from its from_student's {source.type!r}")
+    elif teacher is not None and not key_problems(source) and not key_problems(spec):
+        problems += _keep_share_problems(spec, source, teacher, cfg.teacher.max_length)
     return problems
+
+
+def _keep_share_problems(spec: StudentConfig, source: StudentConfig, teacher: dict[str, Any], max_length: int) -> list[str]:
+    """A `keep_share` too small for a single embedding row even if the joint student had a row
+    for every teacher piece (its real vocabulary, known only after annotation, is smaller, so
+    this refuses only what distillation would refuse): its other layers are counted on the
+    model built at its configured sizes with a 2-piece vocabulary."""
+    from .students.base import config_kwargs
+    from .students.vocabulary import embedding_room
+
+    vocab, hidden, depth = (_int_or_none(teacher, k) for k in ("vocab_size", "hidden_size", "num_hidden_layers"))
+    if None in (vocab, hidden, depth):
+        return []
+    kind = student_type(source.type)
+    try:
+        kind.check_spec(source)
+        layers = kind.teacher_layers(source, depth, depth // 2)
+    except ConfigError:  # reported with the source student itself
+        return []
+    base = {"labels": ["O"], "vocab_size": 2, "teacher_vocab_size": 2, "teacher_hidden_size": hidden,
+            "teacher_layers": layers, "max_length": max_length}
+    model = kind.model_class(kind.config_class(**config_kwargs(base), **kind.sizes(source)))
+    rows = model.get_input_embeddings().weight
+    fixed = model.num_parameters() - rows.numel()
+    most = fixed + (vocab + 2) * rows.shape[1]
+    if embedding_room(spec.keep_share, most, fixed, rows.shape[1]) >= 1:
+        return []
+    return [f"student {spec.name!r}: keep_share {spec.keep_share} leaves no room for embedding rows: the other layers of "
+            f"{source.name!r} alone are at least {fixed / most:.3f} of its parameters (with a row for each of the teacher's {vocab} "
+            "pieces); raise keep_share above that"]
 
 
 def _student_problems(spec: StudentConfig, cfg: RunConfig, teacher: dict[str, Any] | None) -> list[str]:
@@ -396,7 +429,7 @@ def _student_problems(spec: StudentConfig, cfg: RunConfig, teacher: dict[str, An
         return [f"{where}: {exc}".replace(f"{where}: {where}: ", f"{where}: ")]
     problems = []
     if spec.from_student is not None:
-        problems += _source_problems(spec, cfg)
+        problems += _source_problems(spec, cfg, teacher)
     if depth is not None:
         try:
             kind.teacher_layers(spec, depth, depth // 2)

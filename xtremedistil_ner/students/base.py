@@ -82,6 +82,12 @@ class StudentType:
         raise NotImplementedError
 
     @classmethod
+    def sizes(cls, spec: "StudentConfig") -> dict[str, Any]:
+        """The config sizes of the model `spec` asks for (what `from_teacher` builds, and what
+        the up-front check counts its parameters from)."""
+        raise NotImplementedError
+
+    @classmethod
     def probe_sizes(cls, spec: "StudentConfig") -> dict[str, Any]:
         """Config sizes for a model with `spec`'s parameter groups but the smallest widths, on
         which the up-front check tries a stage's `train` list at no cost."""

@@ -35,6 +35,10 @@ class BiLSTMType(StudentType):
         return [default_layer]
 
     @classmethod
+    def sizes(cls, spec: "StudentConfig") -> dict[str, Any]:
+        return {"embedding_dim": spec.embedding_dim, "hidden_dim": spec.hidden_dim, "dropout": spec.dropout}
+
+    @classmethod
     def probe_sizes(cls, spec: "StudentConfig") -> dict[str, Any]:
         return {"embedding_dim": 2, "hidden_dim": 2}
 
@@ -43,7 +47,7 @@ class BiLSTMType(StudentType):
         """Embeddings from a PCA of the teacher's rows for the kept pieces (the paper's SVD), or
         PyTorch's random initialisation with `init: random` (a student that owes the teacher
         nothing but its tokenizer, as the gold-only baseline)."""
-        config = BiLSTMStudentConfig(**config_kwargs(base), embedding_dim=spec.embedding_dim, hidden_dim=spec.hidden_dim, dropout=spec.dropout)
+        config = BiLSTMStudentConfig(**config_kwargs(base), **cls.sizes(spec))
         torch.manual_seed(seed)
         student = BiLSTMForTokenClassification(config)
         student.set_vocabulary(kept_ids, pad_id)

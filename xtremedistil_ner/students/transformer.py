@@ -100,6 +100,11 @@ class TransformerType(StudentType):
         return list(layers)
 
     @classmethod
+    def sizes(cls, spec: "StudentConfig") -> dict[str, Any]:
+        return {"num_layers": spec.num_layers, "hidden_dim": spec.hidden_dim, "num_heads": _heads(spec),
+                "ff_dim": spec.ff_dim or 4 * spec.hidden_dim, "dropout": spec.dropout}
+
+    @classmethod
     def probe_sizes(cls, spec: "StudentConfig") -> dict[str, Any]:
         return {"num_layers": spec.num_layers, "hidden_dim": 2, "num_heads": 1, "ff_dim": 1}
 
@@ -107,12 +112,9 @@ class TransformerType(StudentType):
     def from_teacher(cls, spec: "StudentConfig", teacher: "PreTrainedModel", base: dict[str, Any], kept_ids: np.ndarray, pad_id: int, seed: int) -> TransformerForTokenClassification:
         cls.check_spec(spec)
         cls.check_teacher(spec, teacher.config.to_dict())
-        heads = _heads(spec)
-        ff = spec.ff_dim or 4 * spec.hidden_dim
         copyable = teacher.config.model_type in BERT_LAYOUT and _same_shape(spec, teacher.config.to_dict())
         init = "random" if spec.init == "random" else "teacher" if copyable else "pca"
-        config = TransformerStudentConfig(**config_kwargs(base), num_layers=spec.num_layers, hidden_dim=spec.hidden_dim,
-                                          num_heads=heads, ff_dim=ff, dropout=spec.dropout, init=init)
+        config = TransformerStudentConfig(**config_kwargs(base), **cls.sizes(spec), init=init)
         torch.manual_seed(seed)
         student = TransformerForTokenClassification(config)
         student.set_vocabulary(kept_ids, pad_id)

@@ -120,6 +120,12 @@ class LanguageCounts:
         return prior
 
 
+def embedding_room(share: float, total: int, fixed: int, dim: int) -> int:
+    """How many pieces' rows a tagger of at most `share` of a `total`-parameter source keeps,
+    `fixed` of them outside the embedding rows of width `dim` (pad and unknown have rows too)."""
+    return int((share * total - fixed) // dim) - 2
+
+
 def specialised_vocabulary(source: XtremeDistilPreTrainedModel, lang: str, counts: LanguageCounts, share: float) -> np.ndarray:
     """The teacher ids a tagger for `lang` specialised from `source` keeps, as many as fit in
     `share` of the source's parameters: the pieces of its own text, most frequent first, then
@@ -127,7 +133,7 @@ def specialised_vocabulary(source: XtremeDistilPreTrainedModel, lang: str, count
     likeliest to read. A piece left out reads its nearest kept piece's row."""
     rows = source.get_input_embeddings().weight
     fixed = source.num_parameters() - rows.numel()  # everything but the embedding rows
-    room = int((share * source.num_parameters() - fixed) // rows.shape[1]) - 2  # pad and unknown have rows too
+    room = embedding_room(share, source.num_parameters(), fixed, rows.shape[1])
     if room < 1:
         raise ConfigError(f"keep_share {share} leaves no room for embedding rows: the joint student's other layers alone are "
                           f"{fixed / source.num_parameters():.3f} of its parameters; raise keep_share above that")
