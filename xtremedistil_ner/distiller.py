@@ -242,9 +242,7 @@ class Distiller:
     def _share_better(self, si: int) -> float:
         """How often the student beats the model that entered stage `si` over resamplings of the
         dev sentences (`keep_confidence`)."""
-        entered = copy.deepcopy(self.student)
-        entered.load_state_dict(self.entry_state)
-        before, after = (entity_counts(self.data.dev, self.dev_tags(m)) for m in (entered, self.student))
+        before, after = (entity_counts(self.data.dev, self.dev_tags(m)) for m in (self._entered(), self.student))
         return share_better(before, after, seed=self.seed + si)
 
     def _anchor(self, stage: StageConfig) -> tuple[torch.nn.Module, float] | None:
@@ -252,9 +250,13 @@ class Distiller:
         `anchor` weight; None without one."""
         if stage.anchor is None:
             return None
-        reference = copy.deepcopy(self.student)
-        reference.load_state_dict(self.entry_state)
-        return reference.to(self.acc.device).eval().requires_grad_(False), stage.anchor
+        return self._entered().to(self.acc.device).eval().requires_grad_(False), stage.anchor
+
+    def _entered(self) -> XtremeDistilPreTrainedModel:
+        """A copy of the model that entered the current guarded stage."""
+        entered = copy.deepcopy(self.student)
+        entered.load_state_dict(self.entry_state)
+        return entered
 
     def _freeze_unreached(self, loader: DataLoader, stage: StageConfig) -> None:
         """Freeze trainable parameters the stage's loss never reaches (the classifier under the

@@ -388,7 +388,6 @@ def _keep_share_problems(spec: StudentConfig, source: StudentConfig, teacher: di
     for every teacher piece (its real vocabulary, known only after annotation, is smaller, so
     this refuses only what distillation would refuse): its other layers are counted on the
     model built at its configured sizes with a 2-piece vocabulary."""
-    from .students.base import config_kwargs
     from .students.vocabulary import embedding_room
 
     vocab, hidden, depth = (_int_or_none(teacher, k) for k in ("vocab_size", "hidden_size", "num_hidden_layers"))
@@ -400,9 +399,8 @@ def _keep_share_problems(spec: StudentConfig, source: StudentConfig, teacher: di
         layers = kind.teacher_layers(source, depth, depth // 2)
     except ConfigError:  # reported with the source student itself
         return []
-    base = {"labels": ["O"], "vocab_size": 2, "teacher_vocab_size": 2, "teacher_hidden_size": hidden,
-            "teacher_layers": layers, "max_length": max_length}
-    model = kind.model_class(kind.config_class(**config_kwargs(base), **kind.sizes(source)))
+    with torch.device("meta"):  # shapes only: a large source costs no memory or time here
+        model = _model(kind, kind.sizes(source), layers, hidden, max_length)
     rows = model.get_input_embeddings().weight
     fixed = model.num_parameters() - rows.numel()
     most = fixed + (vocab + 2) * rows.shape[1]
@@ -466,12 +464,18 @@ def _probe(kind, spec: StudentConfig, depth: int | None):
     """A tiny model with `spec`'s parameter groups (its layer count, but widths of 2 and a 2-piece
     vocabulary, so a huge configured size costs nothing here): what a stage's `train` list is
     checked against."""
+    layers = kind.teacher_layers(spec, depth or 12, (depth or 12) // 2)
+    return _model(kind, kind.probe_sizes(spec), layers, 2, MIN_WINDOW)
+
+
+def _model(kind, sizes: dict[str, Any], layers: list[int], teacher_hidden_size: int, max_length: int):
+    """A `kind` student of these config sizes with a 2-piece vocabulary and one label: what the
+    up-front checks build instead of the real one, whose vocabulary needs the transfer cache."""
     from .students.base import config_kwargs
 
-    layers = kind.teacher_layers(spec, depth or 12, (depth or 12) // 2)
-    base = {"labels": ["O"], "vocab_size": 2, "teacher_vocab_size": 2, "teacher_hidden_size": 2,
-            "teacher_layers": layers, "max_length": MIN_WINDOW}
-    return kind.model_class(kind.config_class(**config_kwargs(base), **kind.probe_sizes(spec)))
+    base = {"labels": ["O"], "vocab_size": 2, "teacher_vocab_size": 2, "teacher_hidden_size": teacher_hidden_size,
+            "teacher_layers": layers, "max_length": max_length}
+    return kind.model_class(kind.config_class(**config_kwargs(base), **sizes))
 
 
 def _caught(check: Callable[[], None], prefix: str) -> list[str]:
